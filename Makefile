@@ -1,0 +1,45 @@
+# docalign: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXP ?= demo
+ARGS ?=
+EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/_%,$(wildcard experiments/*.yaml)))))
+
+.PHONY: help install train print-config test tb compare clean check-exp
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  experiments: $(EXPERIMENTS)"
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[ocr,hub,plot,test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install docalign with all extras (first use only)
+
+check-exp:
+	@if [ ! -f experiments/$(EXP).yaml ] || [[ "$(EXP)" == _* ]]; then \
+	  echo "make: unknown experiment EXP=$(EXP). Experiments are the files in experiments/ (without .yaml):"; \
+	  echo "  $(EXPERIMENTS)"; \
+	  echo "Run e.g. 'make train EXP=demo'."; exit 2; fi
+
+train: check-exp $(STAMP) ## Train and test EXP (default demo): make train EXP=demo ARGS="--trainer.max_epochs 1"
+	$(BIN)/docalign fit --config experiments/_base.yaml --config experiments/$(EXP).yaml $(ARGS)
+
+print-config: check-exp $(STAMP) ## Print the resolved config of EXP (with ARGS)
+	@$(BIN)/docalign fit --config experiments/_base.yaml --config experiments/$(EXP).yaml $(ARGS) --print_config
+
+test: $(STAMP) ## Run the test suite (offline)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q $(ARGS)
+
+tb: $(STAMP) ## TensorBoard on logs/ (compare runs side by side)
+	$(BIN)/tensorboard --logdir logs
+
+clean: ## Remove logs/ and caches (keeps .venv)
+	rm -rf logs .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

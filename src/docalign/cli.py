@@ -1,0 +1,135 @@
+"""The ``docalign`` command: LightningCLI (``fit``, ``validate``, ``test``, ``predict``).
+
+Experiments are YAML files of deltas composed on ``experiments/_base.yaml``:
+``docalign fit --config experiments/_base.yaml --config experiments/demo.yaml --model.lr 3e-4``.
+Values the data decides (label names, vocabulary size) are linked into the model; the image size is
+linked from the model's backbone into the data. The experiment name (the logger's name) is the stem
+of the last ``--config`` file that does not start with ``_``, unless ``--experiment`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+from .data.datamodule import DocumentDataModule
+from .data.repairs import DataError
+from .models.pretrained import CheckpointError, check_available
+
+# Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
+CHECKPOINT_KEYS = ("tokenizer", "text_init", "pretrained")
+from .systems.base import DocumentSystem
+
+
+def _checkpoint_names(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """(config key, value) of every checkpoint-naming string in a config namespace."""
+    found = []
+    items = vars(node).items() if hasattr(node, "__dict__") else (node.items() if isinstance(node, dict) else [])
+    for key, value in items:
+        here = f"{path}.{key}" if path else key
+        if key in CHECKPOINT_KEYS and isinstance(value, str):
+            found.append((here, value))
+        elif hasattr(value, "__dict__") or isinstance(value, dict):
+            found.extend(_checkpoint_names(value, here))
+    return found
+
+
+def experiment_name(config: Any) -> str:
+    """The stem of the last ``--config`` file not starting with ``_`` (``default`` if none)."""
+    paths = [Path(str(p)) for p in (config.get("config") or [])]
+    stems = [p.stem for p in paths if not p.stem.startswith("_")]
+    return stems[-1] if stems else "default"
+
+
+class DocAlignCLI(LightningCLI):
+    """LightningCLI with docalign's links, experiment naming, test-after-fit and ``metrics.json``."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--experiment", type=Optional[str], default=None,
+                            help="Run name under logs/ (default: the last experiment YAML's stem).")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="After fit, test the best checkpoint and write metrics.json.")
+        parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.link_arguments("model.init_args.backbone.image_size", "data.init_args.image_size")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if not config.get("experiment"):
+            config.experiment = experiment_name(config)
+        loggers = config.trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if logger and "TensorBoardLogger" in str(logger.get("class_path", "")):
+                logger.init_args.name = config.experiment
+        for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(config.get("data"), "data"):
+            check_available(name, what=f"checkpoint named by {key}")
+        self._started = time.time()
+
+    def after_fit(self) -> None:
+        config = self.config["fit"]
+        trainer = self.trainer
+        results: dict[str, Any] = {
+            "experiment": config.experiment,
+            "log_dir": trainer.log_dir,
+            "fit_seconds": round(time.time() - self._started, 1),
+            "global_steps": trainer.global_step,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            "seed": config.get("seed_everything"),
+        }
+        callback = trainer.checkpoint_callback
+        if callback is not None and callback.best_model_path:
+            results["best_checkpoint"] = callback.best_model_path
+            results["best_val"] = {callback.monitor: float(callback.best_model_score)}
+        if config.test_after_fit:
+            ckpt = "best" if callback is not None and callback.best_model_path else None
+            tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+            results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+        if trainer.is_global_zero and trainer.log_dir:
+            path = Path(trainer.log_dir) / "metrics.json"
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            summary = ", ".join(f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith("f1"))
+            print(f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
+                  f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}")
+
+
+def cli_main(args: Optional[list[str]] = None) -> DocAlignCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (tests read its trainer and model)."""
+    torch.set_float32_matmul_precision("high")
+    try:
+        return DocAlignCLI(
+            DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args,
+        )
+    except Exception as err:  # noqa: BLE001 - our own errors are reported without a traceback
+        ours = _own_error(err)
+        if ours is None:
+            raise
+        print(f"docalign: error: {ours}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _own_error(err: BaseException | None) -> BaseException | None:
+    """The CheckpointError or DataError behind ``err`` (libraries may wrap it), or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, (CheckpointError, DataError)):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def main() -> None:
+    """Entry point of the ``docalign`` console script."""
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Documents -> model inputs: sub-word tokens, first-sub-token labels, 0-1000 boxes, image tensors.
+
+Long documents are cut into overlapping windows of ``max_length`` tokens instead of being truncated.
+Every word is *scored* by exactly one window (the one in which its first sub-token lies furthest from
+the window's edges), so predictions merge back to one label per word and no word is lost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from .document import Document
+from .repairs import RepairLog
+
+IGNORE_INDEX = -100
+PAGE_SCALE = 1000  # boxes are integers on a 0-1000 grid, as in the LayoutLM family
+
+
+@dataclass
+class EncodedWindow:
+    """One model input. Shapes are per window: L tokens (no padding yet)."""
+
+    input_ids: list[int]            # (L,)
+    bbox: list[list[int]]           # (L, 4), 0-1000
+    labels: list[int]               # (L,), label id on a word's first sub-token, -100 elsewhere
+    word_ids: list[int]             # (L,), index of the word in the document, -1 for special tokens
+    scored: list[bool]              # (L,), True on the one token whose prediction counts for its word
+    doc_index: int                  # index of the document in its split
+    image: torch.Tensor | None      # (3, S, S) uint8, shared by the windows of one document
+
+
+def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
+    """Pixel boxes -> integer boxes on the 0-1000 grid, repairing inverted and out-of-page boxes."""
+    width, height = doc.size
+    where = doc.source or doc.doc_id
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{where}: field 'image' has an empty size {doc.size}")
+    out = []
+    for i, box in enumerate(doc.boxes):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise ValueError(f"{where}: field 'boxes[{i}]' is not finite: {box!r}")
+        if x1 < x0 or y1 < y0:
+            repairs.report(where, f"boxes[{i}]", f"inverted box {box!r}", "swap its corners")
+            x0, x1 = min(x0, x1), max(x0, x1)
+            y0, y1 = min(y0, y1), max(y0, y1)
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            repairs.report(where, f"boxes[{i}]", f"box {box!r} outside the {width}x{height} page",
+                           "clip it to the page")
+            x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+            y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+        out.append([
+            int(PAGE_SCALE * x0 / width), int(PAGE_SCALE * y0 / height),
+            int(PAGE_SCALE * x1 / width), int(PAGE_SCALE * y1 / height),
+        ])
+    return out
+
+
+def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """Any PIL image -> (3, size, size) uint8 RGB tensor (bilinear resize, aspect not kept)."""
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+
+
+def window_starts(n_tokens: int, content: int, stride: int) -> list[int]:
+    """Start offsets of windows of ``content`` tokens overlapping by ``stride`` that cover ``n_tokens``."""
+    if not 0 <= stride < content:
+        raise ValueError(f"stride must be in [0, {content}) for windows of {content} tokens, got {stride}")
+    starts = [0]
+    while starts[-1] + content < n_tokens:
+        starts.append(starts[-1] + content - stride)
+    return starts
+
+
+class DocumentEncoder:
+    """Encodes ``Document`` records for a layout-aware model.
+
+    Args:
+        tokenizer: a Hugging Face *fast* tokenizer (WordPiece or BPE); BPE tokenizers must have been
+            loaded with ``add_prefix_space=True``.
+        label_names: the tag set; ``word_labels`` are mapped to their index.
+        max_length: tokens per window, special tokens included.
+        stride: tokens shared by consecutive windows of a long document.
+        image_size: side of the square image tensor (None: no image).
+        repairs: where problems are counted (or raised, if strict).
+    """
+
+    def __init__(self, tokenizer: Any, label_names: Sequence[str], max_length: int = 512, stride: int = 128,
+                 image_size: int | None = 224, repairs: RepairLog | None = None) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError("DocumentEncoder needs a fast tokenizer (it maps sub-tokens back to words)")
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.label2id = {name: i for i, name in enumerate(self.label_names)}
+        self.max_length = max_length
+        self.stride = stride
+        self.image_size = image_size
+        self.repairs = repairs if repairs is not None else RepairLog()
+        self._unk = tokenizer.unk_token or tokenizer.pad_token
+
+    def _label_ids(self, doc: Document) -> list[int] | None:
+        if doc.word_labels is None:
+            return None
+        where = doc.source or doc.doc_id
+        ids = []
+        for i, label in enumerate(doc.word_labels):
+            if label not in self.label2id:
+                self.repairs.report(where, f"word_labels[{i}]", f"unknown label {label!r}", "label the word 'O'")
+                label = "O"
+            ids.append(self.label2id[label])
+        return ids
+
+    def _tokenize(self, doc: Document) -> tuple[list[int], list[int]]:
+        """Sub-token ids and, per sub-token, its word index. Words with no sub-token become UNK."""
+        if not doc.words:
+            return [], []
+        words = list(doc.words)
+        enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        word_ids = enc.word_ids()
+        present = set(word_ids)
+        missing = [i for i in range(len(words)) if i not in present]
+        if missing:
+            where = doc.source or doc.doc_id
+            for i in missing:
+                self.repairs.report(where, f"words[{i}]", f"word {words[i]!r} has no sub-token",
+                                    f"encode it as {self._unk}")
+                words[i] = self._unk
+            enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+            word_ids = enc.word_ids()
+        return list(enc["input_ids"]), list(word_ids)
+
+    def encode(self, doc: Document, doc_index: int) -> list[EncodedWindow]:
+        """All windows of one document (at least one, even for a page with no words)."""
+        if not doc.words:
+            self.repairs.report(doc.source or doc.doc_id, "words", "page with no words",
+                                "keep it as an image-only sample")
+        boxes = normalise_boxes(doc, self.repairs)
+        labels = self._label_ids(doc)
+        token_ids, token_words = self._tokenize(doc)
+        image = image_to_tensor(doc.image, self.image_size) if self.image_size else None
+
+        content = self.max_length - 2
+        starts = window_starts(len(token_ids), content, self.stride)
+        # The scoring token of a word: its first sub-token, owned by the window where it is most central.
+        first_token = {}
+        for t, w in enumerate(token_words):
+            first_token.setdefault(w, t)
+        owner = {}
+        for w, t in first_token.items():
+            candidates = [s for s in starts if s <= t < s + content]
+            owner[t] = max(candidates, key=lambda s: (min(t - s, s + content - 1 - t), -s))
+
+        tok = self.tokenizer
+        windows = []
+        for s in starts:
+            span = range(s, min(s + content, len(token_ids)))
+            ids = [tok.cls_token_id] + [token_ids[t] for t in span] + [tok.sep_token_id]
+            bbox = [[0, 0, 0, 0]] + [boxes[token_words[t]] for t in span] + [[PAGE_SCALE] * 4]
+            word_ids = [-1] + [token_words[t] for t in span] + [-1]
+            scored = [False] + [owner.get(t) == s for t in span] + [False]
+            if labels is None:
+                lab = [IGNORE_INDEX] * len(ids)
+            else:
+                # Train on every window's first sub-tokens; only the owner's prediction is scored.
+                lab = [IGNORE_INDEX] + [labels[token_words[t]] if first_token[token_words[t]] == t
+                                        else IGNORE_INDEX for t in span] + [IGNORE_INDEX]
+            windows.append(EncodedWindow(ids, bbox, lab, word_ids, scored, doc_index, image))
+        return windows
+
+
+def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
+                    image_mean: float = 0.5, image_std: float = 0.5) -> dict[str, torch.Tensor]:
+    """Pad a list of windows to the longest one.
+
+    Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
+    ``word_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool, ``doc_index (B,)``
+    and ``pixel_values (B, 3, S, S)`` float, normalised with ``image_mean``/``image_std``.
+    """
+    length = max(len(w.input_ids) for w in windows)
+    batch = len(windows)
+    out = {
+        "input_ids": torch.full((batch, length), pad_token_id, dtype=torch.long),
+        "attention_mask": torch.zeros((batch, length), dtype=torch.long),
+        "bbox": torch.zeros((batch, length, 4), dtype=torch.long),
+        "labels": torch.full((batch, length), IGNORE_INDEX, dtype=torch.long),
+        "word_ids": torch.full((batch, length), -1, dtype=torch.long),
+        "scored": torch.zeros((batch, length), dtype=torch.bool),
+        "doc_index": torch.tensor([w.doc_index for w in windows], dtype=torch.long),
+    }
+    for i, w in enumerate(windows):
+        n = len(w.input_ids)
+        out["input_ids"][i, :n] = torch.tensor(w.input_ids)
+        out["attention_mask"][i, :n] = 1
+        out["bbox"][i, :n] = torch.tensor(w.bbox)
+        out["labels"][i, :n] = torch.tensor(w.labels)
+        out["word_ids"][i, :n] = torch.tensor(w.word_ids)
+        out["scored"][i, :n] = torch.tensor(w.scored)
+    if windows[0].image is not None:
+        pixels = torch.stack([w.image for w in windows]).float().div_(255.0)
+        out["pixel_values"] = (pixels - image_mean) / image_std
+    return out

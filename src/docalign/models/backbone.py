@@ -1,0 +1,56 @@
+"""The backbone interface every fusion model implements, and its configuration.
+
+A backbone maps (tokens, boxes, image) to a dict of states:
+``text (B, L, H)``, ``visual (B, V, H)`` or None, ``pooled (B, H)``. It never computes a loss. Task
+heads, alignment encoders and losses live elsewhere and read these states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class BackboneConfig:
+    """How to build a backbone.
+
+    Args:
+        arch: the architecture (``layoutlmv3``).
+        pretrained: a complete checkpoint of that architecture (hub id or folder), e.g.
+            ``microsoft/layoutlmv3-base``; when set, sizes come from it and ``text_init`` is ignored.
+        text_init: a BERT- or RoBERTa-family checkpoint whose weights warm-start the text stream
+            (``minilm`` = the offline packaged MiniLM); its sizes override the ones below.
+        hidden_size, num_layers, num_heads, intermediate_size: transformer sizes (random init).
+        image_size: side of the square input image in pixels; patch_size: side of one patch.
+        visual: feed image patches as visual tokens.
+        spatial_bias: learnable 1-D and 2-D relative position biases in self-attention (trainable,
+            unlike Hugging Face's implementation, which looks them up under ``no_grad``).
+        dropout: hidden and attention dropout.
+        max_2d_position: size of the coordinate embedding tables (boxes are in 0-1000).
+    """
+
+    arch: str = "layoutlmv3"
+    pretrained: Optional[str] = None
+    text_init: Optional[str] = "minilm"
+    hidden_size: int = 384
+    num_layers: int = 6
+    num_heads: int = 12
+    intermediate_size: int = 1536
+    image_size: int = 224
+    patch_size: int = 16
+    visual: bool = True
+    spatial_bias: bool = True
+    dropout: float = 0.1
+    max_2d_position: int = 1024
+
+
+def build_backbone(config: BackboneConfig, vocab_size: int) -> torch.nn.Module:
+    """The backbone named by ``config.arch`` for a tokenizer of ``vocab_size`` tokens."""
+    if config.arch == "layoutlmv3":
+        from .layoutlmv3 import LayoutLMv3Backbone
+
+        return LayoutLMv3Backbone(config, vocab_size)
+    raise ValueError(f"Unknown backbone arch {config.arch!r}; known: layoutlmv3")

@@ -1,0 +1,3 @@
+from .token_classification import TokenClassification
+
+__all__ = ["TokenClassification"]

@@ -1,0 +1,79 @@
+"""What every docalign LightningModule shares: the backbone, parameter groups, optimiser, schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from transformers import get_scheduler
+
+from ..models.backbone import BackboneConfig, build_backbone
+
+OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
+
+
+def adamw(params: Iterable[Any]) -> torch.optim.Optimizer:
+    """The default optimiser: AdamW; learning rates and weight decay come from the parameter groups."""
+    return torch.optim.AdamW(params, betas=(0.9, 0.999), eps=1e-8)
+
+
+class DocumentSystem(L.LightningModule):
+    """Backbone + task head; subclasses add the head, the steps and the metrics.
+
+    Args:
+        backbone: how to build the fusion backbone (``BackboneConfig``).
+        vocab_size: the tokenizer's size, linked from ``data.vocab_size``.
+        lr: learning rate of warm-started (pre-trained) parameters.
+        new_lr: learning rate of newly initialised parameters (heads, layout and patch embeddings,
+            attention bias tables); default ``lr``.
+        weight_decay: decoupled weight decay, not applied to biases and normalisation weights.
+        schedule: a ``transformers.get_scheduler`` name (``cosine``, ``linear``, ``constant_with_warmup``...).
+        warmup_ratio: fraction of the optimisation steps spent warming up linearly.
+        optimizer: a callable taking parameter groups (LightningCLI: ``class_path: torch.optim.AdamW``
+            with ``init_args``); group learning rates and weight decay override its defaults.
+    """
+
+    def __init__(self, backbone: BackboneConfig, vocab_size: int, lr: float, new_lr: Optional[float],
+                 weight_decay: float, schedule: str, warmup_ratio: float,
+                 optimizer: Optional[OptimizerFactory]) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone, vocab_size)
+        report = self.backbone.load_report
+        self.warm_started = {f"backbone.hf.{n}" for n in report.loaded} if report else set()
+        self.optimizer_factory = optimizer or adamw
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        hp = self.hparams
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
+            groups.setdefault((name in self.warm_started, no_decay), []).append(param)
+        return [
+            {"params": params, "lr": hp.lr if warm else (hp.new_lr or hp.lr),
+             "weight_decay": 0.0 if no_decay else hp.weight_decay}
+            for (warm, no_decay), params in sorted(groups.items())
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(self.param_groups())
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(self.hparams.schedule, optimizer, num_warmup_steps=int(self.hparams.warmup_ratio * total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- TensorBoard HParams tab -------------------------------------------------------------------
+    hp_metrics: tuple[str, ...] = ()
+
+    def on_fit_start(self) -> None:
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        self.print(f"parameters: {sum(p.numel() for p in self.parameters()):,} ({n_train:,} trainable)")
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                params = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+                          for k, v in self.hparams.items() if k != "optimizer"}
+                logger.log_hyperparams(params, {name: float("nan") for name in self.hp_metrics})

@@ -1,0 +1,90 @@
+"""Token classification (entity labelling: FUNSD, CORD, SROIE) with entity-level F1 per document."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.encoding import IGNORE_INDEX
+from ..metrics.entity_f1 import EntityF1
+from ..models.backbone import BackboneConfig
+from .base import DocumentSystem, OptimizerFactory
+
+
+class TokenClassification(DocumentSystem):
+    """A linear tag classifier on the backbone's text states.
+
+    Args:
+        label_names: the tag set, linked from ``data.label_names``.
+        classifier_dropout: dropout before the classifier.
+        See ``DocumentSystem`` for the rest.
+    """
+
+    hp_metrics = ("hp/val_f1", "hp/test_f1")
+
+    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
+                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
+                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
+                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None) -> None:
+        super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer)
+        if not label_names:
+            raise ValueError("model.label_names is empty: it is linked from the DataModule's label_names")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.label_names = list(label_names)
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(self.backbone.hidden_size, len(self.label_names))
+        self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names) for stage in ("val", "test")})
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``logits (B, L, num_labels)`` plus the backbone's states."""
+        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        out["logits"] = self.classifier(self.dropout(out["text"]))
+        return out
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch)["logits"], batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch)["logits"]
+        self.log(f"{stage}/loss", self._loss(logits, batch["labels"]), sync_dist=True,
+                 batch_size=batch["input_ids"].shape[0])
+        scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
+        doc = batch["doc_index"].unsqueeze(1).expand_as(scored)
+        self.metrics[stage].update(doc[scored], batch["word_ids"][scored], logits.argmax(-1)[scored],
+                                   batch["labels"][scored])
+
+    def _log_metrics(self, stage: str) -> None:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "f1")
+        self.log(f"hp/{stage}_f1", values["f1"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        """Per scored word: ``{"doc_index", "word_index", "label"}``."""
+        pred = self(batch)["logits"].argmax(-1)
+        rows = []
+        for b, t in batch["scored"].nonzero().tolist():
+            rows.append({"doc_index": int(batch["doc_index"][b]), "word_index": int(batch["word_ids"][b, t]),
+                         "label": self.label_names[int(pred[b, t])]})
+        return rows

@@ -1,0 +1,80 @@
+"""The real CLI entry point on every experiment, tiny; overrides, errors, artefacts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, cli_args, experiment_names
+from docalign.cli import cli_main
+
+
+@pytest.mark.parametrize("experiment", experiment_names())
+def test_every_experiment_runs_one_step(experiment, tmp_path):
+    cli = cli_main(["fit", *cli_args(experiment, tmp_path)])
+    assert cli.trainer.global_step >= 1
+    log_dir = tmp_path / "logs" / experiment / "version_0"
+    metrics = json.loads((log_dir / "metrics.json").read_text())
+    assert metrics["experiment"] == experiment and "test" in metrics
+    assert (log_dir / "config.yaml").exists() and (log_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_overrides_land_in_the_saved_config_and_versions_increase(tmp_path):
+    for _ in range(2):
+        cli_main(["fit", *cli_args("demo", tmp_path, "--trainer.max_epochs", "1", "--model.lr", "3e-4")])
+    saved = yaml.safe_load((tmp_path / "logs" / "demo" / "version_1" / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["lr"] == 3e-4
+    assert saved["trainer"]["max_epochs"] == 1
+    assert saved["experiment"] == "demo"
+    hparams = yaml.safe_load((tmp_path / "logs" / "demo" / "version_1" / "hparams.yaml").read_text())
+    assert hparams["lr"] == 3e-4 and len(hparams["label_names"]) == 61  # linked from the data
+
+
+def test_links_from_data_and_to_data(tmp_path):
+    cli = cli_main(["fit", *cli_args("demo", tmp_path, "--model.backbone.image_size", "48",
+                                     "--trainer.limit_train_batches", "1")])
+    assert cli.datamodule.hparams.image_size == 48
+    assert cli.model.label_names == cli.datamodule.label_names
+    assert cli.model.hparams.vocab_size == len(cli.datamodule.tokenizer) == 30522
+
+
+def run_cli(*args, env_extra=None):
+    import os
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "docalign.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_print_config_shows_the_resolved_config():
+    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
+                  "--model.lr", "0.00042", "--print_config")
+    assert out.returncode == 0, out.stderr
+    config = yaml.safe_load(out.stdout)
+    assert config["model"]["init_args"]["lr"] == 0.00042
+    assert config["model"]["init_args"]["backbone"]["text_init"] == "minilm"
+
+
+def test_malformed_override_is_one_clear_error_not_a_traceback():
+    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
+                  "--model.lr", "fast", "--print_config")
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr and "lr" in out.stderr
+
+
+def test_missing_offline_checkpoint_is_one_clear_error(tmp_path):
+    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
+                  "--data.tokenizer", str(tmp_path / "no-such-model"),
+                  "--model.backbone.text_init", str(tmp_path / "no-such-model"))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "no-such-model" in out.stderr and "_offline.yaml" in out.stderr
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    out = subprocess.run(["make", "--no-print-directory", "train", "EXP=nope"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0
+    assert "unknown experiment EXP=nope" in out.stdout and "demo" in out.stdout
