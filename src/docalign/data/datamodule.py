@@ -7,7 +7,8 @@ changing the number of GPUs or nodes does not change the optimisation.
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional
+from itertools import islice
+from typing import Iterable, Optional
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -17,7 +18,7 @@ from .document import Document
 from .encoding import DocumentEncoder, EncodedWindow, collate_windows
 from .repairs import RepairLog
 from .synthetic import LABEL_NAMES as RECEIPT_LABELS
-from .synthetic import generate_receipts
+from .synthetic import render_receipt
 
 SPLITS = ("train", "val", "test")
 
@@ -35,11 +36,12 @@ class DocumentDataModule(L.LightningDataModule):
         eval_batch_size: global batch size for validation and test (default: ``batch_size``).
         num_workers, pin_memory: DataLoader settings.
         strict: raise on the first bad sample instead of repairing it (see ``RepairLog``).
+        max_docs: use only the first ``max_docs`` documents of each split (quick runs and tests).
     """
 
     def __init__(self, tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
-                 pin_memory: bool = False, strict: bool = False) -> None:
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer)
@@ -57,8 +59,8 @@ class DocumentDataModule(L.LightningDataModule):
         return len(self.tokenizer)
 
     # --- subclasses -------------------------------------------------------------------------------
-    def load_split(self, split: str) -> list[Document]:
-        """The documents of ``split`` (one of ``train``, ``val``, ``test``)."""
+    def load_split(self, split: str) -> Iterable[Document]:
+        """The documents of ``split`` (one of ``train``, ``val``, ``test``), in a fixed order."""
         raise NotImplementedError
 
     # --- shared machinery -------------------------------------------------------------------------
@@ -70,7 +72,7 @@ class DocumentDataModule(L.LightningDataModule):
     def encode_split(self, split: str) -> list[EncodedWindow]:
         encoder = self.encoder()
         windows = []
-        for i, doc in enumerate(self.load_split(split)):
+        for i, doc in enumerate(islice(self.load_split(split), self.hparams.max_docs)):
             windows.extend(encoder.encode(doc, i))
         self.repairs.warn(f"{type(self).__name__} {split}")
         return windows
@@ -121,16 +123,17 @@ class SyntheticReceipts(DocumentDataModule):
     def __init__(self, num_train: int = 400, num_val: int = 50, num_test: int = 100, seed: int = 0,
                  tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
-                 pin_memory: bool = False, strict: bool = False) -> None:
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
         super().__init__(tokenizer=tokenizer, max_length=max_length, stride=stride, image_size=image_size,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         pin_memory=pin_memory, strict=strict)
+                         pin_memory=pin_memory, strict=strict, max_docs=max_docs)
 
     @property
     def label_names(self) -> list[str]:
         return list(RECEIPT_LABELS)
 
-    def load_split(self, split: str) -> list[Document]:
+    def load_split(self, split: str) -> Iterable[Document]:
         hp = self.hparams
         count = {"train": hp.num_train, "val": hp.num_val, "test": hp.num_test}[split]
-        return generate_receipts(hp.seed + SPLITS.index(split), count)
+        seed = hp.seed + SPLITS.index(split)
+        return (render_receipt(seed, i) for i in range(count))
