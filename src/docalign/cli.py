@@ -74,9 +74,10 @@ class DocAlignCLI(LightningCLI):
     def after_fit(self) -> None:
         config = self.config["fit"]
         trainer = self.trainer
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         results: dict[str, Any] = {
             "experiment": config.experiment,
-            "log_dir": trainer.log_dir,
+            "log_dir": log_dir,
             "fit_seconds": round(time.time() - self._started, 1),
             "global_steps": trainer.global_step,
             "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -91,8 +92,8 @@ class DocAlignCLI(LightningCLI):
             ckpt = "best" if callback is not None and callback.best_model_path else None
             tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
             results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
-        if trainer.is_global_zero and trainer.log_dir:
-            path = Path(trainer.log_dir) / "metrics.json"
+        if trainer.is_global_zero and log_dir:
+            path = Path(log_dir) / "metrics.json"
             path.write_text(json.dumps(results, indent=2) + "\n")
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith("f1"))
             print(f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
@@ -128,6 +129,10 @@ def _own_error(err: BaseException | None) -> BaseException | None:
 
 def main() -> None:
     """Entry point of the ``docalign`` console script."""
+    if sys.argv[1:2] == ["ocr"]:  # a plain argparse command, not a LightningCLI subcommand
+        from .ocr.command import main as ocr_main
+
+        raise SystemExit(ocr_main(sys.argv[2:]))
     cli_main()
 
 

@@ -36,7 +36,8 @@ class EntityF1(Metric):
 
     def sequences(self) -> tuple[list[list[str]], list[list[str]]]:
         """Per document, in word order: (gold tag sequences, predicted tag sequences)."""
-        if not self.doc:
+        # Lists of per-batch tensors on one process; one gathered tensor after a distributed sync.
+        if isinstance(self.doc, list) and not self.doc:
             return [], []
         doc, word, pred, gold = (dim_zero_cat(x).cpu() for x in (self.doc, self.word, self.pred, self.gold))
         keys = doc * (int(word.max()) + 1) + word
