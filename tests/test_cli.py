@@ -78,3 +78,16 @@ def test_unknown_experiment_lists_the_known_ones():
                          text=True, timeout=60)
     assert out.returncode != 0
     assert "unknown experiment EXP=nope" in out.stdout and "demo" in out.stdout
+
+
+def test_optimizer_and_learning_rates_are_injected_from_config(tmp_path):
+    cli = cli_main(["fit", *cli_args("demo", tmp_path, "--model.optimizer", "torch.optim.SGD",
+                                     "--model.optimizer.momentum", "0.9", "--model.lr", "0.01",
+                                     "--model.new_lr", "0.1")])
+    optimizer = cli.trainer.optimizers[0]
+    assert type(optimizer).__name__ == "SGD" and optimizer.defaults["momentum"] == 0.9
+    # tiny.yaml has no warm start, so every parameter is new and gets new_lr
+    assert {group["initial_lr"] for group in optimizer.param_groups} == {0.1}
+    assert {group["weight_decay"] for group in optimizer.param_groups} == {0.0, 0.01}
+    scheduler = cli.trainer.lr_scheduler_configs[0]
+    assert scheduler.interval == "step" and type(scheduler.scheduler).__name__ == "LambdaLR"
