@@ -1,0 +1,313 @@
+"""DataModules of the entity-labelling benchmarks read from their release folders: FUNSD, CORD, SROIE.
+
+Each one reads with its ``docalign.data.readers`` reader, shares one ``RepairLog`` between reader and
+encoder (``strict`` applies to both), and caches encoded splits on disk (``docalign.data.cache``) under
+``cache_dir`` (default ``data/cache``, relative to the working directory, i.e. the repository's git-ignored
+``data/`` when run through ``make``; ``null`` disables the cache). ``cache_events`` records what happened
+per split: ``hit``, ``miss``, ``corrupt`` (recomputed) or ``off``.
+
+Release folders are never hard-coded: ``root`` is a constructor argument, or else the environment variable
+``DOCALIGN_FUNSD`` / ``DOCALIGN_CORD`` / ``DOCALIGN_SROIE``. Without either, FUNSD and SROIE stop with a
+clear error; CORD falls back to the hub copy ``naver-clova-ix/cord-v2`` (failing fast when offline).
+
+Validation splits: CORD has its own (``dev``, 100 receipts). FUNSD and SROIE only have train and test, so a
+deterministic validation split of ``val_size`` documents is carved from train: the train files ranked by
+the SHA-256 of their file stem, first ``val_size`` taken (independent of listing order and of the rest
+of the data). ``val_size: 0`` uses the test split as validation instead (then model selection sees the
+test set; the run says so in its log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Optional
+
+from . import document, encoding, images
+from .cache import WindowCache, cache_key, code_fingerprint, file_signature, tokenizer_fingerprint
+from .datamodule import DocumentDataModule
+from .document import Document
+from .encoding import EncodedWindow
+from .images import DEFAULT_MAX_PIXELS
+from .readers import base as reader_base
+from .readers import cord as cord_reader
+from .readers import funsd as funsd_reader
+from .readers import sroie as sroie_reader
+from .readers.base import Reader
+from .repairs import DataError
+
+log = logging.getLogger("docalign.data")
+
+DEFAULT_CACHE_DIR = "data/cache"
+
+
+def carve_validation(keys: list[Any], val_size: int, name: Any = lambda k: Path(k).stem) -> tuple[list[Any], list[Any]]:
+    """Split ``keys`` into (train, val): the ``val_size`` keys whose ``name`` has the smallest SHA-256 go to val.
+
+    Both parts keep the order of ``keys``.
+    """
+    if not 0 <= val_size < len(keys):
+        raise ValueError(f"val_size={val_size} must be in [0, {len(keys)}) for a train split of {len(keys)} documents")
+    ranked = sorted(range(len(keys)), key=lambda i: hashlib.sha256(str(name(keys[i])).encode()).hexdigest())
+    chosen = set(ranked[:val_size])
+    return ([k for i, k in enumerate(keys) if i not in chosen], [k for i, k in enumerate(keys) if i in chosen])
+
+
+class ReleaseDataModule(DocumentDataModule):
+    """Base of the DataModules that read a release folder: root resolution, splits, the encoded-split cache.
+
+    Subclasses set ``dataset`` (cache entry names, messages) and ``env_var``, and implement ``make_reader``
+    and ``split_keys``. Arguments: see the subclasses and ``DocumentDataModule``.
+    """
+
+    dataset: ClassVar[str] = ""
+    env_var: ClassVar[str] = ""
+    layout: ClassVar[str] = ""
+
+    def __init__(self, root: Optional[str], cache_dir: Optional[str], max_pixels: Optional[int],
+                 **base: Any) -> None:
+        super().__init__(**base)
+        self.root = self.resolve_root(root)
+        self.cache = WindowCache(cache_dir) if cache_dir else None
+        self.cache_events: dict[str, str] = {}
+        self._reader: Optional[Reader] = None
+
+    # --- where the data is ------------------------------------------------------------------------
+    def resolve_root(self, root: Optional[str]) -> Optional[Path]:
+        """``root``, else ``$<env_var>``; a DataError when neither names an existing folder."""
+        value = root or os.environ.get(self.env_var) or None
+        if value is None:
+            return self.missing_root()
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            source = "data.init_args.root" if root else f"${self.env_var}"
+            raise DataError(f"{self.dataset}: the release folder {path} (from {source}) does not exist. {self.layout}")
+        return path
+
+    def missing_root(self) -> Optional[Path]:
+        raise DataError(f"{self.dataset} needs its release folder: pass `--data.init_args.root /path/to/{self.dataset}` "
+                        f"or set the environment variable {self.env_var}. {self.layout}")
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            self._reader = self.make_reader()
+        return self._reader
+
+    # --- subclasses -------------------------------------------------------------------------------
+    def make_reader(self) -> Reader:
+        raise NotImplementedError
+
+    def split_keys(self, split: str) -> list[Any]:
+        """The reader's sample keys of ``split`` (after any validation carve), in a fixed order."""
+        raise NotImplementedError
+
+    def reader_settings(self) -> dict[str, Any]:
+        """Reader-side settings that change the documents (part of the cache key)."""
+        hp = self.hparams
+        return {name: hp.get(name) for name in ("segment_boxes", "val_size", "max_pixels")}
+
+    # --- documents and windows --------------------------------------------------------------------
+    def load_split(self, split: str) -> Iterable[Document]:
+        return self.reader.read_files(self.split_keys(split))
+
+    def cache_parts(self, split: str, keys: list[Any]) -> dict[str, Any]:
+        """Everything the encoded windows of ``split`` depend on (hashed by ``cache.cache_key``)."""
+        hp = self.hparams
+        reader_module = sys.modules[type(self.reader).__module__]
+        files = [p for key in keys for p in self.reader.dependencies(key)]
+        return {
+            "datamodule": f"{type(self).__module__}.{type(self).__qualname__}", "split": split,
+            "reader": self.reader_settings(), "files": file_signature(files),
+            "encoder": {"max_length": hp.max_length, "stride": hp.stride, "image_size": hp.image_size,
+                        "label_names": self.label_names},
+            "tokenizer": tokenizer_fingerprint(self.tokenizer), "max_docs": hp.max_docs, "strict": hp.strict,
+            "code": code_fingerprint([document, encoding, images, reader_base, reader_module]),
+        }
+
+    def encode_split(self, split: str) -> list[EncodedWindow]:
+        if self.cache is None or self.root is None:
+            self.cache_events[split] = "off"
+            stats_before = self.reader.stats.copy()
+            windows = super().encode_split(split)
+            self.log_stats(split, self.reader.stats - stats_before)
+            return windows
+        key = cache_key(self.cache_parts(split, self.split_keys(split)))
+        name = f"{self.dataset.lower()}-{split}"
+        status, entry = self.cache.load(name, key)
+        self.cache_events[split] = status
+        if entry is not None:
+            cached = type(self.repairs)()
+            cached.counts.update(entry["repair_counts"])
+            cached.examples.update(entry["repair_examples"])
+            self.repairs.merge(cached)
+            self.repairs.warn(f"{type(self).__name__} {split} (from the cache)")
+            self.log_stats(split, entry["stats"], f" (from the cache {self.cache.path(name, key)})")
+            return entry["windows"]
+        counts_before, stats_before = self.repairs.counts.copy(), self.reader.stats.copy()
+        examples_before = {k: len(v) for k, v in self.repairs.examples.items()}
+        windows = super().encode_split(split)
+        counts, stats = self.repairs.counts - counts_before, self.reader.stats - stats_before
+        examples = {k: v[examples_before.get(k, 0):] for k, v in self.repairs.examples.items() if k in counts}
+        self.cache.save(name, key, windows, counts, examples, stats)
+        self.log_stats(split, stats)
+        return windows
+
+    def log_stats(self, split: str, stats: dict[str, int], suffix: str = "") -> None:
+        """One line of the reader's counts for ``split``; a warning when something was skipped or not matched."""
+        if not stats:
+            return
+        noteworthy = any(word in key for key in stats for word in ("skipped", "not matched", "not found", "without"))
+        log.log(logging.WARNING if noteworthy else logging.INFO, "%s %s: %s%s", self.dataset, split,
+                ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())), suffix)
+
+
+class FUNSD(ReleaseDataModule):
+    """FUNSD forms (149 train / 50 test), 7 BIO tags; ``other`` entities are ``O`` (see ``readers.funsd``).
+
+    Splits: ``val`` is carved from train: ``val_size`` (default 15) forms chosen by hash of their file stem,
+    so train has 134 forms, val 15, test 50. ``val_size: 0`` validates on the test set instead.
+
+    Args:
+        root: the release folder (``training_data/``, ``testing_data/``); default ``$DOCALIGN_FUNSD``.
+        val_size: forms carved from train for validation (0: use test).
+        segment_boxes: every word gets its entity's box (LayoutLMv3's segment-level layout).
+        cache_dir: folder of the encoded-split cache (None: no cache).
+        max_pixels: pixel limit of the image loader.
+        **others: see ``DocumentDataModule``.
+    """
+
+    dataset = "FUNSD"
+    env_var = "DOCALIGN_FUNSD"
+    layout = "Expected the FUNSD release layout: training_data/ and testing_data/, each with images/ and annotations/."
+
+    def __init__(self, root: Optional[str] = None, val_size: int = 15, segment_boxes: bool = False,
+                 cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+        super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
+                         image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(funsd_reader.FUNSD_LABELS)
+
+    def make_reader(self) -> Reader:
+        hp = self.hparams
+        return funsd_reader.FUNSDReader(self.root, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                        max_pixels=hp.max_pixels)
+
+    def split_keys(self, split: str) -> list[Path]:
+        return _carved(self.reader, split, self.hparams.val_size, self.dataset)
+
+
+class SROIE(ReleaseDataModule):
+    """SROIE task 3 receipts (626 train / 347 test), 9 BIO tags over company/date/address/total.
+
+    Splits: ``val`` is carved from train: ``val_size`` (default 63, about 10%) receipts chosen by hash of
+    their file stem (563 train, 63 val, 347 test). ``val_size: 0`` validates on the test set instead.
+
+    Args:
+        root: the folder holding ``train/`` and ``test/`` (see ``readers.sroie``); default ``$DOCALIGN_SROIE``.
+        val_size, segment_boxes, cache_dir, max_pixels: as for ``FUNSD`` (segment: the OCR line's box).
+        **others: see ``DocumentDataModule``.
+    """
+
+    dataset = "SROIE"
+    env_var = "DOCALIGN_SROIE"
+    layout = "Expected train/ and test/, each with img/, box/ and entities/ (or flat <id>.jpg, <id>.txt, <id>.json)."
+
+    def __init__(self, root: Optional[str] = None, val_size: int = 63, segment_boxes: bool = False,
+                 cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+        super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
+                         image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(sroie_reader.SROIE_LABELS)
+
+    def make_reader(self) -> Reader:
+        hp = self.hparams
+        return sroie_reader.SROIEReader(self.root, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                        max_pixels=hp.max_pixels)
+
+    def split_keys(self, split: str) -> list[Path]:
+        return _carved(self.reader, split, self.hparams.val_size, self.dataset)
+
+
+class CORD(ReleaseDataModule):
+    """CORD v2 receipts (800 train / 100 dev / 100 test), 61 BIO tags from ``labels.CORD_CATEGORIES``.
+
+    Source: the raw release folder ``root`` (``train/``, ``dev/``, ``test/`` with ``json/`` and ``image/``;
+    ``dev`` is the validation split), default ``$DOCALIGN_CORD``; with neither, the hub copy ``hub_id``
+    through ``datasets`` (splits train/validation/test). Offline with the hub copy not cached, construction
+    fails at once with a ``DataError`` saying so. The encoded-split cache is used for the folder only (the
+    hub copy is cached by ``datasets`` itself).
+
+    Args:
+        root: the raw release folder (None: ``$DOCALIGN_CORD``, else the hub).
+        hub_id: the hub dataset used when there is no folder.
+        segment_boxes: every word gets its line's box.
+        cache_dir, max_pixels: as for ``FUNSD``.
+        **others: see ``DocumentDataModule``.
+    """
+
+    dataset = "CORD"
+    env_var = "DOCALIGN_CORD"
+    layout = "Expected the CORD release layout: train/, dev/ and test/, each with json/ and image/."
+
+    def __init__(self, root: Optional[str] = None, hub_id: str = cord_reader.CORD_HUB_ID, segment_boxes: bool = False,
+                 cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+        super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
+                         image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+        if self.root is None:
+            self._reader = self.make_reader()  # checks the hub now: fail before any model is built
+
+    def missing_root(self) -> Optional[Path]:
+        return None  # the hub copy
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(cord_reader.CORD_LABELS)
+
+    def make_reader(self) -> Reader:
+        hp = self.hparams
+        if self.root is None:
+            return cord_reader.CORDHubReader(hp.hub_id, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                             max_pixels=hp.max_pixels)
+        return cord_reader.CORDReader(self.root, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                      max_pixels=hp.max_pixels)
+
+    def reader_settings(self) -> dict[str, Any]:
+        return {"segment_boxes": self.hparams.segment_boxes, "max_pixels": self.hparams.max_pixels}
+
+    def split_keys(self, split: str) -> list[Path]:
+        return self.reader.files(split)
+
+    def load_split(self, split: str) -> Iterable[Document]:
+        if self.root is None:
+            return self.reader.read(split)
+        return super().load_split(split)
+
+
+def _carved(reader: Reader, split: str, val_size: int, dataset: str) -> list[Any]:
+    """Keys of ``split`` for a release with train and test only (validation carved from train)."""
+    if split == "test" or (split == "val" and val_size == 0):
+        if split == "val":
+            log.warning("%s: val_size is 0, so the test split doubles as the validation split", dataset)
+        return reader.files("test")
+    train, val = carve_validation(reader.files("train"), val_size)
+    return train if split == "train" else val

@@ -1,0 +1,181 @@
+"""Document classification releases: RVL-CDIP (label-list files) and Tobacco-3482 (class folders).
+
+Neither ships OCR. A reader takes an optional ``ocr`` callable, ``ocr(image) -> (words, boxes)`` with
+``image`` an RGB ``PIL.Image``, ``words`` a list of strings and ``boxes`` one ``(x0, y0, x1, y1)`` per word
+in pixels of that image (the engines in ``docalign.ocr`` have this shape). Without ``ocr`` the documents
+have no words (image-only classification). Pages where OCR finds nothing are kept and counted in
+``stats["pages without OCR words"]``; blank pages are legitimate samples here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from PIL import Image
+
+from ..document import Document
+from .base import IMAGE_SUFFIXES, Box, Reader
+
+OCRFunction = Callable[[Image.Image], tuple[Sequence[str], Sequence[Sequence[float]]]]
+
+# Class index -> name, in the order of RVL-CDIP's label files (Harley et al., 2015).
+RVL_CDIP_CLASSES: tuple[str, ...] = (
+    "letter", "form", "email", "handwritten", "advertisement", "scientific report", "scientific publication",
+    "specification", "file folder", "news article", "budget", "invoice", "presentation", "questionnaire",
+    "resume", "memo",
+)
+# Tobacco-3482's ten class folders (Kumar et al., 2014).
+TOBACCO3482_CLASSES: tuple[str, ...] = (
+    "ADVE", "Email", "Form", "Letter", "Memo", "News", "Note", "Report", "Resume", "Scientific",
+)
+
+
+class _OCRReader(Reader):
+    """Shared by the classification readers: image + optional OCR -> ``Document`` with ``doc_label``."""
+
+    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.ocr = ocr
+
+    def document(self, image_path: Path, label: str, doc_id: str, where: str) -> Optional[Document]:
+        image = self.open_image(image_path, where)
+        if image is None:
+            return None
+        words: list[str] = []
+        boxes: list[Box] = []
+        if self.ocr is not None:
+            recognised = self._run_ocr(image, where)
+            if recognised is None:
+                return None
+            words, boxes = recognised
+            self.check_boxes(where, [f"ocr box of word {i}" for i in range(len(words))], boxes, image.size)
+            if not words:
+                self.stats["pages without OCR words"] += 1
+        self.stats["words"] += len(words)
+        return Document(doc_id=doc_id, image=image, words=words, boxes=boxes, doc_label=label, source=where)
+
+    def _run_ocr(self, image: Image.Image, where: str) -> Optional[tuple[list[str], list[Box]]]:
+        try:
+            raw_words, raw_boxes = self.ocr(image)  # type: ignore[misc]
+            raw_words, raw_boxes = list(raw_words), list(raw_boxes)
+        except Exception as err:  # noqa: BLE001 - an engine failing on one page must not end a lenient run
+            self.repairs.report(where, "ocr", f"OCR failed ({type(err).__name__}: {err})", "skip the document")
+            return None
+        if len(raw_words) != len(raw_boxes):
+            self.repairs.report(where, "ocr", f"OCR returned {len(raw_words)} words but {len(raw_boxes)} boxes",
+                                "skip the document")
+            return None
+        words: list[str] = []
+        boxes: list[Box] = []
+        for i, (word, box) in enumerate(zip(raw_words, raw_boxes)):
+            if not isinstance(word, str) or not word.strip():
+                self.stats["empty OCR words skipped"] += 1
+                continue
+            parsed = self.parse_box(box, where, f"ocr box of word {i}")
+            if parsed is not None:
+                words.append(word.strip())
+                boxes.append(parsed)
+        return words, boxes
+
+
+class RVLCDIPReader(_OCRReader):
+    """Reads the RVL-CDIP release.
+
+    Layout under ``root``: ``labels/{train,val,test}.txt``, one sample per line,
+    ``<image path relative to images/> <class index 0-15>``, and ``images/<that path>`` (TIFF scans).
+    Class names are ``RVL_CDIP_CLASSES`` (``doc_label``).
+
+    Args:
+        root: the release folder.
+        ocr: ``image -> (words, boxes)`` (see the module docstring), or None for image-only documents.
+        labels_dir, images_dir: sub-folder names, relative to ``root``.
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("train", "val", "test")
+
+    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None, labels_dir: str = "labels",
+                 images_dir: str = "images", **kwargs: Any) -> None:
+        super().__init__(root, ocr=ocr, **kwargs)
+        self.labels_dir, self.images_dir = self.root / labels_dir, self.root / images_dir
+
+    def label_file(self, split: str) -> Path:
+        return self.labels_dir / f"{split}.txt"
+
+    def files(self, split: str) -> list[tuple[str, str, str]]:
+        """``(relative image path, class name, "labels/<split>.txt:<line>")`` per well-formed line, in file order."""
+        self.check_split(split)
+        path = self.label_file(split)
+        if not path.is_file():
+            raise FileNotFoundError(f"RVL-CDIP label file {path} not found (root={self.root})")
+        keys = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            where = f"{path}:{n}"
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                self.repairs.report(str(path), f"line {n}", f"expected '<image path> <class index>', got {line[:80]!r}",
+                                    "skip the line")
+                continue
+            index = int(parts[1])
+            if not 0 <= index < len(RVL_CDIP_CLASSES):
+                self.repairs.report(str(path), f"line {n}", f"unknown label {index} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})",
+                                    "skip the line")
+                continue
+            keys.append((parts[0], RVL_CDIP_CLASSES[index], where))
+        return keys
+
+    def dependencies(self, key: tuple[str, str, str]) -> list[Path]:
+        return [Path(key[2].rsplit(":", 1)[0]), self.images_dir / key[0]]
+
+    def read_file(self, key: tuple[str, str, str]) -> Optional[Document]:
+        relative, label, where = key
+        return self.document(self.images_dir / relative, label, relative, where)
+
+
+class Tobacco3482Reader(_OCRReader):
+    """Reads Tobacco-3482: ``root/<class>/<id>.<jpg|png|tif>``, one folder per class (``TOBACCO3482_CLASSES``).
+
+    The release has no official split (papers sample e.g. 100 documents per class for training), so the
+    reader has one split, ``all``; choosing train/val/test subsets is left to the caller.
+
+    Args:
+        root: the folder of class folders.
+        ocr: ``image -> (words, boxes)``, or None.
+        classes: the expected class folder names; another folder is reported as an unknown label.
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("all",)
+
+    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None,
+                 classes: Sequence[str] = TOBACCO3482_CLASSES, **kwargs: Any) -> None:
+        super().__init__(root, ocr=ocr, **kwargs)
+        self.classes = tuple(classes)
+
+    def files(self, split: str = "all") -> list[tuple[Path, str]]:
+        """``(image path, class name)`` sorted by class, then file name."""
+        self.check_split(split)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"Tobacco-3482 folder {self.root} not found")
+        keys = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if folder.name not in self.classes:
+                self.repairs.report(str(folder), "label", f"unknown class folder {folder.name!r} "
+                                    f"(known: {', '.join(self.classes)})", "skip its files")
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    keys.append((path, folder.name))
+                else:
+                    self.stats["non-image files ignored"] += 1
+        return keys
+
+    def dependencies(self, key: tuple[Path, str]) -> list[Path]:
+        return [key[0]]
+
+    def read_file(self, key: tuple[Path, str]) -> Optional[Document]:
+        path, label = key
+        return self.document(path, label, f"{label}/{path.stem}", str(path))
