@@ -18,18 +18,23 @@ class BackboneConfig:
     """How to build a backbone.
 
     Args:
-        arch: the architecture (``layoutlmv3``).
+        arch: the architecture: ``layoutlm`` (v1: text + 2-D positions, no visual tokens), ``layoutlmv2``
+            (CNN grid visual tokens, spatial-aware attention; detectron2-free) or ``layoutlmv3``.
         pretrained: a complete checkpoint of that architecture (hub id or folder), e.g.
             ``microsoft/layoutlmv3-base``; when set, sizes come from it and ``text_init`` is ignored.
         text_init: a BERT- or RoBERTa-family checkpoint whose weights warm-start the text stream
             (``minilm`` = the offline packaged MiniLM); its sizes override the ones below.
         hidden_size, num_layers, num_heads, intermediate_size: transformer sizes (random init).
         image_size: side of the square input image in pixels; patch_size: side of one patch.
-        visual: feed image patches as visual tokens.
+        visual: feed the image as visual tokens (v3: patches; v2: the CNN grid; v1 has none).
         spatial_bias: learnable 1-D and 2-D relative position biases in self-attention (trainable,
             unlike Hugging Face's implementation, which looks them up under ``no_grad``).
         dropout: hidden and attention dropout.
         max_2d_position: size of the coordinate embedding tables (boxes are in 0-1000).
+        visual_backbone: LayoutLMv2's CNN: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnext50``.
+        visual_grid: LayoutLMv2's visual tokens are the CNN map average-pooled to ``visual_grid`` squared.
+        visual_fpn: LayoutLMv2 pools the FPN's finest level (True, as the paper) or the last CNN stage.
+        visual_norm: LayoutLMv2's CNN normalisation: ``group`` (batch-independent) or ``batch``.
     """
 
     arch: str = "layoutlmv3"
@@ -45,12 +50,24 @@ class BackboneConfig:
     spatial_bias: bool = True
     dropout: float = 0.1
     max_2d_position: int = 1024
+    visual_backbone: str = "resnet18"
+    visual_grid: int = 7
+    visual_fpn: bool = True
+    visual_norm: str = "group"
 
 
 def build_backbone(config: BackboneConfig, vocab_size: int) -> torch.nn.Module:
     """The backbone named by ``config.arch`` for a tokenizer of ``vocab_size`` tokens."""
+    if config.arch == "layoutlm":
+        from .layoutlm import LayoutLMBackbone
+
+        return LayoutLMBackbone(config, vocab_size)
+    if config.arch == "layoutlmv2":
+        from .layoutlmv2 import LayoutLMv2Backbone
+
+        return LayoutLMv2Backbone(config, vocab_size)
     if config.arch == "layoutlmv3":
         from .layoutlmv3 import LayoutLMv3Backbone
 
         return LayoutLMv3Backbone(config, vocab_size)
-    raise ValueError(f"Unknown backbone arch {config.arch!r}; known: layoutlmv3")
+    raise ValueError(f"Unknown backbone arch {config.arch!r}; known: layoutlm, layoutlmv2, layoutlmv3")

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from transformers import get_scheduler
 
 from ..models.backbone import BackboneConfig, build_backbone
+from ..models import freezing
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 
@@ -34,23 +35,31 @@ class DocumentSystem(L.LightningModule):
         warmup_ratio: fraction of the optimisation steps spent warming up linearly.
         optimizer: a callable taking parameter groups (LightningCLI: ``class_path: torch.optim.AdamW``
             with ``init_args``); group learning rates and weight decay override its defaults.
+        freeze: parameter-name patterns (globs, or ``re:`` regular expressions) to freeze, e.g.
+            ``["backbone.hf.embeddings.*"]``; subclasses call ``apply_freeze()`` once all their modules
+            exist. Frozen parameters stay in the optimizer without gradients, so they do not change
+            (not even by weight decay) and ``docalign.models.freezing.UnfreezeAfter`` can release them.
     """
 
     def __init__(self, backbone: BackboneConfig, vocab_size: int, lr: float, new_lr: Optional[float],
                  weight_decay: float, schedule: str, warmup_ratio: float,
-                 optimizer: Optional[OptimizerFactory]) -> None:
+                 optimizer: Optional[OptimizerFactory], freeze: Optional[list[str]] = None) -> None:
         super().__init__()
+        self.freeze_patterns = list(freeze or [])
         self.backbone = build_backbone(backbone, vocab_size)
         report = self.backbone.load_report
         self.warm_started = {f"backbone.hf.{n}" for n in report.loaded} if report else set()
         self.optimizer_factory = optimizer or adamw
 
+    def apply_freeze(self) -> None:
+        """Freeze the parameters named by ``freeze`` (call at the end of a subclass's ``__init__``)."""
+        if self.freeze_patterns:
+            freezing.freeze(self, self.freeze_patterns)
+
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
+        for name, param in self.named_parameters():  # frozen ones too: see models/freezing.py
             no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
             groups.setdefault((name in self.warm_started, no_decay), []).append(param)
         return [

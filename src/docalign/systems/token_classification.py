@@ -28,8 +28,9 @@ class TokenClassification(DocumentSystem):
     def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
                  vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None) -> None:
-        super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer)
+                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
+                 freeze: Optional[list[str]] = None) -> None:
+        super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         if not label_names:
             raise ValueError("model.label_names is empty: it is linked from the DataModule's label_names")
         self.save_hyperparameters(ignore=["optimizer"])
@@ -37,6 +38,7 @@ class TokenClassification(DocumentSystem):
         self.dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(self.backbone.hidden_size, len(self.label_names))
         self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names) for stage in ("val", "test")})
+        self.apply_freeze()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``logits (B, L, num_labels)`` plus the backbone's states."""
