@@ -37,6 +37,9 @@ print-config: check-exp $(STAMP) ## Print the resolved config of EXP (with ARGS)
 test: $(STAMP) ## Run the test suite (offline)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q $(ARGS)
 
+compare: $(STAMP) ## Compare experiments' runs: make compare EXP="demo demo_aet" -> logs/compare.md, logs/compare.png
+	$(BIN)/docalign compare $(EXP) $(ARGS)
+
 tb: $(STAMP) ## TensorBoard on logs/ (compare runs side by side)
 	$(BIN)/tensorboard --logdir logs
 

@@ -100,13 +100,16 @@ class DocAlignCLI(LightningCLI):
                   f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}")
 
 
-def cli_main(args: Optional[list[str]] = None) -> DocAlignCLI:
-    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (tests read its trainer and model)."""
+def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (tests read its trainer and model).
+
+    ``run=False`` only builds the model, data and trainer (``args`` then has no subcommand).
+    """
     torch.set_float32_matmul_precision("high")
     try:
         return DocAlignCLI(
             DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args,
+            parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args, run=run,
         )
     except Exception as err:  # noqa: BLE001 - our own errors are reported without a traceback
         ours = _own_error(err)
@@ -133,6 +136,10 @@ def main() -> None:
         from .ocr.command import main as ocr_main
 
         raise SystemExit(ocr_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["compare"]:  # experiments side by side from logs/ (docalign.compare)
+        from .compare import main as compare_main
+
+        raise SystemExit(compare_main(sys.argv[2:]))
     cli_main()
 
 

@@ -1,3 +1,4 @@
+from .aet import AETTokenClassification
 from .token_classification import TokenClassification
 
-__all__ = ["TokenClassification"]
+__all__ = ["AETTokenClassification", "TokenClassification"]

@@ -81,6 +81,11 @@ class DocumentSystem(L.LightningModule):
     def on_fit_start(self) -> None:
         n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
         self.print(f"parameters: {sum(p.numel() for p in self.parameters()):,} ({n_train:,} trainable)")
+        report = self.backbone.load_report
+        if report is not None:
+            self.print(report.summary())
+            if report.mismatched:
+                self.print("  mismatched shapes (left at their initialisation): " + ", ".join(report.mismatched))
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
                 params = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)

@@ -1,0 +1,221 @@
+"""What AETNet's alignment-enriched tuning costs over plain fine-tuning: step time and peak memory.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/aet_cost.py            # writes its section of docs/RESULTS.md
+
+Same fusion backbone (LayoutLMv3 architecture at MiniLM size: hidden 384, 6 layers, 12 heads, FFN 1536),
+same batch (2 documents x 512 tokens + a 224 px image), fp32, random weights. AET adds, at the paper's
+ratio of equal sizes, a ViT and a BERT text encoder of that same size, their momentum copies, two
+queues (``--queue-size``, default the users' 65,536, **pre-filled** so the contrastive losses see the
+steady-state number of negatives) and all four alignment losses (weights 1, PITA cosine).
+
+One step = what Lightning's training loop does per batch: forward, every loss, backward, AdamW step,
+and for AET the momentum update and the enqueue (``on_train_batch_end``). It is timed as the interval
+between consecutive ``on_train_batch_start`` calls of a real ``Trainer`` (validation off), so nothing
+of the step is left out. Each system runs in a fresh process (``ru_maxrss`` is a per-process
+high-water mark): ``base`` = resident set after building the model and the batch, ``peak`` = after
+the steps; ``peak - base`` is what training adds (activations, gradients, optimiser state). On a GPU
+(``--device cuda``) the memory is ``torch.cuda.max_memory_allocated``. Time is the fastest of the
+timed steps (median beside it): on a shared machine the minimum is the least disturbed figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "RESULTS.md"
+TITLE = "## AET cost: alignment-enriched tuning vs plain fine-tuning"
+BEGIN, END = "<!-- benchmarks/aet_cost.py: begin -->", "<!-- benchmarks/aet_cost.py: end -->"
+SIZE = dict(hidden_size=384, num_layers=6, num_heads=12)  # MiniLM's, for the fusion model and both encoders
+FFN = 1536
+IMAGE, PATCH, VOCAB, LABELS = 224, 16, 30522, 61
+GOAL = 2.5  # AET step time at most this many times the plain step
+
+
+def build(system: str, args: argparse.Namespace):
+    import torch
+    import torch.nn.functional as F
+
+    from docalign.models.alignment import ImageEncoderConfig, TextEncoderConfig
+    from docalign.models.backbone import BackboneConfig
+    from docalign.systems import AETTokenClassification, TokenClassification
+
+    backbone = BackboneConfig(text_init=None, intermediate_size=FFN, image_size=IMAGE, patch_size=PATCH, **SIZE)
+    common = dict(backbone=backbone, label_names=[f"L{i}" for i in range(LABELS)], vocab_size=VOCAB, lr=5e-5)
+    if system == "plain":
+        return TokenClassification(**common)
+    model = AETTokenClassification(
+        **common, image_encoder=ImageEncoderConfig(mlp_ratio=FFN / SIZE["hidden_size"], **SIZE),
+        text_encoder=TextEncoderConfig(pretrained=None, intermediate_size=FFN, **SIZE), queue_size=args.queue_size)
+    with torch.no_grad():  # steady state: full queues of unit features
+        for queue in (model.image_queue, model.text_queue):
+            queue.features.copy_(F.normalize(torch.randn_like(queue.features), dim=-1))
+            queue.filled.fill_(queue.size)
+    return model
+
+
+def batch(args: argparse.Namespace) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    b, n = args.batch, args.length
+    x0 = torch.randint(0, 600, (b, n, 2), generator=g)
+    word_ids = torch.arange(n).expand(b, n).clone()
+    word_ids[:, [0, -1]] = -1  # CLS and SEP
+    return {"input_ids": torch.randint(1000, 30000, (b, n), generator=g), "attention_mask": torch.ones(b, n, dtype=torch.long),
+            "bbox": torch.cat([x0, x0 + torch.randint(1, 400, (b, n, 2), generator=g)], -1),
+            "labels": torch.randint(0, LABELS, (b, n), generator=g), "word_ids": word_ids,
+            "scored": word_ids >= 0, "doc_index": torch.arange(b),
+            "pixel_values": torch.rand(b, 3, IMAGE, IMAGE, generator=g) * 2 - 1}
+
+
+def child(system: str, args: argparse.Namespace) -> dict:
+    """Build one system, run ``warmup + steps`` real training steps; returns the measurements."""
+    import lightning as L
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build(system, args)
+    data = [batch(args)] * (args.warmup + args.steps)
+    starts: list[float] = []
+
+    class Clock(L.Callback):
+        def _tick(self) -> None:
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            starts.append(time.perf_counter())
+
+        def on_train_batch_start(self, *unused) -> None:
+            self._tick()
+
+        def on_train_end(self, *unused) -> None:
+            self._tick()
+
+    trainer = L.Trainer(accelerator=args.device, devices=1, max_steps=len(data), limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Clock()])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
+    loader = torch.utils.data.DataLoader(data, batch_size=None)
+    trainer.fit(model, train_dataloaders=loader)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steps = [b - a for a, b in zip(starts, starts[1:])][args.warmup:]
+    result = {"steps": steps, "base_mib": base, "peak_mib": peak,
+              "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+              "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6}
+    if args.device == "cuda":
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def machine(args: argparse.Namespace) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
+    return (f"{cpu}{gpu}; {os.cpu_count()} cores visible, torch threads {args.threads}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}")
+
+
+def write_section(body: str) -> None:
+    """Replace the text between this script's markers (inside its own ``##`` section), keep the rest."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# docalign: measured results\n"
+    block = f"{BEGIN}\n{body.strip()}\n{END}"
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + f"\n\n{TITLE}\n\n{block}\n"
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per system")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--length", type=int, default=512, help="text tokens per document")
+    parser.add_argument("--queue-size", type=int, default=65536)
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/RESULTS.md alone")
+    parser.add_argument("--child", choices=["plain", "aet"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args)))
+        return
+    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                 if k in {"steps", "warmup", "batch", "length", "queue_size", "threads", "device"}]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    started, load_before = time.time(), os.getloadavg()[0]
+    results = {}
+    for system in ("plain", "aet"):
+        out = subprocess.run([sys.executable, __file__, "--child", system, *forwarded], env=env, capture_output=True,
+                             text=True)
+        if out.returncode:
+            raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
+        results[system] = run = json.loads(out.stdout.strip().splitlines()[-1])
+        run["step_s"], run["median_s"] = min(run["steps"]), statistics.median(run["steps"])
+        print(f"{system}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, peak {run['peak_mib']:,.0f} MiB",
+              flush=True)
+    load_after = os.getloadavg()[0]
+    plain, aet = results["plain"], results["aet"]
+    cuda = args.device == "cuda"
+    memory = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"])
+    added = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"] - r["base_mib"])
+    ratio = aet["step_s"] / plain["step_s"]
+    rows = ["| system | params M (trainable) | step s: best (median) | time vs plain | "
+            f"{'CUDA peak MiB' if cuda else 'peak RSS MiB'} | {'' if cuda else 'step adds MiB | '}memory vs plain |",
+            "|---|---|---|---|---|---|" + ("" if cuda else "---|")]
+    for name, r in (("plain fine-tuning (LayoutLMv3 + linear head)", plain),
+                    ("AET (+ ViT, text encoder, momentum copies, queues, 4 losses)", aet)):
+        cells = [name, f"{r['params_m']:.1f} ({r['trainable_m']:.1f})", f"{r['step_s']:.2f} ({r['median_s']:.2f})",
+                 f"{r['step_s'] / plain['step_s']:.2f}", f"{memory(r):,.0f}"]
+        if not cuda:
+            cells.append(f"{added(r):,.0f}")
+        cells.append(f"{added(r) / added(plain):.2f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    loaded = load_before > 1.5 or load_after > 1.5
+    command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/aet_cost.py " + " ".join(
+        a for a in sys.argv[1:] if a != "--no-write")
+    body = "\n".join([
+        f"- command: `{command.strip()}`",
+        f"- machine: {machine(args)}",
+        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total "
+        f"{time.time() - started:.0f} s; load average {load_before:.1f} before, {load_after:.1f} after"
+        + (" (measured under load: other jobs shared the cores, so absolute times are inflated; both systems "
+           "ran back to back under similar load)" if loaded else ""),
+        f"- encoder ratio (the paper's: all equal): fusion LayoutLMv3, ViT and BERT text encoder each hidden "
+        f"{SIZE['hidden_size']}, {SIZE['num_layers']} layers, {SIZE['num_heads']} heads, FFN {FFN}; batch {args.batch} "
+        f"x {args.length} tokens + {IMAGE} px image ({(IMAGE // PATCH) ** 2} patches); queues {args.queue_size:,} "
+        f"(pre-filled); fp32; {args.warmup} warm-up + {args.steps} timed steps per system, each in a fresh process.",
+        f"- one step = forward, losses, backward, AdamW step (+ EMA and enqueue for AET) inside a real Lightning "
+        f"`Trainer`; memory: {'torch.cuda.max_memory_allocated' if cuda else 'ru_maxrss; step adds = peak - RSS after building'}.",
+        "",
+        *rows,
+        "",
+        f"AET / plain step time: **{ratio:.2f}x** (goal: at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}).",
+    ])
+    print("\n" + body)
+    if not args.no_write:
+        write_section(body)
+        print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""FUNSD offline: the plain Hugging Face recipe versus docalign's ``funsd_ft`` with the offline overlay.
+
+    python benchmarks/funsd_offline.py baseline [--segment-boxes] [--lr 5e-5] [--epochs 15]
+    python benchmarks/funsd_offline.py ours [-- extra docalign CLI arguments]
+    python benchmarks/funsd_offline.py timing [--steps 12]
+    python benchmarks/funsd_offline.py report
+
+FUNSD is read from ``$DOCALIGN_FUNSD`` (the release folder). Parts write JSON under
+``logs/benchmarks/funsd_offline/``; ``report`` turns them into the "FUNSD offline" section of
+docs/RESULTS.md.
+
+*baseline* is the plain Hugging Face recipe written out: ``LayoutLMForTokenClassification`` (v1)
+warm-started from the packaged MiniLM, word-level boxes, first-sub-token labels, truncation and
+padding to 512 tokens, AdamW (lr 5e-5, no schedule), batch 8, 15 epochs, all 149 training forms. It is
+scored on whole test documents: words cut off by the truncation count as predicted ``O``.
+
+*ours* runs ``docalign fit`` on ``experiments/funsd_ft.yaml`` + ``experiments/_offline.yaml`` at the same
+budget (15 epochs, batch 8); the FUNSD DataModule keeps 15 of the 149 training forms for validation
+and picks the checkpoint on them.
+
+*timing* measures seconds per optimiser step of both models on the same machine in one run, on the
+same batches of FUNSD training forms (each as its own pipeline builds them), after warm-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import machine, write_section  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "logs" / "benchmarks" / "funsd_offline"
+MAX_LEN = 512
+
+
+def funsd_root() -> Path:
+    root = os.environ.get("DOCALIGN_FUNSD")
+    if not root:
+        raise SystemExit("Set DOCALIGN_FUNSD to the FUNSD release folder (training_data/, testing_data/).")
+    return Path(root)
+
+
+# ---- the plain Hugging Face recipe ---------------------------------------------------------------
+
+
+def hf_encode(doc, tokenizer, label2id, segment_boxes_of=None):
+    """Truncated, padded encoding as the usual recipe does it; returns tensors and the words kept."""
+    width, height = doc.size
+    boxes = [[int(1000 * x0 / width), int(1000 * y0 / height), int(1000 * x1 / width), int(1000 * y1 / height)]
+             for x0, y0, x1, y1 in doc.boxes]
+    boxes = [[min(max(v, 0), 1000) for v in b] for b in boxes]
+    enc = tokenizer(doc.words, is_split_into_words=True, truncation=True, max_length=MAX_LEN, padding="max_length")
+    word_ids = enc.word_ids()
+    labels, bbox, seen = [], [], set()
+    for i, w in enumerate(word_ids):
+        if w is None:
+            labels.append(-100)
+            bbox.append([1000] * 4 if enc["input_ids"][i] == tokenizer.sep_token_id else [0] * 4)
+            continue
+        bbox.append(boxes[w])
+        labels.append(label2id[doc.word_labels[w]] if w not in seen else -100)
+        seen.add(w)
+    return ({"input_ids": torch.tensor(enc["input_ids"]), "attention_mask": torch.tensor(enc["attention_mask"]),
+             "bbox": torch.tensor(bbox), "labels": torch.tensor(labels)}, word_ids)
+
+
+def hf_model(num_labels):
+    from transformers import AutoConfig, AutoModel, LayoutLMConfig, LayoutLMForTokenClassification
+
+    from docalign.models.pretrained import resolve_checkpoint
+
+    path = resolve_checkpoint("minilm")
+    bert = AutoConfig.from_pretrained(path)
+    config = LayoutLMConfig(vocab_size=bert.vocab_size, hidden_size=bert.hidden_size,
+                            num_hidden_layers=bert.num_hidden_layers, num_attention_heads=bert.num_attention_heads,
+                            intermediate_size=bert.intermediate_size, max_2d_position_embeddings=1024,
+                            num_labels=num_labels)
+    model = LayoutLMForTokenClassification(config)
+    missing, unexpected = model.layoutlm.load_state_dict(AutoModel.from_pretrained(path).state_dict(), strict=False)
+    return model, {"missing": len(missing), "unexpected": len(unexpected)}
+
+
+def funsd_docs(segment_boxes):
+    from docalign.data.readers.funsd import FUNSD_LABELS, FUNSDReader
+
+    reader = FUNSDReader(funsd_root(), segment_boxes=segment_boxes)
+    return list(reader.read("train")), list(reader.read("test")), FUNSD_LABELS
+
+
+def baseline(args) -> dict:
+    from seqeval.metrics import f1_score
+
+    from docalign.models.pretrained import load_tokenizer
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    train_docs, test_docs, labels = funsd_docs(args.segment_boxes)
+    tokenizer = load_tokenizer("minilm")
+    label2id = {name: i for i, name in enumerate(labels)}
+    train = [hf_encode(d, tokenizer, label2id)[0] for d in train_docs]
+    model, load = hf_model(len(labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    step_times = []
+    model.train()
+    for _ in range(args.epochs):
+        order = list(range(len(train)))
+        random.shuffle(order)
+        for start in range(0, len(order), args.batch_size):
+            batch = {k: torch.stack([train[i][k] for i in order[start:start + args.batch_size]]) for k in train[0]}
+            t0 = time.perf_counter()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            step_times.append(time.perf_counter() - t0)
+    model.eval()
+    gold, pred, lost = [], [], 0
+    with torch.no_grad():
+        for doc in test_docs:
+            enc, word_ids = hf_encode(doc, tokenizer, label2id)
+            logits = model(**{k: v[None] for k, v in enc.items() if k != "labels"}).logits[0]
+            words = ["O"] * len(doc.words)
+            seen = set()
+            for i, w in enumerate(word_ids):
+                if w is not None and w not in seen:
+                    words[w] = labels[int(logits[i].argmax())]
+                    seen.add(w)
+            lost += len(doc.words) - len(seen)
+            gold.append(list(doc.word_labels))
+            pred.append(words)
+    return {"recipe": "hf-layoutlm-v1", "segment_boxes": args.segment_boxes, "lr": args.lr, "epochs": args.epochs,
+            "batch_size": args.batch_size, "steps": len(step_times), "test_f1": f1_score(gold, pred),
+            "seconds_per_step": statistics.mean(step_times[3:]), "test_words_lost_to_truncation": lost,
+            "test_words": sum(len(d.words) for d in test_docs), "warm_start": load}
+
+
+# ---- ours -------------------------------------------------------------------------------------------
+
+
+def ours_args(extra: list[str], save_dir: Path) -> list[str]:
+    return ["fit", "--config", str(REPO / "experiments/_base.yaml"), "--config", str(REPO / "experiments/funsd_ft.yaml"),
+            "--config", str(REPO / "experiments/_offline.yaml"), "--trainer.max_steps", "-1",
+            "--trainer.max_epochs", "15", "--data.batch_size", "8", "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(save_dir), *extra]
+
+
+def ours(extra: list[str]) -> dict:
+    from docalign.cli import cli_main
+
+    save_dir = OUT / "runs"
+    start = time.time()
+    cli = cli_main(ours_args(extra, save_dir))
+    metrics = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
+    return {"recipe": "docalign funsd_ft + _offline.yaml", "extra_args": extra, "log_dir": cli.trainer.log_dir,
+            "test_f1": metrics["test"]["test/f1"], "steps": metrics["global_steps"],
+            "wall_seconds": round(time.time() - start), "best_val": metrics.get("best_val")}
+
+
+# ---- side-by-side step time -----------------------------------------------------------------------
+
+
+def _seconds_per_step(step, batches) -> float:
+    """Median wall time of ``step(batch)`` (forward, backward, optimiser) after two warm-up steps."""
+    times = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        step(batch)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:])
+
+
+def timing(args) -> dict:
+    """Both recipes on this machine in one process, one after the other, on FUNSD training batches of 8."""
+    from docalign.cli import cli_main
+    from docalign.models.pretrained import load_tokenizer
+
+    train_docs, _, labels = funsd_docs(False)
+    tokenizer = load_tokenizer("minilm")
+    label2id = {name: i for i, name in enumerate(labels)}
+    encoded = [hf_encode(d, tokenizer, label2id)[0] for d in train_docs[: 8 * args.steps]]
+    batches = [{k: torch.stack([e[k] for e in encoded[8 * s: 8 * s + 8]]) for k in encoded[0]} for s in range(args.steps)]
+    model, _ = hf_model(len(labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+
+    def hf_step(batch):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    base = _seconds_per_step(hf_step, batches)
+
+    # Ours: the model and batches exactly as `make train EXP=funsd_ft` + _offline.yaml builds them.
+    cli = cli_main(ours_args([], OUT / "timing")[1:], run=False)
+    data, system = cli.datamodule, cli.model
+    data.setup("fit")
+    loader = iter(data.train_dataloader())
+    ours_batches = [next(loader) for _ in range(args.steps)]
+    system.train()
+    ours_optimizer = system.optimizer_factory(system.param_groups())
+
+    def our_step(batch):
+        system._loss(system(batch)["logits"], batch["labels"]).backward()
+        ours_optimizer.step()
+        ours_optimizer.zero_grad()
+
+    ours_time = _seconds_per_step(our_step, ours_batches)
+    return {"hf_seconds_per_step": base, "docalign_seconds_per_step": ours_time, "ratio": ours_time / base,
+            "steps_timed": args.steps - 2,
+            "docalign_tokens_per_batch": statistics.mean(int(b["attention_mask"].sum()) for b in ours_batches),
+            "hf_tokens_per_batch": 8 * MAX_LEN}
+
+
+def report() -> None:
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+    lines = [f"Commands: `python benchmarks/funsd_offline.py baseline|ours|timing` then `report`. "
+             f"Machine: {machine()}.", ""]
+    lines += ["| run | test entity F1 | s/step | steps | notes |", "|---|---|---|---|---|"]
+    for name, r in parts.items():
+        lines.append(f"| {name} | {r.get('test_f1', float('nan')):.4f} | {r.get('seconds_per_step', float('nan')):.2f} | "
+                     f"{r.get('steps', '-')} | {json.dumps({k: v for k, v in r.items() if k not in ('test_f1', 'seconds_per_step', 'steps')})} |")
+    write_section("FUNSD offline: plain Hugging Face recipe versus docalign", "\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["baseline", "ours", "timing", "report"])
+    parser.add_argument("--segment-boxes", action="store_true")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--name", default=None, help="name of the result file (default: the part)")
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.part == "report":
+        report()
+        return
+    result = {"baseline": lambda: baseline(args), "ours": lambda: ours(extra), "timing": lambda: timing(args)}[args.part]()
+    name = args.name or args.part
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""AETNet's alignment-aware encoders (Wang et al., AAAI 2023) and their additive fusion.
+
+- An image encoder: a ViT from timm on the page image the fusion model sees, same patch grid, so its
+  output ``(B, 1+P, Hv)`` lines up with the fusion model's patch embeddings incl. the visual CLS.
+- A text encoder: any Hugging Face encoder on the fusion model's input ids, ``(B, L, Ht)``.
+- ``AlignmentEncoders`` bundles both with their projection heads to the shared, L2-normalised
+  contrastive space (D = ``embed_dim``); it is the unit the system copies into a momentum encoder.
+- ``AdditiveFusion`` maps the encoders' widths to the fusion hidden size H (identity when equal) so
+  the outputs can be added to the fusion model's input embeddings.
+
+Nothing here computes a loss or keeps state between calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.views import PIXEL_MEAN, PIXEL_STD
+from .pretrained import CheckpointError, hub_offline, load_pretrained_model
+
+
+@dataclass
+class ImageEncoderConfig:
+    """The alignment-aware image encoder (a timm ViT).
+
+    Args:
+        timm_checkpoint: a timm model name whose pretrained weights initialise the ViT, e.g.
+            ``deit_base_patch16_224.fb_in1k`` (DeiT-base/16, the paper's); fetched from the Hugging
+            Face hub unless ``checkpoint_file`` is given. Its sizes replace the ones below.
+            None (default): a randomly initialised ViT of the sizes below.
+        checkpoint_file: a local weights file (``.safetensors``, ``.pth``) for ``timm_checkpoint``, for
+            machines without the hub.
+        hidden_size, num_layers, num_heads, mlp_ratio: ViT sizes (random init).
+        image_size, patch_size: None = the fusion backbone's. The ViT reads the same image tensor and
+            its output is added patch by patch, so both must equal the backbone's when set.
+        drop_path: stochastic depth rate.
+    """
+
+    timm_checkpoint: Optional[str] = None
+    checkpoint_file: Optional[str] = None
+    hidden_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    image_size: Optional[int] = None
+    patch_size: Optional[int] = None
+    drop_path: float = 0.0
+
+
+@dataclass
+class TextEncoderConfig:
+    """The alignment-aware text encoder (a Hugging Face encoder on the fusion model's input ids).
+
+    Args:
+        pretrained: a checkpoint (hub id, folder, or ``minilm`` = the offline packaged MiniLM); its
+            vocabulary must be the fusion tokenizer's (``data.tokenizer``). None: random init with the
+            sizes below and the fusion tokenizer's vocabulary.
+        model_type: the architecture for random init (a ``transformers`` model type: ``bert``, ``roberta``...).
+        hidden_size, num_layers, num_heads, intermediate_size, dropout: sizes for random init.
+        max_positions: longest input in tokens (random init).
+    """
+
+    pretrained: Optional[str] = "minilm"
+    model_type: str = "bert"
+    hidden_size: int = 384
+    num_layers: int = 6
+    num_heads: int = 12
+    intermediate_size: int = 1536
+    dropout: float = 0.1
+    max_positions: int = 512
+
+
+def _grid_check(what: str, value: Optional[int], fusion: int) -> int:
+    if value is not None and value != fusion:
+        raise ValueError(
+            f"model.image_encoder.{what} = {value} but the fusion backbone's is {fusion}: the alignment ViT reads "
+            f"the same image tensor and its outputs are added patch by patch to the backbone's patch embeddings, "
+            f"so both patch grids must be identical. Leave image_encoder.{what} unset (null) to follow the backbone.")
+    return fusion
+
+
+class AlignmentImageEncoder(nn.Module):
+    """A timm ViT: ``(B, 3, S, S)`` image normalised with mean/std 0.5 -> ``(B, 1+P, Hv)`` (CLS first).
+
+    Pretrained timm weights expect their own normalisation (DeiT: ImageNet mean/std): the input is
+    converted to it, so the data pipeline stays the same for every encoder.
+    """
+
+    def __init__(self, config: ImageEncoderConfig, image_size: int, patch_size: int) -> None:
+        super().__init__()
+        import timm
+
+        image_size = _grid_check("image_size", config.image_size, image_size)
+        patch_size = _grid_check("patch_size", config.patch_size, patch_size)
+        self.pretrained = bool(config.timm_checkpoint)
+        if config.timm_checkpoint:
+            self.vit = _load_timm(config, image_size)
+        else:
+            self.vit = timm.create_model(
+                "vit_base_patch16_224", pretrained=False, num_classes=0, img_size=image_size,
+                patch_size=patch_size, embed_dim=config.hidden_size, depth=config.num_layers,
+                num_heads=config.num_heads, mlp_ratio=config.mlp_ratio, drop_path_rate=config.drop_path)
+        vit_patch = tuple(self.vit.patch_embed.patch_size)
+        if vit_patch != (patch_size, patch_size):
+            raise ValueError(
+                f"The image encoder '{config.timm_checkpoint}' uses {vit_patch[0]}x{vit_patch[1]} px patches but the fusion "
+                f"backbone uses {patch_size} px patches: pick a ViT with the backbone's patch size (e.g. a *_patch16_* "
+                f"model for model.backbone.patch_size 16).")
+        if self.vit.num_prefix_tokens != 1:
+            raise ValueError(
+                f"The image encoder '{config.timm_checkpoint}' has {self.vit.num_prefix_tokens} prefix tokens (a "
+                f"distillation or register token?); AETNet's fusion adds exactly one CLS + patches. Choose a plain ViT.")
+        mean = torch.tensor(self.vit.pretrained_cfg.get("mean", (PIXEL_MEAN,) * 3) if self.pretrained else (PIXEL_MEAN,) * 3)
+        std = torch.tensor(self.vit.pretrained_cfg.get("std", (PIXEL_STD,) * 3) if self.pretrained else (PIXEL_STD,) * 3)
+        # x_vit = (x * PIXEL_STD + PIXEL_MEAN - mean) / std  ==  x * scale + shift
+        self.register_buffer("scale", (PIXEL_STD / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((PIXEL_MEAN - mean) / std).view(1, 3, 1, 1), persistent=False)
+        self.hidden_size = self.vit.embed_dim
+        self.num_patches = (image_size // patch_size) ** 2
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values: (B, 3, S, S) -> (B, 1+P, Hv), P = (S / patch_size)**2, row-major patches."""
+        if self.pretrained:
+            pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
+        return self.vit.forward_features(pixel_values)
+
+
+def _load_timm(config: ImageEncoderConfig, image_size: int) -> nn.Module:
+    """``timm.create_model(name, pretrained=True)``, failing fast and clearly without the hub."""
+    import timm
+
+    name = config.timm_checkpoint
+    advice = (f"Set model.image_encoder.checkpoint_file to a local weights file for '{name}', or "
+              f"model.image_encoder.timm_checkpoint: null for a randomly initialised ViT (sized by "
+              f"model.image_encoder.hidden_size/num_layers/num_heads).")
+    kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=config.drop_path)
+    if config.checkpoint_file:
+        kwargs["pretrained_cfg_overlay"] = dict(file=config.checkpoint_file)
+    elif hub_offline():
+        raise CheckpointError(f"The image encoder's timm checkpoint '{name}' must be downloaded from the Hugging Face "
+                              f"hub, but HF_HUB_OFFLINE is set. {advice}")
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"Could not load the image encoder's timm checkpoint '{name}' "
+                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). {advice}") from err
+
+
+class AlignmentTextEncoder(nn.Module):
+    """A Hugging Face encoder on the fusion model's tokens: ids (B, L), mask (B, L) -> (B, L, Ht).
+
+    It reads the *same* input ids as the fusion model, so its vocabulary must be the fusion
+    tokenizer's; a checkpoint with another vocabulary is refused (its embeddings would be looked up
+    with ids from a different tokenizer: silently meaningless).
+    """
+
+    def __init__(self, config: TextEncoderConfig, vocab_size: int) -> None:
+        super().__init__()
+        if config.pretrained:
+            self.model = load_pretrained_model(config.pretrained)
+            rows = self.model.get_input_embeddings().num_embeddings
+            if rows != vocab_size:
+                raise CheckpointError(
+                    f"The alignment text encoder '{config.pretrained}' has a vocabulary of {rows} tokens but the fusion "
+                    f"tokenizer (data.tokenizer) has {vocab_size}: the text encoder reads the fusion model's input ids, so "
+                    f"both must use the same tokenizer. Choose a text encoder of the tokenizer's family (e.g. roberta-base "
+                    f"with microsoft/layoutlmv3-base, minilm with data.tokenizer minilm), or set "
+                    f"model.text_encoder.pretrained: null for a randomly initialised encoder with the fusion vocabulary.")
+        else:
+            from transformers import AutoConfig, AutoModel
+
+            hf_config = AutoConfig.for_model(
+                config.model_type, vocab_size=vocab_size, hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+                intermediate_size=config.intermediate_size, hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout, max_position_embeddings=config.max_positions + 2)
+            self.model = AutoModel.from_config(hf_config)
+        # The pooler (dense + tanh on CLS) is never used: drop it, or DDP would find parameters without gradients.
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None
+        self.hidden_size = self.model.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids: (B, L); attention_mask: (B, L) 1 = token -> (B, L, Ht) last hidden states."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class AlignmentEncoders(nn.Module):
+    """Both alignment encoders and their projection heads: what AETNet copies into a momentum encoder.
+
+    Args:
+        image, text: the encoder configurations; vocab_size: the fusion tokenizer's size.
+        image_size, patch_size: the fusion backbone's (the ViT shares its patch grid).
+        embed_dim: D, the shared contrastive space.
+    """
+
+    def __init__(self, image: ImageEncoderConfig, text: TextEncoderConfig, vocab_size: int, image_size: int,
+                 patch_size: int, embed_dim: int = 256) -> None:
+        super().__init__()
+        self.image = AlignmentImageEncoder(image, image_size, patch_size)
+        self.text = AlignmentTextEncoder(text, vocab_size)
+        self.image_proj = nn.Linear(self.image.hidden_size, embed_dim)
+        self.text_proj = nn.Linear(self.text.hidden_size, embed_dim)
+
+    def project_image(self, states: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """(..., Hv) image states -> (..., D), L2-normalised unless ``normalise`` is False."""
+        out = self.image_proj(states)
+        return F.normalize(out, dim=-1) if normalise else out
+
+    def project_text(self, states: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """(..., Ht) text states -> (..., D), L2-normalised unless ``normalise`` is False."""
+        out = self.text_proj(states)
+        return F.normalize(out, dim=-1) if normalise else out
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"image": (B, 1+P, Hv), "text": (B, L, Ht)}``: the encoders' full output sequences."""
+        return {"image": self.image(pixel_values), "text": self.text(input_ids, attention_mask)}
+
+
+class AdditiveFusion(nn.Module):
+    """Width adapters for the fusion: ``(B, 1+P, Hv), (B, L, Ht) -> (B, 1+P, H), (B, L, H)``.
+
+    A linear map per modality, or the identity when the widths already match (the paper's case:
+    768 everywhere). The results are added to the fusion model's patch and text embeddings.
+    """
+
+    def __init__(self, image_width: int, text_width: int, fusion_width: int) -> None:
+        super().__init__()
+        self.image = nn.Identity() if image_width == fusion_width else nn.Linear(image_width, fusion_width)
+        self.text = nn.Identity() if text_width == fusion_width else nn.Linear(text_width, fusion_width)
+
+    def forward(self, image_states: torch.Tensor, text_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(visual_extra (B, 1+P, H), text_extra (B, L, H))``."""
+        return self.image(image_states), self.text(text_states)

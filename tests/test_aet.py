@@ -1,0 +1,353 @@
+"""AETNet alignment-enriched tuning: fusion, momentum/queue discipline, loss weights, views, DDP."""
+
+import functools
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, cli_args
+from docalign.data.datamodule import SyntheticReceipts
+from docalign.data.encoding import collate_windows
+from docalign.data.views import PIXEL_MEAN, PIXEL_STD, AlignmentViews
+from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig
+from docalign.models.backbone import BackboneConfig
+from docalign.models.pretrained import CheckpointError
+from docalign.systems import AETTokenClassification
+from docalign.systems import aet as aet_module
+
+BACKBONE = BackboneConfig(text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                          image_size=32, patch_size=16)
+# Three different widths (ViT 24, text 16, fusion 32): both fusion maps are real linear maps.
+IMAGE = ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2)
+TEXT = TextEncoderConfig(pretrained=None, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+KEY_STATE = ("alignment_m.", "image_queue.", "text_queue.", "temperature.")
+TERMS = ("ditc", "imc", "glitc", "pita")
+
+
+@pytest.fixture(scope="module")
+def data():
+    dm = SyntheticReceipts(num_train=4, num_val=2, num_test=2, max_length=64, stride=16, image_size=32, batch_size=2)
+    dm.setup()
+    return dm
+
+
+def system(data, **overrides):
+    torch.manual_seed(0)
+    args = dict(backbone=BACKBONE, label_names=data.label_names, vocab_size=data.vocab_size, image_encoder=IMAGE,
+                text_encoder=TEXT, embed_dim=16, queue_size=32, lr=1e-3)
+    return AETTokenClassification(**{**args, **overrides})
+
+
+def trainer(tmp_path, **overrides):
+    args = dict(accelerator="cpu", devices=1, max_steps=1, limit_train_batches=1, limit_val_batches=1,
+                limit_test_batches=1, limit_predict_batches=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                default_root_dir=str(tmp_path))
+    return L.Trainer(**{**args, **overrides})
+
+
+def first_batch(data, split="train"):
+    return collate_windows(data.windows[split][:2], pad_token_id=data.tokenizer.pad_token_id)
+
+
+def key_state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(KEY_STATE)}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def count_calls(module):
+    """A forward hook recording each call's first input (a spy on the real module, not a stand-in)."""
+    seen = []
+    module.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach().clone()))
+    return seen
+
+
+# ---- fusion -------------------------------------------------------------------------------------------
+
+
+def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_them(data):
+    model = system(data).eval()
+    batch = first_batch(data)
+    ids, bbox, mask, pixels = batch["input_ids"], batch["bbox"], batch["attention_mask"], batch["pixel_values"]
+    with torch.no_grad():
+        out = model(batch)
+        aligned = model.alignment(pixels, ids, mask)
+        visual_extra, text_extra = model.fusion(aligned["image"], aligned["text"])
+        manual = model.backbone(ids, bbox, mask, pixels, text_extra=text_extra, visual_extra=visual_extra)
+        plain = model.backbone(ids, bbox, mask, pixels)
+    assert out["align_image"].shape == (2, 1 + 4, 24) and out["align_text"].shape == (2, ids.shape[1], 16)
+    assert visual_extra.shape == (2, 5, 32) and text_extra.shape == (2, ids.shape[1], 32)
+    assert torch.equal(out["text"], manual["text"]) and torch.equal(out["visual"], manual["visual"])
+    assert not torch.allclose(out["text"], plain["text"])
+
+    for encoder_param in (model.alignment.image.vit.norm.bias, model.alignment.text.model.embeddings.LayerNorm.bias):
+        with torch.no_grad():
+            encoder_param.add_(0.5)
+            changed = model(batch)
+        assert not torch.allclose(changed["text"], out["text"]) and not torch.allclose(changed["visual"], out["visual"])
+        out = changed
+
+    model.train()
+    model._loss(model(batch)["logits"], batch["labels"]).backward()
+    for param in (model.alignment.image.vit.blocks[0].attn.qkv.weight, model.alignment.text.model.encoder.layer[0]
+                  .attention.self.query.weight, model.fusion.image.weight, model.fusion.text.weight):
+        assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_fusion_maps_are_the_identity_when_widths_match():
+    fusion = AdditiveFusion(image_width=32, text_width=16, fusion_width=32)
+    assert isinstance(fusion.image, torch.nn.Identity) and isinstance(fusion.text, torch.nn.Linear)
+    image, text = torch.randn(2, 5, 32), torch.randn(2, 7, 16)
+    visual_extra, text_extra = fusion(image, text)
+    assert visual_extra is image and text_extra.shape == (2, 7, 32)
+
+
+# ---- momentum encoders and queues: after the optimiser step, in training only ----------------------------
+
+
+def test_forward_changes_nothing_and_the_training_step_updates_keys_after_the_optimizer_step(data, tmp_path):
+    model = system(data, momentum=0.9)
+    before = key_state(model)
+    batch = first_batch(data)
+    model.train()
+    model(batch)
+    model(batch)
+    model.alignment_terms(batch, model(batch))  # the losses too: keys computed, nothing written
+    assert_same(before, key_state(model))
+    model._pending = None
+
+    trainer(tmp_path).fit(model, datamodule=data)
+    after = key_state(model)
+    online = dict(model.alignment.named_parameters())
+    for name, value in model.alignment_m.named_parameters():
+        # One EMA step with the *post-step* online weights: the update followed the optimiser step.
+        assert torch.equal(value, before[f"alignment_m.{name}"].lerp(online[name], 1 - 0.9)), name
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("alignment_m."))
+    for queue in (model.image_queue, model.text_queue):
+        assert int(queue.filled) == 2 and int(queue.pointer) == 2
+        torch.testing.assert_close(queue.items().norm(dim=-1), torch.ones(2))
+
+
+def test_evaluation_and_prediction_see_the_clean_image_and_leave_keys_bit_identical(data, tmp_path):
+    model = system(data)
+    views, key_images, online_images = (count_calls(model.views), count_calls(model.alignment_m.image),
+                                         count_calls(model.alignment.image))
+    trainer(tmp_path).fit(model, datamodule=data)
+    # One training step (augmented view for the momentum ViT only), then fit's validation (neither).
+    assert len(views) == 1 and len(key_images) == 1 and len(online_images) == 2
+    assert torch.equal(views[0], online_images[0]) and not torch.allclose(key_images[0], online_images[0])
+
+    before = key_state(model)
+    views.clear(), key_images.clear(), online_images.clear()
+    run = trainer(tmp_path)
+    run.validate(model, datamodule=data)
+    run.test(model, datamodule=data)
+    predictions = run.predict(model, datamodule=data)
+    assert predictions and len(online_images) == 3
+    assert views == [] and key_images == []
+    assert torch.equal(online_images[-1], next(iter(data.predict_dataloader()))["pixel_values"])
+    assert_same(before, key_state(model))
+
+
+def test_views_are_per_sample_augmentations_in_the_collate_normalisation():
+    defaults = inspect.signature(collate_windows).parameters
+    assert (defaults["image_mean"].default, defaults["image_std"].default) == (PIXEL_MEAN, PIXEL_STD)
+    torch.manual_seed(0)
+    pixels = (torch.rand(1, 3, 32, 32) - PIXEL_MEAN) / PIXEL_STD
+    pixels = pixels.expand(4, -1, -1, -1).contiguous()  # four copies of one page
+    view = AlignmentViews(32)(pixels)
+    assert view.shape == pixels.shape and view.dtype == pixels.dtype
+    assert view.min() >= -1 and view.max() <= 1                      # still in the normalised range
+    assert not torch.allclose(view, pixels)
+    assert not torch.allclose(view[0], view[1])                       # a fresh draw per sample
+
+
+def test_momentum_zero_makes_the_key_encoders_copies(data, tmp_path):
+    model = system(data, momentum=0.0)
+    trainer(tmp_path).fit(model, datamodule=data)
+    online = model.alignment.state_dict()
+    for name, value in model.alignment_m.state_dict().items():
+        assert torch.equal(value, online[name]), name
+
+
+def test_ema_waits_for_the_optimizer_step_under_gradient_accumulation(data, tmp_path):
+    model = system(data, momentum=0.5)
+    with torch.no_grad():  # key encoder != online encoder, so that a premature EMA update would show
+        for param in model.alignment_m.parameters():
+            param.add_(0.01)
+    before = key_state(model)
+    trainer(tmp_path, accumulate_grad_batches=2, limit_train_batches=2).fit(model, datamodule=data)
+    online = dict(model.alignment.named_parameters())
+    for name, value in model.alignment_m.named_parameters():  # exactly one EMA update for one optimiser step
+        assert torch.equal(value, before[f"alignment_m.{name}"].lerp(online[name], 0.5)), name
+    assert int(model.image_queue.filled) == 4  # but every batch's keys were queued
+
+
+def test_no_momentum_ablation_takes_keys_from_the_online_encoders_without_gradient(data, tmp_path):
+    model = system(data, use_momentum=False, views=False)
+    assert model.alignment_m is None and model.views is None
+    batch = first_batch(data)
+    model.train()
+    torch.manual_seed(1)
+    out = model(batch)
+    keys = model._keys(batch, out["align_text"])
+    assert not keys["text_cls"].requires_grad
+    assert torch.equal(keys["text_cls"], model.alignment.project_text(out["align_text"][:, 0]).detach())
+    model.eval()  # without dropout, the online ViT on the (clean) view gives the online image CLS again
+    with torch.no_grad():
+        out = model(batch)
+        keys = model._keys(batch, out["align_text"])
+    torch.testing.assert_close(keys["image_cls"], model.alignment.project_image(out["align_image"][:, 0]))
+    trainer(tmp_path).fit(model, datamodule=data)
+    assert int(model.image_queue.filled) == int(model.text_queue.filled) == 2
+
+
+# ---- loss weights and logging -------------------------------------------------------------------------
+
+
+def spy_on_losses(monkeypatch):
+    calls = {term: 0 for term in TERMS}
+    for term in TERMS:
+        real = getattr(aet_module, f"{term}_loss")
+
+        def spy(*args, _real=real, _term=term, **kwargs):
+            calls[_term] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(aet_module, f"{term}_loss", functools.wraps(real)(spy))
+    return calls
+
+
+@pytest.mark.parametrize("off", TERMS)
+def test_a_zero_weight_term_is_neither_computed_nor_logged(data, tmp_path, monkeypatch, off):
+    calls = spy_on_losses(monkeypatch)
+    run = trainer(tmp_path)
+    run.fit(system(data, **{f"{off}_weight": 0.0}), datamodule=data)
+    logged = run.callback_metrics
+    assert calls == {term: int(term != off) for term in TERMS}
+    assert f"train/loss_{off}" not in logged
+    assert all(f"train/loss_{term}" in logged for term in TERMS if term != off)
+
+
+def test_key_side_exists_only_when_a_contrastive_term_needs_it(data):
+    model = system(data, ditc_weight=0.0, imc_weight=0.0, glitc_weight=0.0)
+    assert model.alignment_m is None and model.image_queue is None and model.temperature is None
+    assert model.views is None and set(model.weights) == {"loss_task", "loss_pita"}
+
+
+def test_every_term_is_logged_the_total_is_the_weighted_sum_and_weights_reach_hparams(data, tmp_path):
+    weights = dict(task_weight=0.8, ditc_weight=1.2, imc_weight=0.7, glitc_weight=0.5, pita_weight=0.4)
+    model = system(data, pita_mode="contrastive", **weights)
+    run = trainer(tmp_path, logger=TensorBoardLogger(str(tmp_path), name="aet", default_hp_metric=False))
+    run.fit(model, datamodule=data)
+    logged = run.callback_metrics
+    terms = {name: float(logged[f"train/loss_{name}"]) for name in ("task", *TERMS)}
+    total = sum(weights[f"{name}_weight"] * value for name, value in terms.items())
+    assert float(logged["train/loss"]) == pytest.approx(total, rel=1e-5)
+    assert 0.001 <= float(logged["train/temperature"]) <= 0.5
+    hparams = yaml.safe_load((tmp_path / "aet" / "version_0" / "hparams.yaml").read_text())
+    assert {k: hparams[k] for k in weights} == weights
+    assert hparams["pita_mode"] == "contrastive" and hparams["momentum"] == model.hparams.momentum
+
+
+# ---- construction: optimiser groups and clear refusals ----------------------------------------------------
+
+
+def test_param_groups_warm_start_the_text_encoder_and_leave_out_the_momentum_copies(data):
+    model = system(data, text_encoder=TextEncoderConfig(pretrained="minilm"), lr=1e-5, new_lr=1e-3)
+    lr_of = {id(p): group["lr"] for group in model.param_groups() for p in group["params"]}
+    assert lr_of[id(model.alignment.text.model.encoder.layer[0].attention.self.query.weight)] == 1e-5
+    assert lr_of[id(model.alignment.image.vit.blocks[0].attn.qkv.weight)] == 1e-3
+    assert lr_of[id(model.temperature.value)] == 1e-3
+    assert not any(id(p) in lr_of for p in model.alignment_m.parameters())
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable <= set(lr_of)
+
+
+def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):
+    with pytest.raises(CheckpointError, match="data.tokenizer") as err:
+        system(data, vocab_size=300, text_encoder=TextEncoderConfig(pretrained="minilm"))
+    assert "30522" in str(err.value) and "300" in str(err.value) and "pretrained: null" in str(err.value)
+
+
+def test_bad_alignment_configurations_are_refused_clearly(data):
+    with pytest.raises(ValueError, match="patch grids"):
+        system(data, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2, patch_size=8))
+    with pytest.raises(ValueError, match="patch grids"):
+        system(data, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2, image_size=64))
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(CheckpointError, match="checkpoint_file"):
+        system(data, image_encoder=ImageEncoderConfig(timm_checkpoint="deit_base_patch16_224.fb_in1k"))
+    with pytest.raises(ValueError, match="layoutlmv3"):
+        system(data, backbone=BackboneConfig(arch="layoutlm", text_init=None, hidden_size=32, num_layers=1))
+    for bad in (dict(momentum=1.0), dict(momentum=-0.1), dict(pita_mode="dot"), dict(ditc_weight=-1.0)):
+        with pytest.raises(ValueError):
+            system(data, **bad)
+
+
+# ---- experiments ------------------------------------------------------------------------------------------
+
+
+def _resolved(experiment):
+    from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
+
+    cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                      parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
+                      args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
+                            "--config", str(OFFLINE), "--config", str(TINY), "--config", str(TINY_AET)])
+    flat = {}
+
+    def walk(node, path):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{path}{key}.")
+            elif key != "config":
+                flat[f"{path}{key}"] = value
+
+    walk(cli.config.as_dict(), "")
+    return flat, cli.model
+
+
+@pytest.mark.parametrize("ablation, key, value", [
+    ("demo_aet_no_ditc", "ditc_weight", 0.0), ("demo_aet_no_imc", "imc_weight", 0.0),
+    ("demo_aet_no_glitc", "glitc_weight", 0.0), ("demo_aet_no_pita", "pita_weight", 0.0),
+    ("demo_aet_no_momentum", "use_momentum", False)])
+def test_each_ablation_is_demo_aet_with_exactly_one_change(ablation, key, value):
+    base, _ = _resolved("demo_aet")
+    config, model = _resolved(ablation)
+    changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
+    assert changed == {f"model.init_args.{key}"}, changed
+    assert getattr(model.hparams, key) == value and isinstance(model, AETTokenClassification)
+
+
+@pytest.mark.ddp
+def test_demo_aet_on_two_ddp_cpu_processes_fills_the_queues_with_the_global_batch(tmp_path):
+    args = [sys.executable, "-m", "docalign.cli", "fit", *cli_args(
+        "demo_aet", tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--data.batch_size", "4", "--data.max_docs", "8", "--trainer.limit_val_batches", "null")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "distributed_backend=gloo" in out.stdout + out.stderr  # really two processes, 2 windows each per step
+    log_dir = tmp_path / "logs" / "demo_aet" / "version_0"
+    metrics = json.loads((log_dir / "metrics.json").read_text())
+    assert metrics["global_steps"] == 2 and "test/f1" in metrics["test"]
+    state = torch.load(log_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    for queue in ("image_queue", "text_queue"):
+        # 2 steps x global batch 4: each rank enqueued its 2 keys gathered with the other rank's 2.
+        filled = int(state[f"{queue}.filled"])
+        assert filled == 2 * 4, filled
+        torch.testing.assert_close(state[f"{queue}.features"][:filled].norm(dim=-1), torch.ones(filled))

@@ -1,0 +1,67 @@
+"""``docalign compare`` on real tiny runs: two experiments, two seeds each."""
+
+import json
+import statistics
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import REPO, cli_args
+from docalign.cli import cli_main
+from docalign.compare import step_time_from_events
+
+EXPERIMENTS = ("demo", "demo_aet")
+SEEDS = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("compare")
+    for experiment in EXPERIMENTS:
+        for seed in SEEDS:
+            cli_main(["fit", *cli_args(experiment, tmp_path, "--seed_everything", str(seed), "--trainer.max_epochs", "2",
+                                       "--trainer.log_every_n_steps", "1")])
+    return tmp_path
+
+
+def compare(*args):
+    return subprocess.run([sys.executable, "-m", "docalign.cli", "compare", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_compare_tabulates_and_plots_real_runs(runs):
+    out_md = runs / "report" / "compare.md"
+    done = compare(*EXPERIMENTS, "--logs", str(runs / "logs"), "--out", str(out_md))
+    assert done.returncode == 0, done.stderr
+    table = out_md.read_text()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()[2:] if line.startswith("| ")}
+    assert set(rows) == set(EXPERIMENTS)
+    for experiment in EXPERIMENTS:
+        metrics = [json.loads((runs / "logs" / experiment / f"version_{i}" / "metrics.json").read_text()) for i in (0, 1)]
+        tests = [m["test"]["test/f1"] for m in metrics]
+        vals = [m["best_val"]["val/f1"] for m in metrics]
+        name, seeds, best_val, test, step_time, params = (cell.strip("| ") for cell in rows[experiment])
+        assert seeds == "2 (1, 2)"
+        assert test == f"{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}"
+        assert best_val == f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals):.4f}"
+        assert not step_time.endswith("*") and float(step_time.split(" ± ")[0]) > 0  # from the event wall times
+        assert params.startswith(f"{metrics[0]['parameters'] / 1e6:.1f} M")
+    png = out_md.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_an_experiment_without_finished_runs_is_a_clear_error(runs):
+    done = compare("demo", "no_such_experiment", "--logs", str(runs / "logs"), "--out", str(runs / "x.md"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no_such_experiment" in done.stderr and "demo_aet" in done.stderr
+    assert not (runs / "x.md").exists()
+
+
+def test_step_time_is_the_median_rate_so_validation_pauses_do_not_count():
+    event = lambda step, wall: SimpleNamespace(step=step, wall_time=wall)  # noqa: E731
+    # 0.5 s/step, then a 30 s validation pause inside one interval, then 0.5 s/step again
+    events = [event(1, 0.0), event(2, 0.5), event(3, 1.0), event(4, 31.5), event(5, 32.0), event(7, 33.0)]
+    assert step_time_from_events(events) == 0.5
+    assert step_time_from_events(events[:1]) is None
