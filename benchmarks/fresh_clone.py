@@ -2,8 +2,8 @@
 
     python benchmarks/fresh_clone.py [--skip-test]
 
-Clones HEAD of this repository into a temporary folder beside it (so ``../shared`` is found the same
-way), runs ``make train`` and then ``make test`` there with HF_HUB_OFFLINE=1, and writes the wall times,
+Clones HEAD of this repository into a temporary folder beside it (with ``../shared`` linked beside
+the clone, as CI lays it out), runs ``make train`` and then ``make test`` there with HF_HUB_OFFLINE=1, and writes the wall times,
 the test F1 and the test summary to the "Fresh clone" section of docs/RESULTS.md. pip's download
 cache is whatever the machine has (CI's machine is the same kind).
 """
@@ -42,6 +42,9 @@ def main() -> int:
                             text=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=REPO.parent, prefix="fresh-clone-") as tmp:
         clone = Path(tmp) / "docalign"
+        shared = REPO.parent / "shared"
+        if shared.is_dir():  # CI lays ../shared beside the clone; do the same
+            (Path(tmp) / "shared").symlink_to(shared)
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         train_s, train_code, train_log = timed(["make", "train"], clone, Path(tmp) / "train.log")
         metrics = sorted(clone.glob("logs/demo/version_*/metrics.json"))
