@@ -32,10 +32,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (benchmarks/results.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "RESULTS.md"
 TITLE = "## AET cost: alignment-enriched tuning vs plain fine-tuning"
-BEGIN, END = "<!-- benchmarks/aet_cost.py: begin -->", "<!-- benchmarks/aet_cost.py: end -->"
 SIZE = dict(hidden_size=384, num_layers=6, num_heads=12)  # MiniLM's, for the fusion model and both encoders
 FFN = 1536
 IMAGE, PATCH, VOCAB, LABELS = 224, 16, 30522, 61
@@ -121,27 +123,13 @@ def child(system: str, args: argparse.Namespace) -> dict:
 def machine(args: argparse.Namespace) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
-    return (f"{cpu}{gpu}; {os.cpu_count()} cores visible, torch threads {args.threads}; Python "
-            f"{platform.python_version()}, torch {torch.__version__}")
+    gpu = f"GPU {torch.cuda.get_device_name()}, " if args.device == "cuda" else ""
+    return results.machine(f"{gpu}torch {torch.__version__}, {args.threads} torch threads")
 
 
 def write_section(body: str) -> None:
-    """Replace the text between this script's markers (inside its own ``##`` section), keep the rest."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# docalign: measured results\n"
-    block = f"{BEGIN}\n{body.strip()}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + f"\n\n{TITLE}\n\n{block}\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(new)
+    """Replace this script's section of docs/RESULTS.md, keeping the rest."""
+    results.write_section("aet_cost", TITLE.removeprefix("## "), body)
 
 
 def main() -> None:

@@ -33,9 +33,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (benchmarks/results.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "RESULTS.md"
-BEGIN, END = "<!-- benchmarks/backbones.py: begin -->", "<!-- benchmarks/backbones.py: end -->"
 RUNS = {  # label -> BackboneConfig overrides
     "v1 (layoutlm)": {"arch": "layoutlm"},
     "v2 (layoutlmv2, resnet18-FPN)": {"arch": "layoutlmv2"},
@@ -93,18 +95,8 @@ def child(overrides: dict, args: argparse.Namespace) -> dict:
 def machine(args: argparse.Namespace) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if args.device == "cuda":
-        cpu += f", GPU {torch.cuda.get_device_name()}"
-    return (f"{cpu}; {os.cpu_count()} cores visible, torch threads {args.threads}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()} {platform.release()}")
+    gpu = f"GPU {torch.cuda.get_device_name()}, " if args.device == "cuda" else ""
+    return results.machine(f"{gpu}torch {torch.__version__}, {args.threads} torch threads")
 
 
 def table(results: dict[str, dict], args: argparse.Namespace) -> str:
@@ -122,15 +114,9 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace this script's section of docs/RESULTS.md (between its markers), keeping the rest."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# docalign: measured results\n"
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(new)
+    """Replace this script's section of docs/RESULTS.md, keeping the rest."""
+    title, body = text.split("\n", 1)
+    results.write_section("backbones", title.removeprefix("## "), body)
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ def main() -> None:
             f"FUNSD test split: {test_words} words, {long_docs} of {len(docs['test'])} forms need more than one "
             f"512-token window. Plain truncation at 512 tokens loses **{truncated_lost}** test words; docalign's "
             f"windows lose **{ours_lost}** (every word scored exactly once).")
-    write_section("Encoding on FUNSD", body)
+    write_section("encoding_funsd", "Encoding on FUNSD", body)
     print(body)
 
 

@@ -59,7 +59,7 @@ def main() -> int:
                         f"{summary[-1].strip('= ') if summary else 'no summary'} |")
     body = (f"Command: `python benchmarks/fresh_clone.py` (commit {commit}). Machine: {machine()}.\n\n"
             "| command | wall time | result |\n|---|---|---|\n" + "\n".join(rows))
-    write_section("Fresh clone: the README's commands", body)
+    write_section("fresh_clone", "Fresh clone: the README's commands", body)
     print(body)
     return 0 if train_code == 0 else 1
 

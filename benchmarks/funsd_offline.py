@@ -228,7 +228,7 @@ def report() -> None:
     for name, r in parts.items():
         lines.append(f"| {name} | {r.get('test_f1', float('nan')):.4f} | {r.get('seconds_per_step', float('nan')):.2f} | "
                      f"{r.get('steps', '-')} | {json.dumps({k: v for k, v in r.items() if k not in ('test_f1', 'seconds_per_step', 'steps')})} |")
-    write_section("FUNSD offline: plain Hugging Face recipe versus docalign", "\n".join(lines))
+    write_section("funsd_offline", "FUNSD offline: plain Hugging Face recipe versus docalign", "\n".join(lines))
 
 
 def main() -> None:

@@ -38,6 +38,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (benchmarks/results.py)
+
 from PIL import Image
 
 from docalign.ocr import CachedEngine, OcrCache, engine_from_spec, split_line
@@ -151,27 +154,13 @@ def evaluate(spec: str, pages: list[tuple[Path, Path]], workers: int) -> dict:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}; load average at the end {load}"
+    return results.machine()
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the text between this script's markers in ``path`` (append it when absent)."""
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else "# Results\n\nNumbers written by the scripts in `benchmarks/`.\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Replace this script's section of ``path``, keeping the rest."""
+    title, rest = body.split("\n", 1)
+    results.write_section("ocr_funsd", title.removeprefix("## "), rest, path)
 
 
 def main(argv=None) -> int:
