@@ -27,8 +27,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import shlex
 import sys
 import tempfile
