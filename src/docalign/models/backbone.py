@@ -35,6 +35,9 @@ class BackboneConfig:
         visual_grid: LayoutLMv2's visual tokens are the CNN map average-pooled to ``visual_grid`` squared.
         visual_fpn: LayoutLMv2 pools the FPN's finest level (True, as the paper) or the last CNN stage.
         visual_norm: LayoutLMv2's CNN normalisation: ``group`` (batch-independent) or ``batch``.
+        init_from: a docalign Lightning checkpoint (``.ckpt``, e.g. from ``funsd_pretrain_v2``) whose
+            ``backbone.*`` weights are loaded after the backbone is built (over ``pretrained``/``text_init``);
+            the arch and sizes must match it. Loaded weights count as warm-started (``lr``, not ``new_lr``).
     """
 
     arch: str = "layoutlmv3"
@@ -54,6 +57,7 @@ class BackboneConfig:
     visual_grid: int = 7
     visual_fpn: bool = True
     visual_norm: str = "group"
+    init_from: Optional[str] = None
 
 
 def build_backbone(config: BackboneConfig, vocab_size: int) -> torch.nn.Module:

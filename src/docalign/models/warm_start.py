@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 from torch import nn
+
+from .pretrained import CheckpointError
 
 log = logging.getLogger("docalign.models")
 
@@ -57,4 +60,42 @@ def transfer(target: nn.Module, source_state: Mapping[str, torch.Tensor], rename
     done = set(report.loaded)
     report.new = [name for name in params if name not in done]
     log.info(report.summary())
+    return report
+
+
+BACKBONE_PREFIX = "backbone.hf."  # where a docalign LightningModule keeps its backbone's parameters
+
+
+def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
+    """Copy the ``backbone.*`` weights of a docalign Lightning checkpoint (``.ckpt``) into ``backbone``.
+
+    ``backbone`` is any docalign backbone (its parameters live under ``backbone.hf``); report names are
+    relative to ``backbone.hf``, like every other warm start. The task heads of the source (an LM head, a
+    classifier) are reported unused. Raises ``CheckpointError`` naming the file when it is missing, is not
+    a Lightning checkpoint, holds no backbone weights, or none of them fits this backbone (another arch
+    or other sizes).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointError(f"backbone.init_from: the checkpoint {file} does not exist (expected a docalign "
+                              f"Lightning .ckpt, e.g. logs/<experiment>/version_N/checkpoints/last.ckpt)")
+    try:
+        # weights_only=False: a docalign .ckpt pickles its hyper-parameters (BackboneConfig, ...) beside the
+        # tensors, as Lightning's own ckpt_path loading does; only load checkpoints you trust.
+        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise CheckpointError(f"backbone.init_from: {file} could not be read as a Lightning checkpoint: {err}") from err
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"backbone.init_from: {file} is not a Lightning checkpoint (no 'state_dict')")
+    backbone_state = {k: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    if not backbone_state:
+        raise CheckpointError(f"backbone.init_from: {file} has no backbone weights (no '{BACKBONE_PREFIX}*' "
+                              f"tensors among its {len(state)}): is it a docalign checkpoint?")
+    report = transfer(backbone.hf, state, lambda k: k[len(BACKBONE_PREFIX):] if k.startswith(BACKBONE_PREFIX)
+                      else None, str(file))
+    if not report.loaded:
+        raise CheckpointError(f"backbone.init_from: none of the {len(backbone_state)} backbone tensors of {file} fits "
+                              f"this backbone ({len(report.mismatched)} with other shapes): was it trained with "
+                              f"another backbone.arch or other sizes?")
     return report

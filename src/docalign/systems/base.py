@@ -12,6 +12,7 @@ from transformers import get_scheduler
 
 from ..models.backbone import BackboneConfig, build_backbone
 from ..models import freezing
+from ..models.warm_start import load_backbone_checkpoint
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 
@@ -47,6 +48,8 @@ class DocumentSystem(L.LightningModule):
         super().__init__()
         self.freeze_patterns = list(freeze or [])
         self.backbone = build_backbone(backbone, vocab_size)
+        if backbone.init_from:  # a docalign .ckpt (e.g. pre-training): its weights replace any hub warm start
+            self.backbone.load_report = load_backbone_checkpoint(self.backbone, backbone.init_from)
         report = self.backbone.load_report
         self.warm_started = {f"backbone.hf.{n}" for n in report.loaded} if report else set()
         self.optimizer_factory = optimizer or adamw
