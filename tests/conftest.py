@@ -26,8 +26,10 @@ if not os.environ.get("DOCALIGN_FUNSD") and _SHARED_FUNSD.is_dir():
 FIXTURE_ARGS = {  # the fixtures have 3 training documents: carve 1 for validation
     "CORD": ["--data.init_args.root", str(FIXTURES / "cord")],
     "SROIE": ["--data.init_args.root", str(FIXTURES / "sroie"), "--data.init_args.val_size", "1"],
+    "RVLCDIP": ["--data.init_args.root", str(FIXTURES / "rvl_cdip")],  # 3 train / 1 val / 1 test, real rapidocr
 }
-RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE")
+RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP")
+OCR_DATAMODULES = ("RVLCDIP",)  # their OCR cache goes to the test's tmp folder too
 FUNSD_MISSING = "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
 
 
@@ -58,7 +60,8 @@ def data_args(experiment: str, tmp_path: Path) -> list[str]:
         return []
     if name == "FUNSD" and not os.environ.get("DOCALIGN_FUNSD"):
         pytest.skip(FUNSD_MISSING)
-    return [*FIXTURE_ARGS.get(name, []), "--data.init_args.cache_dir", str(tmp_path / "cache")]
+    ocr = ["--data.init_args.ocr_cache_dir", str(tmp_path / "ocr-cache")] if name in OCR_DATAMODULES else []
+    return [*FIXTURE_ARGS.get(name, []), "--data.init_args.cache_dir", str(tmp_path / "cache"), *ocr]
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from .encoding import EncodedWindow
 log = logging.getLogger("docalign.data")
 
 CACHE_FORMAT = 1
-_FIELDS = ("input_ids", "bbox", "labels", "word_ids", "scored", "doc_index")
+_FIELDS = ("input_ids", "bbox", "labels", "word_ids", "scored", "doc_index", "doc_label")
 
 
 def file_signature(paths: Iterable[Path]) -> list[tuple[str, Optional[int], Optional[int]]]:

@@ -1,4 +1,5 @@
-"""DataModules of the entity-labelling benchmarks read from their release folders: FUNSD, CORD, SROIE.
+"""DataModules of the benchmarks read from their release folders: FUNSD, CORD, SROIE (entity labelling) and
+RVL-CDIP, Tobacco-3482 (document classification; see ``ClassificationDataModule`` for their OCR and splits).
 
 Each one reads with its ``docalign.data.readers`` reader, shares one ``RepairLog`` between reader and
 encoder (``strict`` applies to both), and caches encoded splits on disk (``docalign.data.cache``) under
@@ -26,13 +27,15 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Optional
 
+from ..ocr import CachedEngine, OcrCache, engine_from_spec
 from . import document, encoding, images
 from .cache import WindowCache, cache_key, code_fingerprint, file_signature, tokenizer_fingerprint
 from .datamodule import DocumentDataModule
 from .document import Document
-from .encoding import EncodedWindow
+from .encoding import DocumentEncoder, EncodedWindow
 from .images import DEFAULT_MAX_PIXELS
 from .readers import base as reader_base
+from .readers import classification as classification_reader
 from .readers import cord as cord_reader
 from .readers import funsd as funsd_reader
 from .readers import sroie as sroie_reader
@@ -311,3 +314,174 @@ def _carved(reader: Reader, split: str, val_size: int, dataset: str) -> list[Any
         return reader.files("test")
     train, val = carve_validation(reader.files("train"), val_size)
     return train if split == "train" else val
+
+
+DEFAULT_OCR_CACHE_DIR = "data/cache/ocr"
+
+
+class ClassificationDataModule(ReleaseDataModule):
+    """Base of the document-classification DataModules: OCR through the on-disk OCR cache, class ids per window.
+
+    The releases ship images only, so the words and boxes come from OCR: ``ocr_engine`` (a
+    ``docalign.ocr.engine_from_spec`` spec, ``rapidocr`` by default, e.g. ``tesseract:psm=6``; None: no OCR,
+    image-only documents) wrapped in ``docalign.ocr.CachedEngine`` over ``ocr_cache_dir``, keyed by the
+    image's pixels and the engine's settings, so a second run (or a changed encoder setting that misses the
+    encoded-split cache) pays no OCR. The encoded splits are cached like FUNSD's; the engine and its
+    settings are part of that cache's key.
+
+    Labels: ``label_names`` are the classes; the encoder maps each document's ``doc_label`` to its index
+    (``DocumentEncoder(doc_label_names=...)``) and copies it to every window (``batch["doc_label"]``).
+    """
+
+    classes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, root: Optional[str], ocr_engine: Optional[str], ocr_cache_dir: Optional[str],
+                 cache_dir: Optional[str], max_pixels: Optional[int], **base: Any) -> None:
+        super().__init__(root, cache_dir, max_pixels, **base)
+        engine = engine_from_spec(ocr_engine) if ocr_engine else None
+        self.ocr_cache = OcrCache(ocr_cache_dir) if engine is not None and ocr_cache_dir else None
+        self.ocr = CachedEngine(engine, self.ocr_cache) if self.ocr_cache is not None else engine
+        self._split_keys: dict[str, list[Any]] = {}
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.classes)
+
+    def ocr_words(self, image: Any) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+        """The reader's OCR callable: ``image -> (words, pixel boxes)``."""
+        result = self.ocr(image)
+        return result.words, result.boxes
+
+    def reader_kwargs(self) -> dict[str, Any]:
+        return {"ocr": self.ocr_words if self.ocr is not None else None, "repairs": self.repairs,
+                "max_pixels": self.hparams.max_pixels}
+
+    def reader_settings(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {"ocr_engine": hp.ocr_engine, "ocr_settings": self.ocr.settings() if self.ocr is not None else None,
+                "max_pixels": hp.max_pixels}
+
+    def encoder(self) -> DocumentEncoder:
+        hp = self.hparams
+        # No word tags here (label_names is empty for words); the classes map the documents' doc_label.
+        return DocumentEncoder(self.tokenizer, [], max_length=hp.max_length, stride=hp.stride,
+                               image_size=hp.image_size, repairs=self.repairs, doc_label_names=self.label_names)
+
+    def split_keys(self, split: str) -> list[Any]:
+        # Listed once per split: the label file's problems are reported once, not per call.
+        if split not in self._split_keys:
+            self._split_keys[split] = self.list_split(split)
+        return self._split_keys[split]
+
+    def list_split(self, split: str) -> list[Any]:
+        raise NotImplementedError
+
+
+class RVLCDIP(ClassificationDataModule):
+    """RVL-CDIP (320,000 train / 40,000 val / 40,000 test scans), 16 classes (``RVL_CDIP_CLASSES``).
+
+    Splits are the release's label-list files ``labels/{train,val,test}.txt`` (``<image path> <class index>``
+    per line, images under ``images/``). A malformed line or a class index outside 0-15 is skipped and
+    counted (``strict: true``: raised, naming the file and line).
+
+    Args:
+        root: the release folder; default ``$DOCALIGN_RVLCDIP``.
+        ocr_engine: OCR engine spec (``rapidocr``, ``tesseract``, ``easyocr``, with ``:key=value`` settings), or
+            None for image-only documents.
+        ocr_cache_dir: folder of the OCR cache (None: no OCR cache).
+        cache_dir: folder of the encoded-split cache (None: no cache).
+        max_pixels: pixel limit of the image loader.
+        **others: see ``DocumentDataModule``.
+    """
+
+    dataset = "RVL-CDIP"
+    env_var = "DOCALIGN_RVLCDIP"
+    layout = ("Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
+              "('<image path> <class index 0-15>' per line) and images/.")
+    classes = classification_reader.RVL_CDIP_CLASSES
+
+    def __init__(self, root: Optional[str] = None, ocr_engine: Optional[str] = "rapidocr",
+                 ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR, cache_dir: Optional[str] = DEFAULT_CACHE_DIR,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, tokenizer: str = "minilm", max_length: int = 512,
+                 stride: int = 128, image_size: int = 224, batch_size: int = 8, eval_batch_size: Optional[int] = None,
+                 num_workers: int = 0, pin_memory: bool = False, strict: bool = False,
+                 max_docs: Optional[int] = None) -> None:
+        super().__init__(root, ocr_engine, ocr_cache_dir, cache_dir, max_pixels, tokenizer=tokenizer,
+                         max_length=max_length, stride=stride, image_size=image_size, batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         strict=strict, max_docs=max_docs)
+
+    def make_reader(self) -> Reader:
+        return classification_reader.RVLCDIPReader(self.root, **self.reader_kwargs())
+
+    def list_split(self, split: str) -> list[Any]:
+        return self.reader.files(split)
+
+
+class Tobacco3482(ClassificationDataModule):
+    """Tobacco-3482 (3,482 scans in 10 class folders, ``TOBACCO3482_CLASSES``); no official split.
+
+    Splits, carved deterministically per class (stratified): within each class folder the files are ranked
+    by the SHA-256 of ``<class>/<file stem>``; the first ``train_per_class`` go to train, the next
+    ``val_per_class`` to val, the rest to test (each split keeps the reader's order: class, then file name).
+    The defaults, 80 + 20, are the usual protocol of 100 training documents per class (Kumar et al., 2014),
+    with a fifth of them held out for model selection: on the full release 800 train / 200 val / 2,482 test
+    (every class has more than 100 documents). ``val_per_class: 0`` validates on the test split instead.
+
+    Args:
+        root: the folder of class folders; default ``$DOCALIGN_TOBACCO3482``.
+        train_per_class, val_per_class: documents per class in train and val.
+        ocr_engine, ocr_cache_dir, cache_dir, max_pixels: as for ``RVLCDIP``.
+        **others: see ``DocumentDataModule``.
+    """
+
+    dataset = "Tobacco3482"
+    env_var = "DOCALIGN_TOBACCO3482"
+    layout = "Expected one folder per class (ADVE, Email, Form, ...) holding the page images."
+    classes = classification_reader.TOBACCO3482_CLASSES
+
+    def __init__(self, root: Optional[str] = None, train_per_class: int = 80, val_per_class: int = 20,
+                 ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
+                 cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+        if train_per_class < 1 or val_per_class < 0:
+            raise ValueError(f"train_per_class must be >= 1 and val_per_class >= 0, got {train_per_class}, "
+                             f"{val_per_class}")
+        super().__init__(root, ocr_engine, ocr_cache_dir, cache_dir, max_pixels, tokenizer=tokenizer,
+                         max_length=max_length, stride=stride, image_size=image_size, batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         strict=strict, max_docs=max_docs)
+
+    def make_reader(self) -> Reader:
+        return classification_reader.Tobacco3482Reader(self.root, **self.reader_kwargs())
+
+    def reader_settings(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {**super().reader_settings(), "train_per_class": hp.train_per_class, "val_per_class": hp.val_per_class}
+
+    def list_split(self, split: str) -> list[Any]:
+        hp = self.hparams
+        if split == "val" and hp.val_per_class == 0:
+            log.warning("%s: val_per_class is 0, so the test split doubles as the validation split", self.dataset)
+            return self.split_keys("test")
+        keys = self.split_keys("all") if split != "all" else self.reader.files("all")
+        if split == "all":
+            return keys
+        by_class: dict[str, list[int]] = {}
+        for i, (path, label) in enumerate(keys):
+            by_class.setdefault(label, []).append(i)
+        bounds = {"train": (0, hp.train_per_class),
+                  "val": (hp.train_per_class, hp.train_per_class + hp.val_per_class),
+                  "test": (hp.train_per_class + hp.val_per_class, None)}
+        if split not in bounds:
+            raise ValueError(f"{self.dataset} has the splits train, val and test, not {split!r}")
+        start, stop = bounds[split]
+        chosen: set[int] = set()
+        for label, indices in by_class.items():
+            ranked = sorted(indices, key=lambda i: hashlib.sha256(f"{label}/{Path(keys[i][0]).stem}".encode()).hexdigest())
+            if split == "test" and len(ranked) <= start:
+                log.warning("%s: class %s has only %d documents, none left for test", self.dataset, label, len(ranked))
+            chosen.update(ranked[start:stop])
+        return [k for i, k in enumerate(keys) if i in chosen]

@@ -32,6 +32,7 @@ class EncodedWindow:
     scored: list[bool]              # (L,), True on the one token whose prediction counts for its word
     doc_index: int                  # index of the document in its split
     image: torch.Tensor | None      # (3, S, S) uint8, shared by the windows of one document
+    doc_label: int = IGNORE_INDEX   # the document's class id (classification), -100 when it has none
 
 
 def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
@@ -84,6 +85,9 @@ class DocumentEncoder:
         tokenizer: a Hugging Face *fast* tokenizer (WordPiece or BPE); BPE tokenizers must have been
             loaded with ``add_prefix_space=True``.
         label_names: the tag set; ``word_labels`` are mapped to their index.
+        doc_label_names: the document classes; ``doc_label`` is mapped to its index and copied to every
+            window of the document. None (default): documents are not classified, ``doc_label`` stays -100.
+            A separate list (not ``label_names``) so that word tags and document classes never mix.
         max_length: tokens per window, special tokens included.
         stride: tokens shared by consecutive windows of a long document.
         image_size: side of the square image tensor (None: no image).
@@ -91,12 +95,15 @@ class DocumentEncoder:
     """
 
     def __init__(self, tokenizer: Any, label_names: Sequence[str], max_length: int = 512, stride: int = 128,
-                 image_size: int | None = 224, repairs: RepairLog | None = None) -> None:
+                 image_size: int | None = 224, repairs: RepairLog | None = None,
+                 doc_label_names: Sequence[str] | None = None) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("DocumentEncoder needs a fast tokenizer (it maps sub-tokens back to words)")
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.label2id = {name: i for i, name in enumerate(self.label_names)}
+        self.doc_label_names = list(doc_label_names) if doc_label_names is not None else None
+        self.doc_label2id = {name: i for i, name in enumerate(self.doc_label_names or [])}
         self.max_length = max_length
         self.stride = stride
         self.image_size = image_size
@@ -114,6 +121,16 @@ class DocumentEncoder:
                 label = "O"
             ids.append(self.label2id[label])
         return ids
+
+    def _doc_label_id(self, doc: Document) -> int:
+        """The class id of ``doc.doc_label``; -100 when not classifying, unlabelled, or (lenient) unknown."""
+        if self.doc_label_names is None or doc.doc_label is None:
+            return IGNORE_INDEX
+        if doc.doc_label not in self.doc_label2id:
+            self.repairs.report(doc.source or doc.doc_id, "doc_label", f"unknown class {doc.doc_label!r} "
+                                f"(known: {', '.join(self.doc_label_names)})", "leave the document unlabelled (-100)")
+            return IGNORE_INDEX
+        return self.doc_label2id[doc.doc_label]
 
     def _tokenize(self, doc: Document) -> tuple[list[int], list[int]]:
         """Sub-token ids and, per sub-token, its word index. Words with no sub-token become UNK."""
@@ -136,11 +153,12 @@ class DocumentEncoder:
 
     def encode(self, doc: Document, doc_index: int) -> list[EncodedWindow]:
         """All windows of one document (at least one, even for a page with no words)."""
-        if not doc.words:
+        if not doc.words and self.doc_label_names is None:  # classification: a blank page is a legitimate sample
             self.repairs.report(doc.source or doc.doc_id, "words", "page with no words",
                                 "keep it as an image-only sample")
         boxes = normalise_boxes(doc, self.repairs)
         labels = self._label_ids(doc)
+        doc_label = self._doc_label_id(doc)
         token_ids, token_words = self._tokenize(doc)
         image = image_to_tensor(doc.image, self.image_size) if self.image_size else None
 
@@ -169,7 +187,7 @@ class DocumentEncoder:
                 # Train on every window's first sub-tokens; only the owner's prediction is scored.
                 lab = [IGNORE_INDEX] + [labels[token_words[t]] if first_token[token_words[t]] == t
                                         else IGNORE_INDEX for t in span] + [IGNORE_INDEX]
-            windows.append(EncodedWindow(ids, bbox, lab, word_ids, scored, doc_index, image))
+            windows.append(EncodedWindow(ids, bbox, lab, word_ids, scored, doc_index, image, doc_label))
         return windows
 
 
@@ -178,8 +196,9 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
     """Pad a list of windows to the longest one.
 
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
-    ``word_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool, ``doc_index (B,)``
-    and ``pixel_values (B, 3, S, S)`` float, normalised with ``image_mean``/``image_std``.
+    ``word_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool, ``doc_index (B,)``,
+    ``doc_label (B,)`` (class id, -100 when the document has none) and ``pixel_values (B, 3, S, S)`` float,
+    normalised with ``image_mean``/``image_std``.
     """
     length = max(len(w.input_ids) for w in windows)
     batch = len(windows)
@@ -191,6 +210,7 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
         "word_ids": torch.full((batch, length), -1, dtype=torch.long),
         "scored": torch.zeros((batch, length), dtype=torch.bool),
         "doc_index": torch.tensor([w.doc_index for w in windows], dtype=torch.long),
+        "doc_label": torch.tensor([w.doc_label for w in windows], dtype=torch.long),
     }
     for i, w in enumerate(windows):
         n = len(w.input_ids)

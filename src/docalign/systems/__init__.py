@@ -1,4 +1,7 @@
-from .aet import AETTokenClassification
+from .aet import AETDocumentClassification, AETTokenClassification
+from .doc_classification import DocumentClassification
+from .pretraining_v2 import LayoutLMv2Pretraining
 from .token_classification import TokenClassification
 
-__all__ = ["AETTokenClassification", "TokenClassification"]
+__all__ = ["AETDocumentClassification", "AETTokenClassification", "DocumentClassification", "LayoutLMv2Pretraining",
+           "TokenClassification"]

@@ -1,4 +1,4 @@
-"""AETNet alignment-enriched tuning (Wang et al., AAAI 2023) for token classification.
+"""AETNet alignment-enriched tuning (Wang et al., AAAI 2023) for token and document classification.
 
 The fusion model (LayoutLMv3) receives, added to its input embeddings, the full output sequences of
 an alignment-aware image encoder (ViT) and text encoder; the joint objective is
@@ -15,6 +15,11 @@ A weight of 0 skips its term entirely (not computed, not logged). Per training s
   temperature clamp, and the momentum CLS features into the queues (on every rank: they gather).
 Validation, test and prediction run the fusion model and the online encoders on the clean image
 only; momentum encoders, queues and augmentation are never touched there.
+
+The machinery lives in ``AlignmentEnrichment``, a mixin put before a task system in the bases
+(``AETTokenClassification(AlignmentEnrichment, TokenClassification)``): the task system keeps its head,
+loss, metrics and evaluation; the AET subclass only names its head (``forward``) and ``task_loss``.
+PITA reads the batch's token boxes and word ids, which every encoded batch has (classification too).
 """
 
 from __future__ import annotations
@@ -30,58 +35,46 @@ from ..models.alignment import AdditiveFusion, AlignmentEncoders, ImageEncoderCo
 from ..models.backbone import BackboneConfig
 from ..models.momentum import FeatureQueue, ema_update, make_momentum_copy
 from .base import OptimizerFactory
+from .doc_classification import DocumentClassification
 from .token_classification import TokenClassification
 
 GLITC_REGIONS = 3  # image locals: the patch grid average-pooled to 3x3 regions (the released code's choice)
 CONTRASTIVE_TERMS = ("loss_ditc", "loss_imc", "loss_glitc")  # the terms that need key encoders and queues
 
 
-class AETTokenClassification(TokenClassification):
-    """``TokenClassification`` with AETNet's alignment encoders, momentum encoders, queues and losses.
+def loss_weights(task: float, ditc: float, imc: float, glitc: float, pita: float) -> dict[str, float]:
+    """The loss weights by logged term name."""
+    return {"loss_task": task, "loss_ditc": ditc, "loss_imc": imc, "loss_glitc": glitc, "loss_pita": pita}
 
-    Args:
-        image_encoder, text_encoder: the alignment-aware encoders (``ImageEncoderConfig``, ``TextEncoderConfig``).
-        embed_dim: D, the shared contrastive space of the projection heads.
-        task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight: loss weights (>= 0; 0 skips the term).
-        pita_mode: ``cosine`` (the paper) or ``contrastive`` (the released code), see ``losses.pita_loss``.
-        momentum: EMA momentum m of the key encoders, 0 <= m < 1 (0: a copy of the online encoders after
-            every step).
-        use_momentum: False for the ``*_no_momentum`` ablation: no momentum copies; the key encoder is the
-            online encoder run without gradients (m = 0 without the copy), i.e. the text keys are the
-            online text features detached and the image keys the online ViT's features of the
-            augmented view; queues are kept (filled with those keys).
-        queue_size: K, features per queue (image and text CLS).
-        temperature: initial contrastive temperature (learnable, clamped to [0.001, 0.5]).
-        views: augment the key encoder's image (second view for IMC); False: the clean image.
-        See ``TokenClassification`` and ``DocumentSystem`` for the rest.
+
+def check_alignment_args(backbone: BackboneConfig, weights: dict[str, float], momentum: float, pita_mode: str) -> None:
+    """Refuse an AET configuration that cannot work, before anything is built."""
+    if backbone.arch != "layoutlmv3" or not backbone.visual:
+        raise ValueError(f"AET needs the layoutlmv3 backbone with visual tokens (its additive fusion points); got "
+                         f"arch={backbone.arch!r}, visual={backbone.visual}")
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"model.momentum must lie in [0, 1) (m = 1 would never update the key encoders), got {momentum}")
+    if pita_mode not in ("cosine", "contrastive"):
+        raise ValueError(f"model.pita_mode must be 'cosine' or 'contrastive', got {pita_mode!r}")
+
+
+class AlignmentEnrichment:
+    """AETNet's alignment encoders, momentum encoders, queues, losses and training step, as a mixin.
+
+    Put it first in the bases of a task system (a ``DocumentSystem`` subclass). A subclass's ``__init__``
+    calls ``check_alignment_args``, the task system's ``__init__`` with ``freeze=None``,
+    ``save_hyperparameters`` (in its own ``__init__``, so that it sees that method's arguments), then
+    ``build_alignment``; it implements ``forward`` (``aligned_states`` + its head) and ``task_loss``.
+    The constructor arguments are listed on ``AETTokenClassification``.
     """
 
-    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
-                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
-                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None,
-                 image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
-                 text_encoder: TextEncoderConfig = TextEncoderConfig(), embed_dim: int = 256,
-                 task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
-                 glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
-                 momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
-                 temperature: float = 0.07, views: bool = True) -> None:
-        if backbone.arch != "layoutlmv3" or not backbone.visual:
-            raise ValueError(f"AET needs the layoutlmv3 backbone with visual tokens (its additive fusion points); got "
-                             f"arch={backbone.arch!r}, visual={backbone.visual}")
-        weights = {"loss_task": task_weight, "loss_ditc": ditc_weight, "loss_imc": imc_weight,
-                   "loss_glitc": glitc_weight, "loss_pita": pita_weight}
-        if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
-            raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"model.momentum must lie in [0, 1) (m = 1 would never update the key encoders), got {momentum}")
-        if pita_mode not in ("cosine", "contrastive"):
-            raise ValueError(f"model.pita_mode must be 'cosine' or 'contrastive', got {pita_mode!r}")
-        # freeze is applied below, once the alignment modules exist (patterns may name them).
-        super().__init__(backbone, label_names, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio,
-                         classifier_dropout, optimizer, freeze=None)
-        self.save_hyperparameters(ignore=["optimizer"])  # this class's arguments too (loss weights -> HParams tab)
+    def build_alignment(self, backbone: BackboneConfig, vocab_size: int, image_encoder: ImageEncoderConfig,
+                        text_encoder: TextEncoderConfig, embed_dim: int, weights: dict[str, float],
+                        use_momentum: bool, queue_size: int, temperature: float, views: bool,
+                        freeze: Optional[list[str]]) -> None:
+        """Build the alignment modules, then apply ``freeze`` (its patterns may name them)."""
         self.freeze_patterns = list(freeze or [])
         self.weights = {name: float(w) for name, w in weights.items() if w > 0}
         self.contrastive = any(name in self.weights for name in CONTRASTIVE_TERMS)
@@ -107,16 +100,19 @@ class AETTokenClassification(TokenClassification):
         self.apply_freeze()
 
     # --- model -------------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``logits (B, L, num_labels)``, the backbone's states, and the online alignment encoders' outputs
-        ``align_image (B, 1+P, Hv)``, ``align_text (B, L, Ht)``. No side effects (no momentum, no queue)."""
+    def aligned_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The fusion backbone's states (the alignment encoders' outputs added to its input embeddings) and
+        those outputs, ``align_image (B, 1+P, Hv)`` and ``align_text (B, L, Ht)``. No side effects."""
         aligned = self.alignment(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
         visual_extra, text_extra = self.fusion(aligned["image"], aligned["text"])
         out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch["pixel_values"],
                             text_extra=text_extra, visual_extra=visual_extra)
-        out["logits"] = self.classifier(self.dropout(out["text"]))
         out["align_image"], out["align_text"] = aligned["image"], aligned["text"]
         return out
+
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's loss from ``forward``'s output (implemented by the subclass)."""
+        raise NotImplementedError
 
     def param_groups(self) -> list[dict[str, Any]]:
         """``DocumentSystem``'s groups without the momentum encoders (EMA-updated, never optimised)."""
@@ -180,7 +176,7 @@ class AETTokenClassification(TokenClassification):
         out = self(batch)
         terms = {}
         if "loss_task" in self.weights:
-            terms["loss_task"] = self._loss(out["logits"], batch["labels"])
+            terms["loss_task"] = self.task_loss(out, batch)
         terms.update(self.alignment_terms(batch, out))
         loss = sum(self.weights[name] * value for name, value in terms.items())
         size = batch["input_ids"].shape[0]
@@ -207,3 +203,90 @@ class AETTokenClassification(TokenClassification):
         if pending is not None:  # a collective under DDP: every rank gets here with its keys
             self.image_queue.enqueue(pending["image"])
             self.text_queue.enqueue(pending["text"])
+
+
+class AETTokenClassification(AlignmentEnrichment, TokenClassification):
+    """``TokenClassification`` with AETNet's alignment encoders, momentum encoders, queues and losses.
+
+    Args:
+        image_encoder, text_encoder: the alignment-aware encoders (``ImageEncoderConfig``, ``TextEncoderConfig``).
+        embed_dim: D, the shared contrastive space of the projection heads.
+        task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight: loss weights (>= 0; 0 skips the term).
+        pita_mode: ``cosine`` (the paper) or ``contrastive`` (the released code), see ``losses.pita_loss``.
+        momentum: EMA momentum m of the key encoders, 0 <= m < 1 (0: a copy of the online encoders after
+            every step).
+        use_momentum: False for the ``*_no_momentum`` ablation: no momentum copies; the key encoder is the
+            online encoder run without gradients (m = 0 without the copy), i.e. the text keys are the
+            online text features detached and the image keys the online ViT's features of the
+            augmented view; queues are kept (filled with those keys).
+        queue_size: K, features per queue (image and text CLS).
+        temperature: initial contrastive temperature (learnable, clamped to [0.001, 0.5]).
+        views: augment the key encoder's image (second view for IMC); False: the clean image.
+        See ``TokenClassification`` and ``DocumentSystem`` for the rest.
+    """
+
+    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
+                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
+                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
+                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
+                 freeze: Optional[list[str]] = None,
+                 image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
+                 text_encoder: TextEncoderConfig = TextEncoderConfig(), embed_dim: int = 256,
+                 task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
+                 glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
+                 momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
+                 temperature: float = 0.07, views: bool = True) -> None:
+        weights = loss_weights(task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)
+        check_alignment_args(backbone, weights, momentum, pita_mode)
+        # freeze is applied by build_alignment, once the alignment modules exist (patterns may name them).
+        super().__init__(backbone, label_names, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio,
+                         classifier_dropout, optimizer, freeze=None)
+        self.save_hyperparameters(ignore=["optimizer"])  # this class's arguments too (loss weights -> HParams tab)
+        self.build_alignment(backbone, vocab_size, image_encoder, text_encoder, embed_dim, weights, use_momentum,
+                             queue_size, temperature, views, freeze)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``logits (B, L, num_labels)``, the backbone's states, and the online alignment encoders' outputs
+        ``align_image (B, 1+P, Hv)``, ``align_text (B, L, Ht)``. No side effects (no momentum, no queue)."""
+        out = self.aligned_states(batch)
+        out["logits"] = self.classifier(self.dropout(out["text"]))
+        return out
+
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(out["logits"], batch["labels"])
+
+
+class AETDocumentClassification(AlignmentEnrichment, DocumentClassification):
+    """``DocumentClassification`` with AETNet's alignment machinery: the same encoders, momentum encoders,
+    queues, terms, weights and logged names as ``AETTokenClassification`` (see it for the arguments);
+    the task loss is the window-level cross-entropy against the document class.
+    """
+
+    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
+                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
+                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
+                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
+                 freeze: Optional[list[str]] = None,
+                 image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
+                 text_encoder: TextEncoderConfig = TextEncoderConfig(), embed_dim: int = 256,
+                 task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
+                 glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
+                 momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
+                 temperature: float = 0.07, views: bool = True) -> None:
+        weights = loss_weights(task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)
+        check_alignment_args(backbone, weights, momentum, pita_mode)
+        super().__init__(backbone, label_names, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio,
+                         classifier_dropout, optimizer, freeze=None)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.build_alignment(backbone, vocab_size, image_encoder, text_encoder, embed_dim, weights, use_momentum,
+                             queue_size, temperature, views, freeze)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``logits (B, num_classes)`` (one row per window), the backbone's states, and the online alignment
+        encoders' outputs ``align_image (B, 1+P, Hv)``, ``align_text (B, L, Ht)``. No side effects."""
+        out = self.aligned_states(batch)
+        out["logits"] = self.classifier(self.dropout(out["pooled"]))
+        return out
+
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(out["logits"], batch["doc_label"])

@@ -1,0 +1,99 @@
+"""Document classification (RVL-CDIP, Tobacco-3482) with document-level accuracy.
+
+Training classifies every window of a document on its own (a window is a sample; its target is its
+document's class). Evaluation scores each *document* once: the logits of its windows are averaged, then
+the argmax is compared with the class (``metrics.doc_accuracy``), so a long document split into three
+windows counts as one document, not three samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.encoding import IGNORE_INDEX
+from ..metrics.doc_accuracy import DocumentAccuracy, window_ids
+from ..models.backbone import BackboneConfig
+from .base import DocumentSystem, OptimizerFactory
+
+
+class DocumentClassification(DocumentSystem):
+    """A linear classifier on the backbone's pooled state (``pooled (B, H)``: LayoutLMv3's text CLS state,
+    the BERT pooler for v1/v2).
+
+    Args:
+        label_names: the document classes, linked from ``data.label_names``.
+        classifier_dropout: dropout before the classifier.
+        See ``DocumentSystem`` for the rest.
+    """
+
+    hp_metrics = ("hp/val_acc", "hp/test_acc")
+
+    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
+                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
+                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
+                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
+                 freeze: Optional[list[str]] = None) -> None:
+        super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
+        if not label_names:
+            raise ValueError("model.label_names is empty: it is linked from the DataModule's label_names")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.label_names = list(label_names)
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(self.backbone.hidden_size, len(self.label_names))
+        self.metrics = nn.ModuleDict({stage: DocumentAccuracy(len(self.label_names)) for stage in ("val", "test")})
+        self.apply_freeze()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``logits (B, num_classes)``, one row per window, plus the backbone's states."""
+        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        out["logits"] = self.classifier(self.dropout(out["pooled"]))
+        return out
+
+    def _loss(self, logits: torch.Tensor, doc_label: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of window logits (B, C) against their document's class (B,); -100 is ignored.
+        A batch with no labelled window gives 0 (with a graph), not NaN."""
+        if not bool((doc_label != IGNORE_INDEX).any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.float(), doc_label, ignore_index=IGNORE_INDEX)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch)["logits"], batch["doc_label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch)["logits"]
+        self.log(f"{stage}/loss", self._loss(logits, batch["doc_label"]), sync_dist=True,
+                 batch_size=batch["input_ids"].shape[0])
+        self.metrics[stage].update(batch["doc_index"], window_ids(batch["word_ids"], batch["scored"]), logits,
+                                   batch["doc_label"])
+
+    def _log_metrics(self, stage: str) -> None:
+        value = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        self.log(f"{stage}/acc", value, prog_bar=True)
+        self.log(f"hp/{stage}_acc", value)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        """Per window: ``{"doc_index", "window", "logits"}`` (average a document's windows to classify it,
+        as evaluation does) and ``label``, the window's own argmax class."""
+        logits = self(batch)["logits"]
+        windows = window_ids(batch["word_ids"], batch["scored"])
+        return [{"doc_index": int(batch["doc_index"][b]), "window": int(windows[b]), "logits": logits[b].tolist(),
+                 "label": self.label_names[int(logits[b].argmax())]} for b in range(logits.shape[0])]
