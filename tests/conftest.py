@@ -54,8 +54,11 @@ def data_args(experiment: str, tmp_path: Path) -> list[str]:
     """Root and cache folder for an experiment whose data is a release folder (skips when FUNSD is absent)."""
     import yaml
 
-    config = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text()) or {}
-    name = str((config.get("data") or {}).get("class_path", "")).rsplit(".", 1)[-1]
+    path, name = EXPERIMENTS / f"{experiment}.yaml", ""
+    while not name and path is not None:  # follow `config: other.yaml` includes (ablation files)
+        config = yaml.safe_load(path.read_text()) or {}
+        name = str((config.get("data") or {}).get("class_path", "")).rsplit(".", 1)[-1]
+        path = EXPERIMENTS / config["config"] if isinstance(config.get("config"), str) else None
     if name not in RELEASE_DATAMODULES:
         return []
     if name == "FUNSD" and not os.environ.get("DOCALIGN_FUNSD"):

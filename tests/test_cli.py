@@ -91,3 +91,22 @@ def test_optimizer_and_learning_rates_are_injected_from_config(tmp_path):
     assert {group["weight_decay"] for group in optimizer.param_groups} == {0.0, 0.01}
     scheduler = cli.trainer.lr_scheduler_configs[0]
     assert scheduler.interval == "step" and type(scheduler.scheduler).__name__ == "LambdaLR"
+
+
+def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
+    """`_offline.yaml` + `_offline_aet.yaml` turn every AET experiment into one that needs no hub."""
+    from conftest import EXPERIMENTS
+
+    names = [n for n in experiment_names() if "_aet" in n and not n.startswith("demo")]
+    assert {"funsd_aet", "cord_aet", "rvlcdip_aet", "funsd_aet_no_pita", "cord_aet_no_momentum"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit):
+            cli_main(["fit", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{name}.yaml"),
+                      "--config", str(EXPERIMENTS / "_offline.yaml"), "--config", str(EXPERIMENTS / "_offline_aet.yaml"),
+                      "--print_config"])
+        config = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+        assert config["text_encoder"]["pretrained"] == "minilm" and config["image_encoder"]["timm_checkpoint"] is None
+        assert config["backbone"]["pretrained"] is None and config["backbone"]["text_init"] == "minilm"
+        if "_no_" in name:
+            term = name.split("_no_")[1]
+            assert (config["use_momentum"] is False) if term == "momentum" else config[f"{term}_weight"] == 0.0
