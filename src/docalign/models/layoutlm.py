@@ -22,17 +22,10 @@ from torch import nn
 from transformers import AutoConfig, LayoutLMConfig, LayoutLMModel
 
 from .backbone import BackboneConfig
-from .pretrained import CheckpointError, load_pretrained_model, resolve_checkpoint
+from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
 from .warm_start import LoadReport, transfer
 
 ROBERTA_FAMILY = {"roberta", "xlm-roberta", "camembert"}
-
-
-def _check_vocab(tokenizer_size: int, checkpoint_rows: int, checkpoint: str) -> None:
-    if tokenizer_size != checkpoint_rows:
-        raise CheckpointError(
-            f"The tokenizer has {tokenizer_size} tokens but the word embeddings of '{checkpoint}' have "
-            f"{checkpoint_rows} rows: data.tokenizer and the backbone's checkpoint must be the same model family.")
 
 
 def strip_text_prefix(key: str) -> str | None:
@@ -71,11 +64,7 @@ class LayoutLMBackbone(nn.Module):
         self.config = config
         self.load_report: LoadReport | None = None
         if config.pretrained:
-            source = load_pretrained_model(config.pretrained)
-            if source.config.model_type != "layoutlm":
-                raise CheckpointError(f"'{config.pretrained}' is a {source.config.model_type} checkpoint, not layoutlm; "
-                                      f"use backbone.text_init to warm-start from a text-only model")
-            _check_vocab(vocab_size, source.config.vocab_size, config.pretrained)
+            source = load_pretrained_arch(config.pretrained, "layoutlm", vocab_size)
             self.hf = self._build(source.config)
             self.load_report = transfer(self.hf, source.state_dict(), strip_text_prefix, config.pretrained)
             return
@@ -84,7 +73,7 @@ class LayoutLMBackbone(nn.Module):
         text_config = None
         if config.text_init:
             text_config = AutoConfig.from_pretrained(resolve_checkpoint(config.text_init))
-            _check_vocab(vocab_size, text_config.vocab_size, config.text_init)
+            check_vocab(vocab_size, text_config.vocab_size, config.text_init)
             sizes = {k: getattr(text_config, k) for k in sizes}
         hf_config = LayoutLMConfig(
             vocab_size=vocab_size, **sizes, max_2d_position_embeddings=config.max_2d_position,

@@ -22,7 +22,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.layoutlmv3.modeling_layoutlmv3 import LayoutLMv3Encoder
 
 from .backbone import BackboneConfig
-from .pretrained import CheckpointError, load_pretrained_model, resolve_checkpoint
+from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
 from .warm_start import LoadReport, transfer
 
 log = logging.getLogger("docalign.models")
@@ -41,15 +41,6 @@ class TrainableBiasEncoder(LayoutLMv3Encoder):
         return table[:, pair + max_distance].transpose(0, 1)  # (B, heads, L, L)
 
 
-def _check_vocab(tokenizer_size: int, checkpoint_rows: int, checkpoint: str) -> int:
-    if tokenizer_size != checkpoint_rows:
-        raise CheckpointError(
-            f"The tokenizer has {tokenizer_size} tokens but the word embeddings of '{checkpoint}' have "
-            f"{checkpoint_rows} rows: data.tokenizer and the backbone's checkpoint must be the same model family."
-        )
-    return tokenizer_size
-
-
 def _layout_split(hidden: int) -> tuple[int, int]:
     """(coordinate_size, shape_size) with 4*coordinate + 2*shape == hidden."""
     shape = hidden // 6
@@ -66,12 +57,8 @@ class LayoutLMv3Backbone(nn.Module):
         self.config = config
         self.load_report: LoadReport | None = None
         if config.pretrained:
-            source = load_pretrained_model(config.pretrained)
-            if source.config.model_type != "layoutlmv3":
-                raise CheckpointError(f"'{config.pretrained}' is a {source.config.model_type} checkpoint, not layoutlmv3; "
-                                      f"use backbone.text_init to warm-start from a text-only model")
+            source = load_pretrained_arch(config.pretrained, "layoutlmv3", vocab_size)
             hf_config = source.config
-            _check_vocab(vocab_size, hf_config.vocab_size, config.pretrained)
             hf_config.has_relative_attention_bias = hf_config.has_spatial_attention_bias = config.spatial_bias
             self.position_offset = hf_config.pad_token_id + 1
             self.hf = self._build(hf_config)
@@ -82,7 +69,7 @@ class LayoutLMv3Backbone(nn.Module):
                 from transformers import AutoConfig
 
                 text_config = AutoConfig.from_pretrained(resolve_checkpoint(config.text_init))
-                vocab_size = _check_vocab(vocab_size, text_config.vocab_size, config.text_init)
+                vocab_size = check_vocab(vocab_size, text_config.vocab_size, config.text_init)
             sizes = dict(hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
                          num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size)
             if text_config is not None:

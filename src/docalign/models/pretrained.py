@@ -99,3 +99,23 @@ def load_pretrained_model(name: str) -> Any:
         return AutoModel.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise _hub_failure(name, "checkpoint", err) from err
+
+
+def check_vocab(tokenizer_size: int, checkpoint_rows: int, checkpoint: str) -> int:
+    """``tokenizer_size`` if it equals the checkpoint's word-embedding rows, else a ``CheckpointError``."""
+    if tokenizer_size != checkpoint_rows:
+        raise CheckpointError(
+            f"The tokenizer has {tokenizer_size} tokens but the word embeddings of '{checkpoint}' have "
+            f"{checkpoint_rows} rows: data.tokenizer and the backbone's checkpoint must be the same model family."
+        )
+    return tokenizer_size
+
+
+def load_pretrained_arch(name: str, model_type: str, vocab_size: int) -> Any:
+    """A complete checkpoint of architecture ``model_type`` whose vocabulary matches the tokenizer's."""
+    source = load_pretrained_model(name)
+    if source.config.model_type != model_type:
+        raise CheckpointError(f"'{name}' is a {source.config.model_type} checkpoint, not {model_type}; "
+                              f"use backbone.text_init to warm-start from a text-only model")
+    check_vocab(vocab_size, source.config.vocab_size, name)
+    return source
