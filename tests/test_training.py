@@ -45,10 +45,11 @@ def test_same_seed_same_run(tmp_path):
 
     runs = []
     for name in ("a", "b"):
-        cli_main(demo_args(tmp_path / name, "--trainer.max_epochs", "1", "--data.max_docs", "8",
+        cli_main(demo_args(tmp_path / name, "--trainer.max_epochs", "2", "--data.max_docs", "16",
                            "--trainer.limit_val_batches", "1", "--test_after_fit", "false"))
         runs.append(scalars(tmp_path / name / "logs" / "demo" / "version_0", "train/loss"))
-    assert runs[0] == runs[1] and len(runs[0]) >= 1
+    # Without trainer.deterministic (set in _base.yaml) these drift apart in the 6th digit within a few steps.
+    assert runs[0] == runs[1] and len(runs[0]) >= 6
 
 
 def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
