@@ -54,6 +54,14 @@ class DocumentSystem(L.LightningModule):
         self.warm_started = {f"backbone.hf.{n}" for n in report.loaded} if report else set()
         self.optimizer_factory = optimizer or adamw
 
+    def build_classifier(self, label_names: Optional[list[str]], dropout: float, width: int) -> None:
+        """``self.label_names``, ``self.dropout`` and ``self.classifier`` (width -> one logit per label)."""
+        if not label_names:
+            raise ValueError("model.label_names is empty: it is linked from the DataModule's label_names")
+        self.label_names = list(label_names)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(width, len(self.label_names))
+
     def apply_freeze(self) -> None:
         """Freeze the parameters named by ``freeze`` (call at the end of a subclass's ``__init__``)."""
         if self.freeze_patterns:

@@ -31,12 +31,8 @@ class TokenClassification(DocumentSystem):
                  classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
                  freeze: Optional[list[str]] = None) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
-        if not label_names:
-            raise ValueError("model.label_names is empty: it is linked from the DataModule's label_names")
+        self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.label_names = list(label_names)
-        self.dropout = nn.Dropout(classifier_dropout)
-        self.classifier = nn.Linear(self.backbone.hidden_size, len(self.label_names))
         self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names) for stage in ("val", "test")})
         self.apply_freeze()
 
