@@ -91,3 +91,37 @@ def test_unreachable_checkpoint_fails_fast_with_advice(monkeypatch):
         load_tokenizer("microsoft/layoutlmv3-base")
     with pytest.raises(CheckpointError, match="microsoft/layoutlmv3-base"):
         build_backbone(BackboneConfig(pretrained="microsoft/layoutlmv3-base"), vocab_size=50265)
+
+
+def test_sinusoidal_layout_tables_are_smooth_and_scaled():
+    from docalign.models.layout_init import sinusoidal_table
+
+    table = sinusoidal_table(1024, 64, std=0.02)
+    assert table.shape == (1024, 64) and abs(float(table.std()) - 0.02) < 1e-6
+    # neighbouring coordinates are closer than distant ones; row 0 is sin(0)=0 / cos(0)=1 scaled
+    near = (table[500] - table[501]).norm()
+    far = (table[500] - table[900]).norm()
+    assert near < far / 3
+    assert torch.all(table[0, :32] == 0) and torch.allclose(table[0, 32:], table[0, 32].expand(32))
+
+
+def test_layout_init_applies_to_new_tables_only_and_is_selectable():
+    from docalign.models.layout_init import sinusoidal_table
+
+    for mode in ("sinusoidal", "random"):
+        for arch in ("layoutlm", "layoutlmv2", "layoutlmv3"):
+            model = build_backbone(BackboneConfig(arch=arch, text_init="minilm", visual=False, layout_init=mode),
+                                   30522)
+            table = model.hf.embeddings.x_position_embeddings.weight
+            expected = sinusoidal_table(*table.shape)
+            assert torch.equal(table, expected) == (mode == "sinusoidal"), (arch, mode)
+    with pytest.raises(ValueError, match="layout_init"):
+        build_backbone(BackboneConfig(text_init=None, hidden_size=24, num_layers=1, num_heads=2,
+                                      intermediate_size=32, layout_init="zeros"), 100)
+
+
+def test_text_warm_start_starts_the_joint_layernorm_at_the_text_layernorm():
+    model = build_backbone(BackboneConfig(text_init="minilm", image_size=32, patch_size=16), 30522)
+    text_ln, joint_ln = model.hf.embeddings.LayerNorm, model.hf.LayerNorm
+    assert torch.equal(text_ln.weight, joint_ln.weight) and torch.equal(text_ln.bias, joint_ln.bias)
+    assert abs(float(joint_ln.weight.mean()) - 1.0) > 0.2  # MiniLM's gain (~0.62), not a fresh LayerNorm's 1

@@ -31,6 +31,8 @@ class BackboneConfig:
             unlike Hugging Face's implementation, which looks them up under ``no_grad``).
         dropout: hidden and attention dropout.
         max_2d_position: size of the coordinate embedding tables (boxes are in 0-1000).
+        layout_init: how new coordinate tables start: ``sinusoidal`` (smooth in the coordinate; see
+            ``docalign.models.layout_init``) or ``random`` (Hugging Face's N(0, 0.02)). Loaded tables are kept.
         visual_backbone: LayoutLMv2's CNN: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnext50``.
         visual_grid: LayoutLMv2's visual tokens are the CNN map average-pooled to ``visual_grid`` squared.
         visual_fpn: LayoutLMv2 pools the FPN's finest level (True, as the paper) or the last CNN stage.
@@ -53,6 +55,7 @@ class BackboneConfig:
     spatial_bias: bool = True
     dropout: float = 0.1
     max_2d_position: int = 1024
+    layout_init: str = "sinusoidal"
     visual_backbone: str = "resnet18"
     visual_grid: int = 7
     visual_fpn: bool = True

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, LayoutLMConfig, LayoutLMModel
 
 from .backbone import BackboneConfig
+from .layout_init import init_layout_tables
 from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
 from .warm_start import LoadReport, transfer
 
@@ -82,6 +83,9 @@ class LayoutLMBackbone(nn.Module):
             hidden_act=getattr(text_config, "hidden_act", "gelu"),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2))
         self.hf = self._build(hf_config)
+        emb = self.hf.embeddings
+        init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
+                            emb.w_position_embeddings], config.layout_init)
         if config.text_init:
             source = load_pretrained_model(config.text_init)
             self.load_report = transfer(self.hf, source.state_dict(), strip_text_prefix, config.text_init,

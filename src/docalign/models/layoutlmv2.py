@@ -33,6 +33,7 @@ from torch import nn
 from transformers import AutoConfig, LayoutLMv2Config
 
 from .backbone import BackboneConfig
+from .layout_init import init_layout_tables
 from .layoutlm import position_rows
 from .layoutlmv3 import _layout_split
 from .pretrained import CheckpointError, check_available, load_pretrained_model, resolve_checkpoint
@@ -275,6 +276,9 @@ class LayoutLMv2Backbone(nn.Module):
             hidden_act=getattr(text_config, "hidden_act", "gelu"),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2))
         self.hf = self._build(hf_config, config, grid)
+        emb = self.hf.embeddings
+        init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
+                            emb.w_position_embeddings], config.layout_init)
         if config.text_init:
             source = load_pretrained_model(config.text_init)
             self.load_report = transfer(self.hf, fuse_qkv(source.state_dict()), hf_name, config.text_init,

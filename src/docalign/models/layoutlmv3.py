@@ -6,6 +6,8 @@ Differences from ``transformers.LayoutLMv3Model``, each deliberate:
 - ``forward`` accepts additive ``text_extra``/``visual_extra`` sequences, added to the text
   embeddings (word + position + layout) and to the patch embeddings (incl. the visual CLS) before the
   encoder: the fusion point of AETNet's alignment encoders;
+- new coordinate tables start sinusoidal (``BackboneConfig.layout_init``), and with a text warm start
+  the LayerNorm over text + patches starts at the text model's embedding LayerNorm;
 - position ids are computed from the attention mask with an offset that depends on where the
   weights came from (0 for BERT warm starts, ``pad_token_id + 1`` for RoBERTa-style LayoutLMv3
   checkpoints), so any text stream can be warm-started.
@@ -22,6 +24,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.layoutlmv3.modeling_layoutlmv3 import LayoutLMv3Encoder
 
 from .backbone import BackboneConfig
+from .layout_init import init_layout_tables
 from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
 from .warm_start import LoadReport, transfer
 
@@ -86,8 +89,18 @@ class LayoutLMv3Backbone(nn.Module):
             )
             self.position_offset = 0
             self.hf = self._build(hf_config)
+            emb = self.hf.embeddings
+            init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
+                                emb.w_position_embeddings], config.layout_init)
             if config.text_init:
                 self.load_report = warm_start_text(self.hf, config.text_init)
+                # With patches, the text embeddings (already normalised by the text model's own LayerNorm) and
+                # the patches are normalised again together by ``hf.LayerNorm``. Starting that LayerNorm at the
+                # text model's gain and bias keeps the warm-started encoder's inputs near what it was trained
+                # on (a fresh LayerNorm has gain 1: MiniLM's is 0.62, so its inputs would grow by ~1.6x).
+                if config.visual:
+                    with torch.no_grad():
+                        self.hf.LayerNorm.load_state_dict(emb.LayerNorm.state_dict())
         self.hidden_size = self.hf.config.hidden_size
         self.patch_grid = config.image_size // config.patch_size if config.visual else 0
 
