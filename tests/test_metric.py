@@ -50,3 +50,41 @@ def test_entities_do_not_leak_across_documents():
 
 def test_empty_metric_is_zero():
     assert float(EntityF1(NAMES).compute()["f1"]) == 0.0
+
+
+def test_segment_vote_by_hand():
+    from docalign.metrics.entity_f1 import segment_vote
+
+    # segment 7: types q, q, a -> q; segment 9: O, a -> tie, the first seen (O) wins; segment 4: one word a
+    assert segment_vote(["B-q", "B-q", "I-a", "O", "B-a", "I-a"], [7, 7, 7, 9, 9, 4]) == \
+        ["B-q", "I-q", "I-q", "O", "O", "B-a"]
+    # two segments with the same type next to each other stay two entities
+    assert segment_vote(["B-q", "I-q", "I-q"], [1, 1, 2]) == ["B-q", "I-q", "B-q"]
+    assert segment_vote([], []) == []
+
+
+def test_box_key_is_equal_exactly_for_equal_boxes():
+    from docalign.metrics.entity_f1 import box_key
+
+    boxes = torch.tensor([[0, 0, 1000, 1000], [1000, 1000, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1000, 1000]])
+    keys = box_key(boxes).tolist()
+    assert keys[0] == keys[4] and len(set(keys)) == 4
+
+
+def test_segment_decoding_scores_decoded_and_reports_undecoded():
+    # one document, gold: a 3-word question then a 2-word location; the model splits the question in two
+    gold = ["B-PER", "I-PER", "I-PER", "B-LOC", "I-LOC"]
+    pred = ["B-PER", "I-PER", "B-PER", "B-LOC", "I-LOC"]
+    segments = torch.tensor([5, 5, 5, 8, 8])
+    m = EntityF1(NAMES, segment_decoding=True)
+    m.update(torch.zeros(5, dtype=torch.long), torch.arange(5), ids(pred), ids(gold), segments)
+    out = m.compute()
+    assert float(out["f1"]) == 1.0  # one PER over the first segment, one LOC over the second
+    # undecoded: predicted PER(0-1), PER(2), LOC(3-4); gold PER(0-2), LOC(3-4): P = 1/3, R = 1/2 -> F1 0.4
+    assert abs(float(out["f1_tokens"]) - 0.4) < 1e-6
+    try:
+        m.update(torch.zeros(1, dtype=torch.long), torch.arange(1), ids(["O"]), ids(["O"]))
+    except ValueError as error:
+        assert "segment" in str(error)
+    else:
+        raise AssertionError("segment decoding without segment keys must be refused")

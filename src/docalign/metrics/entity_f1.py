@@ -4,11 +4,19 @@
 Windows of one long document may be scored in different batches or on different processes;
 ``compute`` gathers everything, drops duplicates (the distributed sampler repeats samples to even out
 the ranks), rebuilds each document's word sequence in order and runs seqeval on the documents.
+
+Segment decoding (``segment_decoding=True``, for data with segment-level boxes such as FUNSD as
+LayoutLMv3 reads it): consecutive words that share one box are one segment, and a segment is one entity
+or none. ``segment_vote`` gives every word of a segment the segment's most frequent predicted type
+(ties: the type seen first), ``B-`` on its first word and ``I-`` on the rest. The boxes are model
+inputs, not gold labels, so this is a decoding rule, not a peek at the answers; ``compute`` then also
+returns ``f1_tokens``, the F1 of the undecoded per-word predictions, so the two can be compared.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections import Counter
+from typing import Optional, Sequence
 
 import torch
 from seqeval.metrics import f1_score, precision_score, recall_score
@@ -16,56 +24,104 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 
+def segment_vote(tags: Sequence[str], segments: Sequence[int]) -> list[str]:
+    """BIO tags with one entity per run of consecutive equal ``segments`` (see the module docstring).
+
+    >>> segment_vote(["B-q", "B-q", "I-a", "O", "B-a"], [7, 7, 7, 9, 9])
+    ['B-q', 'I-q', 'I-q', 'B-a', 'I-a']
+    """
+    out: list[str] = []
+    start = 0
+    while start < len(tags):
+        end = start + 1
+        while end < len(tags) and segments[end] == segments[start]:
+            end += 1
+        kind = Counter("O" if t == "O" else t.split("-", 1)[-1] for t in tags[start:end]).most_common(1)[0][0]
+        out += ["O"] * (end - start) if kind == "O" else [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+        start = end
+    return out
+
+
+def box_key(bbox: torch.Tensor) -> torch.Tensor:
+    """(..., 4) boxes in 0-1000 -> (...) int64, equal exactly when the boxes are equal."""
+    b = bbox.long().clamp(0, 1000)
+    return ((b[..., 0] * 1001 + b[..., 1]) * 1001 + b[..., 2]) * 1001 + b[..., 3]
+
+
 class EntityF1(Metric):
-    """Micro entity precision, recall and F1 over BIO-tagged words (conlleval rules, as seqeval)."""
+    """Micro entity precision, recall and F1 over BIO-tagged words (conlleval rules, as seqeval).
+
+    Args:
+        label_names: the tag set, ``O`` and ``B-``/``I-`` tags.
+        segment_decoding: decode predictions per segment (words sharing a box) before scoring; needs
+            ``segment`` in ``update``.
+    """
 
     full_state_update = False
 
-    def __init__(self, label_names: Sequence[str], **kwargs) -> None:
+    def __init__(self, label_names: Sequence[str], segment_decoding: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.label_names = list(label_names)
-        for name in ("doc", "word", "pred", "gold"):
+        self.segment_decoding = segment_decoding
+        for name in ("doc", "word", "pred", "gold", "segment"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, doc: torch.Tensor, word: torch.Tensor, pred: torch.Tensor, gold: torch.Tensor) -> None:
-        """All arguments (N,) long: one entry per scored word."""
+    def update(self, doc: torch.Tensor, word: torch.Tensor, pred: torch.Tensor, gold: torch.Tensor,
+               segment: Optional[torch.Tensor] = None) -> None:
+        """All arguments (N,) long: one entry per scored word; ``segment``: its box key (``box_key``)."""
+        if self.segment_decoding and segment is None:
+            raise ValueError("EntityF1(segment_decoding=True) needs the words' segment keys in update()")
         self.doc.append(doc.long())
         self.word.append(word.long())
         self.pred.append(pred.long())
         self.gold.append(gold.long())
+        self.segment.append(segment.long() if segment is not None else torch.zeros_like(doc, dtype=torch.long))
 
-    def sequences(self) -> tuple[list[list[str]], list[list[str]]]:
-        """Per document, in word order: (gold tag sequences, predicted tag sequences)."""
+    def sequences(self, decoded: bool = False) -> tuple[list[list[str]], list[list[str]]]:
+        """Per document, in word order: (gold tag sequences, predicted tag sequences).
+
+        ``decoded``: the predictions after segment decoding (``segment_vote``).
+        """
         # Lists of per-batch tensors on one process; one gathered tensor after a distributed sync.
         if isinstance(self.doc, list) and not self.doc:
             return [], []
-        doc, word, pred, gold = (dim_zero_cat(x).cpu() for x in (self.doc, self.word, self.pred, self.gold))
+        doc, word, pred, gold, segment = (dim_zero_cat(x).cpu()
+                                          for x in (self.doc, self.word, self.pred, self.gold, self.segment))
         keys = doc * (int(word.max()) + 1) + word
         order = torch.argsort(keys, stable=True)
-        keys, doc, pred, gold = keys[order], doc[order], pred[order], gold[order]
+        keys, doc, pred, gold, segment = keys[order], doc[order], pred[order], gold[order], segment[order]
         first = torch.ones_like(keys, dtype=torch.bool)
         first[1:] = keys[1:] != keys[:-1]
-        doc, pred, gold = doc[first].tolist(), pred[first].tolist(), gold[first].tolist()
+        doc, pred, gold, segment = (x[first].tolist() for x in (doc, pred, gold, segment))
         golds: list[list[str]] = []
         preds: list[list[str]] = []
+        segments: list[list[int]] = []
         last = None
-        for d, p, g in zip(doc, pred, gold):
+        for d, p, g, s in zip(doc, pred, gold, segment):
             if d != last:
                 golds.append([])
                 preds.append([])
+                segments.append([])
                 last = d
             golds[-1].append(self.label_names[g])
             preds[-1].append(self.label_names[p])
+            segments[-1].append(s)
+        if decoded:
+            preds = [segment_vote(p, s) for p, s in zip(preds, segments)]
         return golds, preds
 
     def compute(self) -> dict[str, torch.Tensor]:
-        golds, preds = self.sequences()
+        golds, preds = self.sequences(decoded=self.segment_decoding)
         if not golds:
             zero = torch.tensor(0.0)
             return {"f1": zero, "precision": zero, "recall": zero}
         kwargs = {"zero_division": 0}
-        return {
+        values = {
             "f1": torch.tensor(f1_score(golds, preds, **kwargs), dtype=torch.float32),
             "precision": torch.tensor(precision_score(golds, preds, **kwargs), dtype=torch.float32),
             "recall": torch.tensor(recall_score(golds, preds, **kwargs), dtype=torch.float32),
         }
+        if self.segment_decoding:
+            _, raw = self.sequences()
+            values["f1_tokens"] = torch.tensor(f1_score(golds, raw, **kwargs), dtype=torch.float32)
+        return values

@@ -235,12 +235,12 @@ class AETTokenClassification(AlignmentEnrichment, TokenClassification):
                  task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
                  glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
                  momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
-                 temperature: float = 0.07, views: bool = True) -> None:
+                 temperature: float = 0.07, views: bool = True, segment_decoding: bool = False) -> None:
         weights = loss_weights(task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)
         check_alignment_args(backbone, weights, momentum, pita_mode)
         # freeze is applied by build_alignment, once the alignment modules exist (patterns may name them).
         super().__init__(backbone, label_names, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio,
-                         classifier_dropout, optimizer, freeze=None)
+                         classifier_dropout, optimizer, freeze=None, segment_decoding=segment_decoding)
         self.save_hyperparameters(ignore=["optimizer"])  # this class's arguments too (loss weights -> HParams tab)
         self.build_alignment(backbone, vocab_size, image_encoder, text_encoder, embed_dim, weights, use_momentum,
                              queue_size, temperature, views, freeze)

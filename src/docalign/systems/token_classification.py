@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.encoding import IGNORE_INDEX
-from ..metrics.entity_f1 import EntityF1
+from ..metrics.entity_f1 import EntityF1, box_key
 from ..models.backbone import BackboneConfig
 from .base import DocumentSystem, OptimizerFactory
 
@@ -20,6 +20,10 @@ class TokenClassification(DocumentSystem):
     Args:
         label_names: the tag set, linked from ``data.label_names``.
         classifier_dropout: dropout before the classifier.
+        segment_decoding: score entities per segment: words that share one box (segment-level boxes, e.g.
+            ``data.segment_boxes: true``) get one entity, the majority of their predicted types (see
+            ``docalign.metrics.entity_f1``); ``f1_tokens`` logs the undecoded F1 beside it. Leave it off with
+            word-level boxes, where every word would become an entity of its own.
         See ``DocumentSystem`` for the rest.
     """
 
@@ -29,11 +33,13 @@ class TokenClassification(DocumentSystem):
                  vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
                  classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None) -> None:
+                 freeze: Optional[list[str]] = None, segment_decoding: bool = False) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names) for stage in ("val", "test")})
+        self.segment_decoding = segment_decoding
+        self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names, segment_decoding)
+                                      for stage in ("val", "test")})
         self.apply_freeze()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,7 +63,7 @@ class TokenClassification(DocumentSystem):
         scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
         doc = batch["doc_index"].unsqueeze(1).expand_as(scored)
         self.metrics[stage].update(doc[scored], batch["word_ids"][scored], logits.argmax(-1)[scored],
-                                   batch["labels"][scored])
+                                   batch["labels"][scored], box_key(batch["bbox"][scored]))
 
     def _log_metrics(self, stage: str) -> None:
         values = self.metrics[stage].compute()
