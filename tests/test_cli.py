@@ -19,6 +19,30 @@ def test_every_experiment_runs_one_step(experiment, tmp_path):
     metrics = json.loads((log_dir / "metrics.json").read_text())
     assert metrics["experiment"] == experiment and "test" in metrics
     assert (log_dir / "config.yaml").exists() and (log_dir / "checkpoints" / "last.ckpt").exists()
+    if cli.model.hparams.get("segment_decoding"):  # decoded F1 and the undecoded one beside it
+        assert {"test/f1", "test/f1_tokens"} <= set(metrics["test"])
+
+
+def test_funsd_backbone_experiments_differ_only_in_the_backbone(tmp_path):
+    resolved = {}
+    for experiment in ("funsd_ft_v1", "funsd_ft_v2", "funsd_ft_v3", "funsd_ft_v3_frozen_bias"):
+        cli = cli_main(cli_args(experiment, tmp_path / experiment), run=False)
+        config = cli.config.as_dict()
+        model = config["model"]["init_args"]
+        resolved[experiment] = (model["backbone"].pop("arch"), model.pop("freeze"))
+        for drop in ("experiment", "trainer", "config"):
+            config.pop(drop)
+        config["data"]["init_args"].pop("cache_dir")
+        resolved[experiment] += (config,)
+        if experiment == "funsd_ft_v3_frozen_bias":  # Hugging Face's behaviour: the bias tables never learn
+            frozen = sorted(n for n, p in cli.model.named_parameters() if not p.requires_grad)
+            assert frozen == ["backbone.hf.encoder.rel_pos_bias.weight", "backbone.hf.encoder.rel_pos_x_bias.weight",
+                              "backbone.hf.encoder.rel_pos_y_bias.weight"]
+    assert [r[:2] for r in resolved.values()] == [("layoutlm", None), ("layoutlmv2", None), ("layoutlmv3", None),
+                                                   ("layoutlmv3", ["backbone.hf.encoder.rel_pos*"])]
+    rest = [r[2] for r in resolved.values()]
+    for r in rest:
+        assert r == rest[0]
 
 
 def test_overrides_land_in_the_saved_config_and_versions_increase(tmp_path):
