@@ -27,8 +27,11 @@ FIXTURE_ARGS = {  # the fixtures have 3 training documents: carve 1 for validati
     "CORD": ["--data.init_args.root", str(FIXTURES / "cord")],
     "SROIE": ["--data.init_args.root", str(FIXTURES / "sroie"), "--data.init_args.val_size", "1"],
     "RVLCDIP": ["--data.init_args.root", str(FIXTURES / "rvl_cdip")],  # 3 train / 1 val / 1 test, real rapidocr
+    # 2 train pages (4 questions, 1 answer not in the OCR) / 1 val / 1 test page; tiny.yaml's 64-token windows
+    # with stride 16 leave room for at most 44 question tokens
+    "DocVQA": ["--data.init_args.root", str(FIXTURES / "docvqa"), "--data.init_args.max_question_tokens", "16"],
 }
-RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP")
+RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "DocVQA")
 OCR_DATAMODULES = ("RVLCDIP",)  # their OCR cache goes to the test's tmp folder too
 FUNSD_MISSING = "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
 

@@ -95,7 +95,7 @@ class DocAlignCLI(LightningCLI):
         if trainer.is_global_zero and log_dir:
             path = Path(log_dir) / "metrics.json"
             path.write_text(json.dumps(results, indent=2) + "\n")
-            summary = ", ".join(f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith(("f1", "acc")))
+            summary = ", ".join(f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith(("f1", "acc", "anls")))
             print(f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
                   f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}")
 

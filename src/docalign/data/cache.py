@@ -14,6 +14,7 @@ entry under the final name.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -31,7 +32,6 @@ from .encoding import EncodedWindow
 log = logging.getLogger("docalign.data")
 
 CACHE_FORMAT = 1
-_FIELDS = ("input_ids", "bbox", "labels", "word_ids", "scored", "doc_index", "doc_label")
 
 
 def file_signature(paths: Iterable[Path]) -> list[tuple[str, Optional[int], Optional[int]]]:
@@ -75,14 +75,16 @@ def cache_key(parts: dict[str, Any]) -> str:
 
 
 class WindowCache:
-    """Entries under ``folder``, named ``<name>-<key[:20]>.pt``.
+    """Entries under ``folder``, named ``<name>-<key[:20]>.pt``, of windows of the dataclass ``window_type``
+    (``EncodedWindow`` or a subclass such as ``qa_encoding.QAWindow``; every field is stored).
 
     ``load`` returns ``(status, entry)`` with status ``hit``, ``miss`` or ``corrupt``; on a hit, entry is
     ``{"windows", "repair_counts", "repair_examples", "stats"}`` (what ``save`` stored), else None.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, window_type: type = EncodedWindow) -> None:
         self.folder = Path(folder)
+        self.window_type = window_type
 
     def path(self, name: str, key: str) -> Path:
         return self.folder / f"{name}-{key[:20]}.pt"
@@ -95,7 +97,7 @@ class WindowCache:
             data = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(data, dict) or data.get("key") != key or data.get("format") != CACHE_FORMAT:
                 raise ValueError("stored key or format does not match")
-            windows = [EncodedWindow(**{f: w[f] for f in _FIELDS}, image=w["image"]) for w in data["windows"]]
+            windows = [self.window_type(**w) for w in data["windows"]]
             return "hit", {"windows": windows, "repair_counts": dict(data["repair_counts"]),
                            "repair_examples": dict(data["repair_examples"]), "stats": dict(data["stats"])}
         except Exception as err:  # noqa: BLE001 - any unreadable entry is recomputed, whatever broke it
@@ -109,7 +111,7 @@ class WindowCache:
         path = self.path(name, key)
         data = {
             "format": CACHE_FORMAT, "key": key,
-            "windows": [{**{f: getattr(w, f) for f in _FIELDS}, "image": w.image} for w in windows],
+            "windows": [{f.name: getattr(w, f.name) for f in dataclasses.fields(w)} for w in windows],
             "repair_counts": dict(repair_counts), "repair_examples": {k: list(v) for k, v in repair_examples.items()},
             "stats": {str(k): int(v) for k, v in stats.items()},
         }

@@ -39,6 +39,8 @@ class DocumentDataModule(L.LightningDataModule):
         max_docs: use only the first ``max_docs`` documents of each split (quick runs and tests).
     """
 
+    collate = staticmethod(collate_windows)  # windows -> padded batch; a task's DataModule may name its own
+
     def __init__(self, tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
                  pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
@@ -94,7 +96,7 @@ class DocumentDataModule(L.LightningDataModule):
         hp = self.hparams
         return DataLoader(
             self.windows[split], batch_size=self.per_device_batch(global_batch), shuffle=shuffle,
-            collate_fn=partial(collate_windows, pad_token_id=self.tokenizer.pad_token_id),
+            collate_fn=partial(self.collate, pad_token_id=self.tokenizer.pad_token_id),
             num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0,
         )
 

@@ -1,5 +1,6 @@
-"""DataModules of the benchmarks read from their release folders: FUNSD, CORD, SROIE (entity labelling) and
-RVL-CDIP, Tobacco-3482 (document classification; see ``ClassificationDataModule`` for their OCR and splits).
+"""DataModules of the benchmarks read from their release folders: FUNSD, CORD, SROIE (entity labelling),
+RVL-CDIP, Tobacco-3482 (document classification; see ``ClassificationDataModule`` for their OCR and splits) and
+DocVQA (document question answering; see ``DocVQA`` for its samples and its test split).
 
 Each one reads with its ``docalign.data.readers`` reader, shares one ``RepairLog`` between reader and
 encoder (``strict`` applies to both), and caches encoded splits on disk (``docalign.data.cache``) under
@@ -8,8 +9,9 @@ encoder (``strict`` applies to both), and caches encoded splits on disk (``docal
 per split: ``hit``, ``miss``, ``corrupt`` (recomputed) or ``off``.
 
 Release folders are never hard-coded: ``root`` is a constructor argument, or else the environment variable
-``DOCALIGN_FUNSD`` / ``DOCALIGN_CORD`` / ``DOCALIGN_SROIE``. Without either, FUNSD and SROIE stop with a
-clear error; CORD falls back to the hub copy ``naver-clova-ix/cord-v2`` (failing fast when offline).
+``DOCALIGN_FUNSD`` / ``DOCALIGN_CORD`` / ``DOCALIGN_SROIE`` / ``DOCALIGN_DOCVQA`` (and ``DOCALIGN_RVLCDIP``,
+``DOCALIGN_TOBACCO3482``). Without either, all but CORD stop with a clear error; CORD falls back to the hub
+copy ``naver-clova-ix/cord-v2`` (failing fast when offline).
 
 Validation splits: CORD has its own (``dev``, 100 receipts). FUNSD and SROIE only have train and test, so a
 deterministic validation split of ``val_size`` documents is carved from train: the train files ranked by
@@ -27,16 +29,20 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Optional
 
+from torch.utils.data import DataLoader
+
 from ..ocr import CachedEngine, OcrCache, engine_from_spec
-from . import document, encoding, images
+from . import document, encoding, images, qa_encoding
 from .cache import WindowCache, cache_key, code_fingerprint, file_signature, tokenizer_fingerprint
 from .datamodule import DocumentDataModule
 from .document import Document
 from .encoding import DocumentEncoder, EncodedWindow
 from .images import DEFAULT_MAX_PIXELS
+from .qa_encoding import QAEncoder, QAWindow, collate_qa
 from .readers import base as reader_base
 from .readers import classification as classification_reader
 from .readers import cord as cord_reader
+from .readers import docvqa as docvqa_reader
 from .readers import funsd as funsd_reader
 from .readers import sroie as sroie_reader
 from .readers.base import Reader
@@ -304,6 +310,116 @@ class CORD(ReleaseDataModule):
         if self.root is None:
             return self.reader.read(split)
         return super().load_split(split)
+
+
+class DocVQA(ReleaseDataModule):
+    """DocVQA (39,463 train / 5,349 val / 5,188 test questions on 12,000+ pages): extractive QA on the release's OCR.
+
+    Samples: one per (question, window of its page), ``[CLS] question [SEP] page words [SEP]`` with the token
+    indices of the first located answer span as targets (``data.qa_encoding``; batches from ``collate_qa``).
+    Splits: the release folders ``train/``, ``val/`` and ``test/`` (see ``readers.docvqa``).
+
+    Answers that the reader could not locate as a word span of the OCR: in ``train`` the question is skipped
+    and counted (``training questions skipped (no answer located in the OCR)``, logged as a warning with the
+    reader's counts and kept in the cache entry); in ``val`` and ``test`` it is kept without a target, since
+    ANLS compares the predicted text with the answer strings, so such questions count (usually as misses).
+
+    The test split: the release's ``test/`` has no answers (the DocVQA evaluation server scores it), so with
+    ``test_split: val`` (the default) the ``test`` stage scores the validation split and logs a warning
+    saying so. ``test_split: test`` reads ``test/`` instead and is refused with a ``DataError`` (before
+    training, at setup) when none of its questions has an answer. ``predict`` always reads the release's
+    ``test/``: answers to submit.
+
+    Args:
+        root: the folder holding ``train/``, ``val/`` and ``test/``; default ``$DOCALIGN_DOCVQA``.
+        test_split: ``val`` (default) or ``test``: what the ``test`` stage scores (see above).
+        max_question_tokens: the longest question kept, in sub-tokens (longer ones are cut and counted);
+            ``max_length - 3 - max_question_tokens`` must exceed ``stride``.
+        cache_dir, max_pixels: as for ``FUNSD``.
+        **others: see ``DocumentDataModule`` (``max_docs`` counts pages, not questions).
+    """
+
+    dataset = "DocVQA"
+    env_var = "DOCALIGN_DOCVQA"
+    layout = ("Expected the DocVQA release layout: train/, val/ and test/, each with <split>_v1.0.json, documents/ "
+              "and ocr_results/.")
+    collate = staticmethod(collate_qa)
+
+    def __init__(self, root: Optional[str] = None, test_split: str = "val", max_question_tokens: int = 64,
+                 cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
+                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+        if test_split not in ("val", "test"):
+            raise ValueError(f"DocVQA: test_split must be 'val' or 'test', got {test_split!r}")
+        super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
+                         image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+        if self.cache is not None:
+            self.cache = WindowCache(cache_dir, QAWindow)
+        self._encoding: Optional[str] = None  # the split being encoded (training skips unlocated answers)
+        self._split_keys: dict[str, list[Any]] = {}
+        self.encoder()  # checks max_question_tokens against max_length and stride now, not at setup
+
+    @property
+    def label_names(self) -> list[str]:
+        return []  # no tags: the model predicts answer spans (ExtractiveQA accepts the link and ignores it)
+
+    def make_reader(self) -> Reader:
+        return docvqa_reader.DocVQAReader(self.root, repairs=self.repairs, max_pixels=self.hparams.max_pixels)
+
+    def reader_settings(self) -> dict[str, Any]:
+        return {"max_pixels": self.hparams.max_pixels}
+
+    def encoder(self) -> QAEncoder:
+        hp = self.hparams
+        return QAEncoder(self.tokenizer, max_length=hp.max_length, stride=hp.stride, image_size=hp.image_size,
+                         repairs=self.repairs, max_question_tokens=hp.max_question_tokens,
+                         skip_unlocated=self._encoding == "train", stats=self.reader.stats)
+
+    def split_keys(self, split: str) -> list[Any]:
+        """The pages of ``split`` (``predict``: the release's test split); listed once per split, so problems in
+        the questions file are reported once."""
+        folder = "test" if split == "predict" else split
+        if folder not in self._split_keys:
+            self._split_keys[folder] = self.reader.files(folder)
+        pages = self._split_keys[folder]
+        if split == "test" and not any(answers for page in pages for _, answers in page.questions):
+            raise DataError(f"{self.reader.questions_file('test')}: field 'answers': none of the {len(pages)} "
+                            f"pages' questions has an answer (the release's test split is scored by the DocVQA "
+                            f"evaluation server), so the test stage cannot compute ANLS on it. Use "
+                            f"`--data.init_args.test_split val` to test on the validation split, or `docalign "
+                            f"predict` for the test split's answers.")
+        return pages
+
+    def cache_parts(self, split: str, keys: list[Any]) -> dict[str, Any]:
+        parts = super().cache_parts(split, keys)
+        parts["encoder"].update(max_question_tokens=self.hparams.max_question_tokens, skip_unlocated=split == "train")
+        parts["qa_code"] = code_fingerprint([qa_encoding])
+        return parts
+
+    def encode_split(self, split: str) -> list[EncodedWindow]:
+        if split == "test" and self.hparams.test_split == "val":
+            log.warning("%s: the release's test split has no answers, so the test stage scores the validation split "
+                        "(test_split: val)", self.dataset)
+            return self.windows["val"] if "val" in self.windows else self.encode_split("val")
+        self._encoding = split
+        try:
+            return super().encode_split(split)
+        finally:
+            self._encoding = None
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.hparams.test_split == "test" and stage in (None, "fit", "test"):
+            self.split_keys("test")  # refuse a test split without answers before any training
+        if stage == "predict":
+            if "predict" not in self.windows:
+                self.windows["predict"] = self.encode_split("predict")
+            return
+        super().setup(stage)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
 
 
 def _carved(reader: Reader, split: str, val_size: int, dataset: str) -> list[Any]:
