@@ -4,6 +4,7 @@
     python benchmarks/funsd_offline.py ours [--experiment funsd_ft_v1] [--name v1] [-- extra docalign CLI arguments]
     python benchmarks/funsd_offline.py pretrain [--epochs N] [--name pretrain_v2]
     python benchmarks/funsd_offline.py timing [--steps 12]
+    python benchmarks/funsd_offline.py rescore --name <an ours result>
     python benchmarks/funsd_offline.py report
 
 FUNSD is read from ``$DOCALIGN_FUNSD`` (the release folder). Parts write JSON under
@@ -196,6 +197,20 @@ def pretrain(args) -> dict:
             "checkpoint": str(log_dir / "checkpoints" / "last.ckpt"), "test": metrics["test"]}
 
 
+def rescore(name: str) -> dict:
+    """Test the best checkpoint of an earlier ``ours`` result again with today's metric (segment decoding)."""
+    from docalign.cli import cli_main
+
+    result = json.loads((OUT / f"{name}.json").read_text())
+    best = sorted((Path(result["log_dir"]) / "checkpoints").glob("best-*.ckpt"))[-1]
+    experiment = result["recipe"].split()[1]
+    args = ours_args(result["extra_args"], OUT / "rescore", experiment)
+    cli = cli_main(["test", *args[1:], "--ckpt_path", str(best)])
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    result.update(test_f1=metrics["test/f1"], test_f1_tokens=metrics["test/f1_tokens"], rescored_checkpoint=str(best))
+    return result
+
+
 # ---- side-by-side step time -----------------------------------------------------------------------
 
 
@@ -254,7 +269,7 @@ def report() -> None:
     """The "FUNSD offline" section of docs/RESULTS.md from the JSON files the parts wrote."""
     parts = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
     backbone_parts = {k: v for k, v in parts.items() if k.startswith(("backbone_", "pretrain"))}
-    parts = {k: v for k, v in parts.items() if k not in backbone_parts}
+    parts = {k: v for k, v in parts.items() if k not in backbone_parts or k == "backbone_v3"}  # v3 is funsd_ft
     lines = ["Commands: `DOCALIGN_FUNSD=... python benchmarks/funsd_offline.py baseline | ours | timing`, then "
              f"`... report`. Machine: {machine()}.", "",
              "Test entity F1 on the 50 whole test forms. *decoded*: with segment decoding (words that share a "
@@ -274,7 +289,22 @@ def report() -> None:
             notes = (f"{r['seconds_per_step']:.2f} s/step; {r['test_words_lost_to_truncation']} of {r['test_words']} "
                      f"test words lost to truncation; segment boxes {r['segment_boxes']}, lr {r['lr']}")
         cell = "-" if decoded is None else f"{decoded:.4f}"
+        if r.get("note"):
+            notes += f"; {r['note']}"
         lines.append(f"| {name}: {r['recipe']} | {cell} | {raw:.4f} | {r['steps']} | {notes} |")
+    base, ours_v3 = parts.get("baseline_segments"), parts.get("backbone_v3")
+    if base and ours_v3:
+        lines += ["", f"`funsd_ft` (= `funsd_ft_v3`) with `_offline.yaml` at the issue's budget reaches a test F1 of "
+                  f"**{ours_v3['test_f1']:.4f}** ({ours_v3['wall_seconds'] / 60:.0f} min wall here, under load). What gets "
+                  "past 0.60 is segment decoding on segment-level boxes: FUNSD's entities are its segments, and the "
+                  "per-word predictions of both recipes fragment them (B- inside a segment, mixed types). The same "
+                  f"decoding lifts the plain recipe from {base['test_f1']:.4f} to {base['test_f1_segment_decoded']:.4f}, "
+                  "so it is a property of the task set-up, not an advantage of our model; at equal scoring ours is "
+                  f"{ours_v3['test_f1'] - base['test_f1_segment_decoded']:+.4f} decoded and "
+                  f"{ours_v3['test_f1_tokens'] - base['test_f1']:+.4f} undecoded over the recipe. Model-side, "
+                  "sinusoidal coordinate tables and a joint LayerNorm started at MiniLM's moved the undecoded F1 from "
+                  "0.4376 to 0.4457 with image patches; without patches (random-init 112 px patches are noise to a "
+                  "model with no visual pre-training) it reaches 0.4888 undecoded, 0.8226 decoded."]
     if not any(name.startswith("baseline") for name in parts):
         lines += ["", "The plain recipe's F1 has not been re-measured by this script yet (`... baseline`); the issue "
                   "that asked for this comparison reports 0.38 for it on this machine (0.44 with segment boxes and "
@@ -286,7 +316,8 @@ def report() -> None:
                   f"docalign {t['docalign_seconds_per_step']:.2f} s: **{t['ratio']:.2f}x**. docalign pads each batch "
                   f"to its longest window ({t['docalign_tokens_per_batch']:.0f} real tokens per batch on average, "
                   f"plus 49 patches per page) where the recipe pads every form to 512 ({t['hf_tokens_per_batch']} "
-                  "tokens per batch)."]
+                  "tokens per batch). (Timed before the coordinate-table initialisation and the LayerNorm start "
+                  "changed; they change initial values only, not the computation.)"]
     write_section("funsd_offline", "FUNSD offline: plain Hugging Face recipe versus docalign", "\n".join(lines))
     if backbone_parts:
         write_section("funsd_backbones", "FUNSD offline: LayoutLM v1, v2, v3 at the same budget",
@@ -315,7 +346,7 @@ def backbones_report(parts: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["baseline", "ours", "pretrain", "timing", "report"])
+    parser.add_argument("part", choices=["baseline", "ours", "pretrain", "timing", "rescore", "report"])
     parser.add_argument("--segment-boxes", action="store_true")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=int, default=15)
@@ -331,7 +362,8 @@ def main() -> None:
         report()
         return
     result = {"baseline": lambda: baseline(args), "ours": lambda: ours(extra, args.experiment),
-              "pretrain": lambda: pretrain(args), "timing": lambda: timing(args)}[args.part]()
+              "pretrain": lambda: pretrain(args), "timing": lambda: timing(args),
+              "rescore": lambda: rescore(args.name)}[args.part]()
     name = args.name or args.part
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
