@@ -283,6 +283,31 @@ def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):
     assert "30522" in str(err.value) and "300" in str(err.value) and "pretrained: null" in str(err.value)
 
 
+def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_built(tmp_path, capsys):
+    """Equal sizes are not enough: a tokenizer that numbers two tokens the other way round is refused by the CLI."""
+    from docalign.cli import cli_main
+    from docalign.models.pretrained import check_same_vocabulary, load_tokenizer, resolve_checkpoint
+    from transformers import AutoConfig
+
+    swapped = tmp_path / "swapped-minilm"
+    load_tokenizer("minilm").save_pretrained(swapped)
+    AutoConfig.from_pretrained(resolve_checkpoint("minilm")).save_pretrained(swapped)
+    spec = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]  # WordPiece: token -> id
+    first, second = (token for token, index in vocab.items() if index in (1000, 1001))
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (swapped / "tokenizer.json").write_text(json.dumps(spec))
+    assert len(load_tokenizer(str(swapped))) == 30522
+    check_same_vocabulary("minilm", "minilm", "alignment text encoder")  # same source: nothing to check
+    with pytest.raises(CheckpointError, match="2 tokens with another id"):
+        check_same_vocabulary("minilm", str(swapped), "alignment text encoder")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args("demo_aet", tmp_path, "--model.text_encoder.pretrained", str(swapped))])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(swapped) in err and "vocabulary differs" in err and "Traceback" not in err
+
+
 def test_bad_alignment_configurations_are_refused_clearly(data):
     with pytest.raises(ValueError, match="patch grids"):
         system(data, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2, patch_size=8))

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .data.datamodule import DocumentDataModule
 from .data.repairs import DataError
-from .models.pretrained import CheckpointError, check_available
+from .models.pretrained import CheckpointError, check_available, check_same_vocabulary
 
 # Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
 CHECKPOINT_KEYS = ("tokenizer", "text_init", "pretrained")
@@ -69,6 +69,14 @@ class DocAlignCLI(LightningCLI):
                 logger.init_args.name = config.experiment
         for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(config.get("data"), "data"):
             check_available(name, what=f"checkpoint named by {key}")
+        model_args = (config.get("model") or {}).get("init_args") or {}
+        text_encoder = model_args.get("text_encoder")
+        tokenizer = ((config.get("data") or {}).get("init_args") or {}).get("tokenizer")
+        if text_encoder is not None and text_encoder.get("pretrained") and tokenizer:
+            check_same_vocabulary(tokenizer, text_encoder.pretrained, "alignment text encoder")
+        init_from = (model_args.get("backbone") or {}).get("init_from")
+        if init_from and not Path(init_from).is_file():
+            raise CheckpointError(f"model.backbone.init_from: the checkpoint '{init_from}' does not exist.")
         self._started = time.time()
 
     def after_fit(self) -> None:

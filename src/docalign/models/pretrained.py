@@ -111,6 +111,24 @@ def check_vocab(tokenizer_size: int, checkpoint_rows: int, checkpoint: str) -> i
     return tokenizer_size
 
 
+def check_same_vocabulary(tokenizer: str, checkpoint: str, what: str) -> None:
+    """A ``CheckpointError`` unless ``checkpoint``'s tokenizer maps every token to the same id as ``tokenizer``'s.
+
+    For encoders that read the fusion model's input ids (AETNet's alignment text encoder): equal sizes are not
+    enough, since two vocabularies of one size can number their tokens differently. Both must load offline.
+    """
+    if resolve_checkpoint(tokenizer) == resolve_checkpoint(checkpoint):
+        return
+    ours, theirs = load_tokenizer(tokenizer).get_vocab(), load_tokenizer(checkpoint).get_vocab()
+    if ours == theirs:
+        return
+    differing = sum(theirs.get(token) != index for token, index in ours.items()) + len(set(theirs) - set(ours))
+    raise CheckpointError(
+        f"The {what} '{checkpoint}' reads the fusion model's input ids, but its vocabulary differs from data.tokenizer "
+        f"'{tokenizer}' ({len(theirs)} vs {len(ours)} tokens, {differing} tokens with another id or missing). Use an "
+        f"encoder of the same tokenizer family, or null for a randomly initialised one with the fusion vocabulary.")
+
+
 def load_pretrained_arch(name: str, model_type: str, vocab_size: int) -> Any:
     """A complete checkpoint of architecture ``model_type`` whose vocabulary matches the tokenizer's."""
     source = load_pretrained_model(name)
