@@ -10,8 +10,10 @@ per split: ``hit``, ``miss``, ``corrupt`` (recomputed) or ``off``.
 
 Release folders are never hard-coded: ``root`` is a constructor argument, or else the environment variable
 ``DOCALIGN_FUNSD`` / ``DOCALIGN_CORD`` / ``DOCALIGN_SROIE`` / ``DOCALIGN_DOCVQA`` (and ``DOCALIGN_RVLCDIP``,
-``DOCALIGN_TOBACCO3482``). Without either, all but CORD stop with a clear error; CORD falls back to the hub
-copy ``naver-clova-ix/cord-v2`` (failing fast when offline).
+``DOCALIGN_TOBACCO3482``). Without either, CORD, FUNSD, SROIE and RVL-CDIP read their hub copy ``hub_id``
+(``naver-clova-ix/cord-v2``, ``nielsr/funsd-layoutlmv3``, ``darentang/sroie``, ``aharley/rvl_cdip``; see
+``readers.hub``), checked at construction: offline with it not cached they stop with the missing-folder error
+(CORD: the hub error). DocVQA and Tobacco-3482 stop with a clear error.
 
 Validation splits: CORD has its own (``dev``, 100 receipts). FUNSD and SROIE only have train and test, so a
 deterministic validation split of ``val_size`` documents is carved from train: the train files ranked by
@@ -75,6 +77,7 @@ class ReleaseDataModule(DocumentDataModule):
     dataset: ClassVar[str] = ""
     env_var: ClassVar[str] = ""
     layout: ClassVar[str] = ""
+    hub_readable: ClassVar[bool] = False  # without a folder, read the hub copy (``open_hub``)
 
     def __init__(self, root: Optional[str], cache_dir: Optional[str], max_pixels: Optional[int],
                  **base: Any) -> None:
@@ -97,8 +100,23 @@ class ReleaseDataModule(DocumentDataModule):
         return path
 
     def missing_root(self) -> Optional[Path]:
-        raise DataError(f"{self.dataset} needs its release folder: pass `--data.init_args.root /path/to/{self.dataset}` "
-                        f"or set the environment variable {self.env_var}. {self.layout}")
+        if self.hub_readable:
+            return None  # the hub copy, opened by ``open_hub``
+        raise DataError(self.missing_root_message())
+
+    def missing_root_message(self) -> str:
+        return (f"{self.dataset} needs its release folder: pass `--data.init_args.root /path/to/{self.dataset}` "
+                f"or set the environment variable {self.env_var}. {self.layout}")
+
+    def open_hub(self) -> None:
+        """Without a folder, open the hub copy now, so that a run that cannot have it stops before any model is
+        built: the missing-folder ``DataError``, followed by why the hub copy cannot be read."""
+        if self.root is not None or not self.hub_readable:
+            return
+        try:
+            self._reader = self.make_reader()
+        except DataError as err:
+            raise DataError(f"{self.missing_root_message()} Its hub copy cannot be read instead: {err}") from err
 
     @property
     def reader(self) -> Reader:
@@ -180,8 +198,12 @@ class FUNSD(ReleaseDataModule):
     Splits: ``val`` is carved from train: ``val_size`` (default 15) forms chosen by hash of their file stem,
     so train has 134 forms, val 15, test 50. ``val_size: 0`` validates on the test set instead.
 
+    Source: the release folder, else the hub copy ``hub_id`` (``readers.funsd.FUNSDHubReader``; validation carved
+    by hash of the row's ``id``, so not the same 15 forms as the folder's; no encoded-split cache).
+
     Args:
-        root: the release folder (``training_data/``, ``testing_data/``); default ``$DOCALIGN_FUNSD``.
+        root: the release folder (``training_data/``, ``testing_data/``); default ``$DOCALIGN_FUNSD``, else the hub.
+        hub_id: the hub copy (or a local parquet folder) read when there is no folder.
         val_size: forms carved from train for validation (0: use test).
         segment_boxes: every word gets its entity's box (LayoutLMv3's segment-level layout).
         cache_dir: folder of the encoded-split cache (None: no cache).
@@ -192,8 +214,10 @@ class FUNSD(ReleaseDataModule):
     dataset = "FUNSD"
     env_var = "DOCALIGN_FUNSD"
     layout = "Expected the FUNSD release layout: training_data/ and testing_data/, each with images/ and annotations/."
+    hub_readable = True
 
     def __init__(self, root: Optional[str] = None, val_size: int = 15, segment_boxes: bool = False,
+                 hub_id: str = funsd_reader.FUNSD_HUB_ID,
                  cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                  tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
@@ -201,6 +225,7 @@ class FUNSD(ReleaseDataModule):
         super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
                          image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+        self.open_hub()
 
     @property
     def label_names(self) -> list[str]:
@@ -208,6 +233,9 @@ class FUNSD(ReleaseDataModule):
 
     def make_reader(self) -> Reader:
         hp = self.hparams
+        if self.root is None:
+            return funsd_reader.FUNSDHubReader(hp.hub_id, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                               max_pixels=hp.max_pixels)
         return funsd_reader.FUNSDReader(self.root, segment_boxes=hp.segment_boxes, repairs=self.repairs,
                                         max_pixels=hp.max_pixels)
 
@@ -221,17 +249,25 @@ class SROIE(ReleaseDataModule):
     Splits: ``val`` is carved from train: ``val_size`` (default 63, about 10%) receipts chosen by hash of
     their file stem (563 train, 63 val, 347 test). ``val_size: 0`` validates on the test set instead.
 
+    Source: the folder, else the hub copy ``hub_id`` (``readers.sroie.SROIEHubReader``: words already tagged, no
+    images; validation carved by hash of the row's ``id``; no encoded-split cache).
+
     Args:
-        root: the folder holding ``train/`` and ``test/`` (see ``readers.sroie``); default ``$DOCALIGN_SROIE``.
-        val_size, segment_boxes, cache_dir, max_pixels: as for ``FUNSD`` (segment: the OCR line's box).
+        root: the folder holding ``train/`` and ``test/`` (see ``readers.sroie``); default ``$DOCALIGN_SROIE``, else
+            the hub.
+        hub_id: the hub copy (or a local parquet folder) read when there is no folder.
+        val_size, segment_boxes, cache_dir, max_pixels: as for ``FUNSD`` (segment: the OCR line's box; on the hub
+            copy, the entity's box).
         **others: see ``DocumentDataModule``.
     """
 
     dataset = "SROIE"
     env_var = "DOCALIGN_SROIE"
     layout = "Expected train/ and test/, each with img/, box/ and entities/ (or flat <id>.jpg, <id>.txt, <id>.json)."
+    hub_readable = True
 
     def __init__(self, root: Optional[str] = None, val_size: int = 63, segment_boxes: bool = False,
+                 hub_id: str = sroie_reader.SROIE_HUB_ID,
                  cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                  tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
@@ -239,6 +275,7 @@ class SROIE(ReleaseDataModule):
         super().__init__(root, cache_dir, max_pixels, tokenizer=tokenizer, max_length=max_length, stride=stride,
                          image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          num_workers=num_workers, pin_memory=pin_memory, strict=strict, max_docs=max_docs)
+        self.open_hub()
 
     @property
     def label_names(self) -> list[str]:
@@ -246,6 +283,9 @@ class SROIE(ReleaseDataModule):
 
     def make_reader(self) -> Reader:
         hp = self.hparams
+        if self.root is None:
+            return sroie_reader.SROIEHubReader(hp.hub_id, segment_boxes=hp.segment_boxes, repairs=self.repairs,
+                                               max_pixels=hp.max_pixels)
         return sroie_reader.SROIEReader(self.root, segment_boxes=hp.segment_boxes, repairs=self.repairs,
                                         max_pixels=hp.max_pixels)
 
@@ -428,7 +468,8 @@ def _carved(reader: Reader, split: str, val_size: int, dataset: str) -> list[Any
         if split == "val":
             log.warning("%s: val_size is 0, so the test split doubles as the validation split", dataset)
         return reader.files("test")
-    train, val = carve_validation(reader.files("train"), val_size)
+    name = getattr(reader, "key_name", None) or (lambda k: Path(k).stem)  # hub rows: their document id
+    train, val = carve_validation(reader.files("train"), val_size, name)
     return train if split == "train" else val
 
 
@@ -498,10 +539,13 @@ class RVLCDIP(ClassificationDataModule):
 
     Splits are the release's label-list files ``labels/{train,val,test}.txt`` (``<image path> <class index>``
     per line, images under ``images/``). A malformed line or a class index outside 0-15 is skipped and
-    counted (``strict: true``: raised, naming the file and line).
+    counted (``strict: true``: raised, naming the file and line). Without a folder, the hub copy ``hub_id``
+    (``readers.classification.RVLCDIPHubReader``; splits train/validation/test; same OCR path; no encoded-split
+    cache, the OCR cache still applies).
 
     Args:
-        root: the release folder; default ``$DOCALIGN_RVLCDIP``.
+        root: the release folder; default ``$DOCALIGN_RVLCDIP``, else the hub.
+        hub_id: the hub copy (or a local parquet folder) read when there is no folder.
         ocr_engine: OCR engine spec (``rapidocr``, ``tesseract``, ``easyocr``, with ``:key=value`` settings), or
             None for image-only documents.
         ocr_cache_dir: folder of the OCR cache (None: no OCR cache).
@@ -515,8 +559,10 @@ class RVLCDIP(ClassificationDataModule):
     layout = ("Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
               "('<image path> <class index 0-15>' per line) and images/.")
     classes = classification_reader.RVL_CDIP_CLASSES
+    hub_readable = True
 
-    def __init__(self, root: Optional[str] = None, ocr_engine: Optional[str] = "rapidocr",
+    def __init__(self, root: Optional[str] = None, hub_id: str = classification_reader.RVL_CDIP_HUB_ID,
+                 ocr_engine: Optional[str] = "rapidocr",
                  ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR, cache_dir: Optional[str] = DEFAULT_CACHE_DIR,
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, tokenizer: str = "minilm", max_length: int = 512,
                  stride: int = 128, image_size: int = 224, batch_size: int = 8, eval_batch_size: Optional[int] = None,
@@ -526,8 +572,11 @@ class RVLCDIP(ClassificationDataModule):
                          max_length=max_length, stride=stride, image_size=image_size, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
                          strict=strict, max_docs=max_docs)
+        self.open_hub()  # after the OCR engine exists: the reader takes it
 
     def make_reader(self) -> Reader:
+        if self.root is None:
+            return classification_reader.RVLCDIPHubReader(self.hparams.hub_id, **self.reader_kwargs())
         return classification_reader.RVLCDIPReader(self.root, **self.reader_kwargs())
 
     def list_split(self, split: str) -> list[Any]:

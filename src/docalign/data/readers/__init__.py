@@ -1,4 +1,4 @@
-"""Dataset readers: raw release folders (and, for CORD, the hub copy) -> ``Document`` records.
+"""Dataset readers: raw release folders and hub copies (CORD, FUNSD, SROIE, RVL-CDIP) -> ``Document`` records.
 
 Every reader shares one interface (``docalign.data.readers.base.Reader``): ``files(split)`` lists the
 samples of a split in a fixed order, ``read(split)`` / ``read_files(keys)`` yield ``Document`` records
@@ -7,16 +7,18 @@ of a release (empty words, unmatched entity values, answers not found).
 """
 
 from .base import Reader
-from .classification import (RVL_CDIP_CLASSES, TOBACCO3482_CLASSES, OCRFunction, RVLCDIPReader,
-                             Tobacco3482Reader)
+from .classification import (RVL_CDIP_CLASSES, RVL_CDIP_HUB_ID, TOBACCO3482_CLASSES, OCRFunction, RVLCDIPHubReader,
+                             RVLCDIPReader, Tobacco3482Reader)
 from .cord import CORD_HUB_ID, CORD_LABELS, CORDHubReader, CORDReader, check_hub_dataset, parse_cord_ground_truth
 from .docvqa import DocVQAPage, DocVQAReader
-from .funsd import FUNSD_CATEGORIES, FUNSD_LABELS, FUNSDReader
-from .sroie import SROIE_CATEGORIES, SROIE_LABELS, SROIEReader
+from .funsd import FUNSD_CATEGORIES, FUNSD_HUB_ID, FUNSD_LABELS, FUNSDHubReader, FUNSDReader
+from .hub import HubReader, HubRow, TaggedHubReader
+from .sroie import SROIE_CATEGORIES, SROIE_HUB_ID, SROIE_LABELS, SROIEHubReader, SROIEReader
 
 __all__ = [
-    "CORD_HUB_ID", "CORD_LABELS", "CORDHubReader", "CORDReader", "DocVQAPage", "DocVQAReader", "FUNSDReader",
-    "FUNSD_CATEGORIES", "FUNSD_LABELS", "OCRFunction", "RVLCDIPReader", "RVL_CDIP_CLASSES", "Reader",
-    "SROIEReader", "SROIE_CATEGORIES", "SROIE_LABELS", "TOBACCO3482_CLASSES", "Tobacco3482Reader",
-    "check_hub_dataset", "parse_cord_ground_truth",
+    "CORD_HUB_ID", "CORD_LABELS", "CORDHubReader", "CORDReader", "DocVQAPage", "DocVQAReader", "FUNSDHubReader",
+    "FUNSDReader", "FUNSD_CATEGORIES", "FUNSD_HUB_ID", "FUNSD_LABELS", "HubReader", "HubRow", "OCRFunction",
+    "RVLCDIPHubReader", "RVLCDIPReader", "RVL_CDIP_CLASSES", "RVL_CDIP_HUB_ID", "Reader", "SROIEHubReader",
+    "SROIEReader", "SROIE_CATEGORIES", "SROIE_HUB_ID", "SROIE_LABELS", "TOBACCO3482_CLASSES", "TaggedHubReader",
+    "Tobacco3482Reader", "check_hub_dataset", "parse_cord_ground_truth",
 ]

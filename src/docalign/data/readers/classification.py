@@ -5,6 +5,9 @@ Neither ships OCR. A reader takes an optional ``ocr`` callable, ``ocr(image) -> 
 in pixels of that image (the engines in ``docalign.ocr`` have this shape). Without ``ocr`` the documents
 have no words (image-only classification). Pages where OCR finds nothing are kept and counted in
 ``stats["pages without OCR words"]``; blank pages are legitimate samples here.
+
+RVL-CDIP's hub copy ``aharley/rvl_cdip`` (columns ``image`` and ``label``, a ClassLabel in the order of
+``RVL_CDIP_CLASSES``; splits train/validation/test) is read by ``RVLCDIPHubReader``, with the same OCR callable.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any, Callable, Optional, Sequence
 from PIL import Image
 
 from ..document import Document
+from ..repairs import DataError
 from .base import IMAGE_SUFFIXES, Box, Reader
+from .hub import HubReader, HubRow
 
 OCRFunction = Callable[[Image.Image], tuple[Sequence[str], Sequence[Sequence[float]]]]
 
@@ -25,23 +30,19 @@ RVL_CDIP_CLASSES: tuple[str, ...] = (
     "specification", "file folder", "news article", "budget", "invoice", "presentation", "questionnaire",
     "resume", "memo",
 )
+RVL_CDIP_HUB_ID = "aharley/rvl_cdip"
 # Tobacco-3482's ten class folders (Kumar et al., 2014).
 TOBACCO3482_CLASSES: tuple[str, ...] = (
     "ADVE", "Email", "Form", "Letter", "Memo", "News", "Note", "Report", "Resume", "Scientific",
 )
 
 
-class _OCRReader(Reader):
-    """Shared by the classification readers: image + optional OCR -> ``Document`` with ``doc_label``."""
+class _OCRMixin:
+    """Image + optional OCR -> ``Document`` with ``doc_label``; for readers with ``ocr``, ``repairs`` and ``stats``."""
 
-    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None, **kwargs: Any) -> None:
-        super().__init__(root, **kwargs)
-        self.ocr = ocr
+    ocr: Optional[OCRFunction]
 
-    def document(self, image_path: Path, label: str, doc_id: str, where: str) -> Optional[Document]:
-        image = self.open_image(image_path, where)
-        if image is None:
-            return None
+    def document_from_image(self, image: Image.Image, label: str, doc_id: str, where: str) -> Optional[Document]:
         words: list[str] = []
         boxes: list[Box] = []
         if self.ocr is not None:
@@ -77,6 +78,20 @@ class _OCRReader(Reader):
                 words.append(word.strip())
                 boxes.append(parsed)
         return words, boxes
+
+
+class _OCRReader(_OCRMixin, Reader):
+    """Shared by the classification folder readers: an image file + optional OCR -> ``Document``."""
+
+    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.ocr = ocr
+
+    def document(self, image_path: Path, label: str, doc_id: str, where: str) -> Optional[Document]:
+        image = self.open_image(image_path, where)
+        if image is None:
+            return None
+        return self.document_from_image(image, label, doc_id, where)
 
 
 class RVLCDIPReader(_OCRReader):
@@ -179,3 +194,58 @@ class Tobacco3482Reader(_OCRReader):
     def read_file(self, key: tuple[Path, str]) -> Optional[Document]:
         path, label = key
         return self.document(path, label, f"{label}/{path.stem}", str(path))
+
+
+class RVLCDIPHubReader(_OCRMixin, HubReader):
+    """Reads the hub copy of RVL-CDIP through ``datasets`` (see ``readers.hub``; 320,000 / 40,000 / 40,000 rows).
+
+    Each row is a page image (``image_column``) and a class index (``label_column``) into ``RVL_CDIP_CLASSES``
+    (``doc_label``); words come from ``ocr`` as for ``RVLCDIPReader``. A split whose label column names its
+    classes in another order raises ``DataError`` at once (every label would be wrong); a row with a null or
+    non-image ``image``, or a label outside 0-15, is skipped and counted (strict: raised naming the row).
+    Documents are named ``<hub split>-<row index>``. Offline with nothing cached, construction fails at once.
+
+    Args:
+        hub_id: the dataset repository (default ``aharley/rvl_cdip``), or a local folder of parquet files.
+        ocr: ``image -> (words, boxes)``, or None for image-only documents.
+        revision: see ``readers.hub.HubReader`` (default: the hub's parquet conversion).
+        image_column, label_column: column names.
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("train", "val", "test")
+    hub_splits = {"train": "train", "val": "validation", "test": "test"}
+    instead = ("Read the RVL-CDIP release folder instead (labels/{train,val,test}.txt and images/): "
+               "`--data.init_args.root /path/to/rvl-cdip` or set DOCALIGN_RVLCDIP.")
+
+    def __init__(self, hub_id: str = RVL_CDIP_HUB_ID, *, ocr: Optional[OCRFunction] = None,
+                 image_column: str = "image", label_column: str = "label", **kwargs: Any) -> None:
+        kwargs.setdefault("id_column", None)
+        super().__init__(hub_id, **kwargs)
+        self.ocr = ocr
+        self.image_column, self.label_column = image_column, label_column
+
+    def check_features(self, data: Any) -> None:
+        names = getattr(data.features.get(self.label_column), "names", None)
+        if names and [str(n).lower() for n in names] != list(RVL_CDIP_CLASSES):
+            raise DataError(f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
+                            f"RVL-CDIP's {list(RVL_CDIP_CLASSES)} in that order; every label would be wrong")
+
+    def read_file(self, key: HubRow) -> Optional[Document]:
+        where = self.where(key)
+        row = self.row(key)
+        if row is None:
+            return None
+        label = row.get(self.label_column)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(RVL_CDIP_CLASSES):
+            reason = "missing (no such column, or a null value)" if label is None else \
+                f"unknown label {label!r} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})"
+            self.repairs.report(where, self.label_column, reason, "skip the document")
+            return None
+        if self.image_column not in row:
+            self.repairs.report(where, self.image_column, "missing (no such column)", "skip the document")
+            return None
+        image, _ = self.page_image(row, self.image_column, where)
+        if image is None:
+            return None
+        return self.document_from_image(image, RVL_CDIP_CLASSES[label], key.doc_id, where)

@@ -27,12 +27,12 @@ from typing import Any, Iterator, Optional
 
 from PIL import Image
 
-from ...models.pretrained import hub_offline
 from ..document import Document
 from ..images import DEFAULT_MAX_PIXELS
 from ..labels import CORD_CATEGORIES, bio_label_names, bio_tags
-from ..repairs import DataError, RepairLog
+from ..repairs import RepairLog
 from .base import Box, Reader, find_image, points_to_box, union_box
+from .hub import require_hub_dataset
 
 CORD_LABELS: list[str] = bio_label_names(CORD_CATEGORIES)
 CORD_OTHER = "other"
@@ -229,17 +229,7 @@ class CORDHubReader(Reader):
 
 
 def check_hub_dataset(hub_id: str, revision: Optional[str] = None) -> None:
-    """Fail fast when the dataset ``hub_id`` cannot be had: offline and not in the local hub cache."""
-    if not hub_offline():
-        return
-    from huggingface_hub import snapshot_download
-
-    try:
-        snapshot_download(hub_id, repo_type="dataset", revision=revision, local_files_only=True)
-    except Exception as err:  # noqa: BLE001 - LocalEntryNotFoundError, invalid ids, ...
-        raise DataError(
-            f"Could not load the dataset '{hub_id}' from the Hugging Face hub: HF_HUB_OFFLINE is set, so nothing "
-            f"is downloaded, and it is not in the local cache. Read the raw CORD release folder instead "
-            f"(train/, dev/, test/ with json/ and image/): `--data.init_args.root /path/to/CORD` or set "
-            f"DOCALIGN_CORD. Underlying error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        ) from err
+    """Fail fast when the dataset ``hub_id`` cannot be had: offline and not in the local hub cache (a local
+    folder of parquet files always passes; see ``readers.hub``)."""
+    require_hub_dataset(hub_id, revision, "Read the raw CORD release folder instead (train/, dev/, test/ with json/ "
+                        "and image/): `--data.init_args.root /path/to/CORD` or set DOCALIGN_CORD.")

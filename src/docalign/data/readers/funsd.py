@@ -18,6 +18,14 @@ Words whose text is empty or blank (890 in the release) carry nothing to read an
 in ``stats["empty words skipped"]``; an entity left with no words is counted in
 ``stats["entities without words"]``. ``stats["words"]`` and ``stats["entities"]`` count every word and
 entity in the files read (31,485 and 9,743 over the whole release).
+
+Hub copies, read by ``FUNSDHubReader`` (see ``readers.hub.TaggedHubReader`` for the mapping and repairs; splits
+train/test): ``nielsr/funsd-layoutlmv3`` (the default: columns ``id``, ``tokens``, ``bboxes`` segment-level on the
+0-1000 grid, ``ner_tags`` ClassLabel ``O, B-HEADER, I-HEADER, B-QUESTION, I-QUESTION, B-ANSWER, I-ANSWER``, and
+``image``, so boxes become pixels of the image) and ``nielsr/funsd`` (``words`` and word-level ``bboxes`` instead,
+and an ``image_path`` string instead of an image: that copy's pages are blank 1000 x 1000 images with the boxes
+in 0-1000 units). Tags map to ours by lower-casing the type (``B-HEADER`` -> ``B-header``). The hub copies
+drop the empty words and keep no ``other``-entity grouping, so ``stats`` counts differ from the folder's.
 """
 
 from __future__ import annotations
@@ -28,11 +36,13 @@ from typing import Any, Optional
 from ..document import Document
 from ..labels import bio_label_names, bio_tags
 from .base import Box, Reader, find_image
+from .hub import TaggedHubReader
 
 FUNSD_CATEGORIES: tuple[str, ...] = ("header", "question", "answer")
 FUNSD_OTHER = "other"
 FUNSD_LABELS: list[str] = bio_label_names(FUNSD_CATEGORIES)
 FUNSD_FOLDERS = {"train": "training_data", "test": "testing_data"}
+FUNSD_HUB_ID = "nielsr/funsd-layoutlmv3"  # or "nielsr/funsd" (word-level boxes, no images)
 
 
 class FUNSDReader(Reader):
@@ -148,3 +158,31 @@ class FUNSDReader(Reader):
             return None
         self.check_boxes(str(path), fields, boxes, image.size)
         return Document(doc_id=path.stem, image=image, words=words, boxes=boxes, word_labels=labels, source=str(path))
+
+
+class FUNSDHubReader(TaggedHubReader):
+    """Reads a hub copy of FUNSD through ``datasets`` (see the module docstring; columns and repairs:
+    ``readers.hub.TaggedHubReader``).
+
+    Offline (``HF_HUB_OFFLINE=1``) with nothing cached, construction fails at once with a ``DataError`` that says
+    what could not be fetched and how to read the release folder instead.
+
+    Args:
+        hub_id: the dataset repository (default ``nielsr/funsd-layoutlmv3``; ``nielsr/funsd`` works too), or a local
+            folder of parquet files.
+        revision: see ``readers.hub.HubReader`` (default: the hub's parquet conversion).
+        segment_boxes: every word of an entity gets the entity's box (the union of its words' boxes).
+        words_column, boxes_column, tags_column, image_column, id_column: column names (``words_column`` None:
+            ``tokens`` when present, else ``words``).
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("train", "test")
+    hub_splits = {"train": "train", "test": "test"}
+    categories = FUNSD_CATEGORIES
+    hub_tag_names = ("O", "B-HEADER", "I-HEADER", "B-QUESTION", "I-QUESTION", "B-ANSWER", "I-ANSWER")
+    instead = ("Read the raw FUNSD release folder instead (training_data/ and testing_data/ with images/ and "
+               "annotations/): `--data.init_args.root /path/to/FUNSD` or set DOCALIGN_FUNSD.")
+
+    def __init__(self, hub_id: str = FUNSD_HUB_ID, **kwargs: Any) -> None:
+        super().__init__(hub_id, **kwargs)

@@ -23,6 +23,13 @@ and date take their first occurrence; total takes the last occurrence on a line 
 the last occurrence. A value that does not occur, or only where another entity already lies, is counted
 in ``stats["entities not matched"]`` (and ``stats["<key> not matched"]``), not raised: it is a property of
 the release, not bad input. Every other word is ``O``.
+
+Hub copy, read by ``SROIEHubReader``: ``darentang/sroie`` (splits train/test; columns ``id``, ``words``, ``bboxes`` on
+the 0-1000 grid, ``ner_tags`` ClassLabel ``O, B-COMPANY, I-COMPANY, B-DATE, I-DATE, B-ADDRESS, I-ADDRESS, B-TOTAL,
+I-TOTAL`` and ``image_path``, a path on the machine that built the copy, never opened). Its words are already
+tagged, so no value matching happens; tags map to ours by lower-casing the type (``B-COMPANY`` -> ``B-company``).
+Without images, its pages are blank 1000 x 1000 images with the boxes in 0-1000 units (see
+``readers.hub.TaggedHubReader``, which also lists the repairs; an ``image`` column, when a copy has one, is used).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from typing import Any, Optional
 from ..document import Document
 from ..labels import bio_label_names
 from .base import Box, Reader, alnum_key, find_image, find_spans, points_to_box, split_line_box
+from .hub import TaggedHubReader
 
 SROIE_CATEGORIES: tuple[str, ...] = ("company", "date", "address", "total")
 SROIE_LABELS: list[str] = bio_label_names(SROIE_CATEGORIES)
+SROIE_HUB_ID = "darentang/sroie"
 _OCR_SUFFIXES = (".txt", ".csv")
 _ENTITY_SUFFIXES = (".txt", ".json")
 
@@ -207,3 +216,28 @@ class SROIEReader(Reader):
         self.check_boxes(str(ocr), fields, boxes, image.size)
         return Document(doc_id=ocr.stem, image=image, words=words, boxes=boxes,
                         word_labels=self.label(words, line_of, entities), source=str(ocr))
+
+
+class SROIEHubReader(TaggedHubReader):
+    """Reads the hub copy of SROIE through ``datasets`` (see the module docstring; columns and repairs:
+    ``readers.hub.TaggedHubReader``).
+
+    Offline with nothing cached, construction fails at once with a ``DataError`` naming the release folder to use.
+
+    Args:
+        hub_id: the dataset repository (default ``darentang/sroie``), or a local folder of parquet files.
+        revision: see ``readers.hub.HubReader`` (default: the hub's parquet conversion).
+        segment_boxes: every word of an entity gets the entity's box (the hub copy has no OCR lines).
+        words_column, boxes_column, tags_column, image_column, id_column: column names.
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("train", "test")
+    hub_splits = {"train": "train", "test": "test"}
+    categories = SROIE_CATEGORIES
+    hub_tag_names = ("O", "B-COMPANY", "I-COMPANY", "B-DATE", "I-DATE", "B-ADDRESS", "I-ADDRESS", "B-TOTAL", "I-TOTAL")
+    instead = ("Read the SROIE task-3 folders instead (train/ and test/, each with img/, box/ and entities/): "
+               "`--data.init_args.root /path/to/SROIE` or set DOCALIGN_SROIE.")
+
+    def __init__(self, hub_id: str = SROIE_HUB_ID, **kwargs: Any) -> None:
+        super().__init__(hub_id, **kwargs)
