@@ -1,4 +1,4 @@
-"""The hub readers (FUNSD, SROIE, RVL-CDIP) on small local parquet datasets with the hub copies' column names and
+"""The hub readers (FUNSD, SROIE, RVL-CDIP, DocVQA, Tobacco-3482) on small local parquet datasets with the hub copies' column names and
 feature types; no network (HF_HUB_OFFLINE=1, hub and datasets caches redirected to the test's tmp folder)."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES
-from docalign.data.datamodules import FUNSD, RVLCDIP, SROIE
-from docalign.data.readers import (FUNSD_LABELS, RVL_CDIP_CLASSES, SROIE_LABELS, FUNSDHubReader, FUNSDReader,
-                                   RVLCDIPHubReader, RVLCDIPReader, SROIEHubReader, SROIEReader)
+from docalign.data.datamodules import FUNSD, RVLCDIP, SROIE, DocVQA, Tobacco3482
+from docalign.data.readers import (FUNSD_LABELS, RVL_CDIP_CLASSES, SROIE_LABELS, TOBACCO3482_CLASSES, DocVQAHubReader,
+                                   FUNSDHubReader, FUNSDReader, RVLCDIPHubReader, RVLCDIPReader, SROIEHubReader,
+                                   SROIEReader, Tobacco3482HubReader)
 from docalign.data.readers.hub import BLANK_PAGE, HubRow, entity_boxes
 from docalign.data.repairs import DataError
 
@@ -43,7 +44,7 @@ def offline_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     monkeypatch.setattr(hf.config, "HF_DATASETS_CACHE", Path(tmp_path / "datasets-cache"))
-    for name in ("DOCALIGN_FUNSD", "DOCALIGN_SROIE", "DOCALIGN_RVLCDIP"):
+    for name in ("DOCALIGN_FUNSD", "DOCALIGN_SROIE", "DOCALIGN_RVLCDIP", "DOCALIGN_DOCVQA", "DOCALIGN_TOBACCO3482"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -288,3 +289,145 @@ def test_rvlcdip_module_reads_a_hub_folder(tmp_path):
     dm = RVLCDIP(hub_id=folder, ocr_engine=None, cache_dir=None, **SMALL)
     dm.setup("test")
     assert [w.doc_label for w in dm.windows["test"]] == [11, 15]
+
+
+# --- DocVQA (lmms-lab/DocVQA's columns; words from a real OCR engine through the OCR cache) -------------------------
+DOCVQA_HUB = {"questionId": hf.Value("string"), "question": hf.Value("string"),
+              "question_types": hf.Sequence(hf.Value("string")), "image": hf.Image(), "docId": hf.Value("int64"),
+              "ucsf_document_id": hf.Value("string"), "ucsf_document_page_no": hf.Value("string"),
+              "answers": hf.Sequence(hf.Value("string")), "data_split": hf.Value("string")}
+INVOICE = ["Invoice number 4711 dated March", "Customer account balance overdue"]
+LETTER = ["Dear Professor Smith", "Payment within thirty days please"]
+
+
+def docvqa_rows(split="validation", answers=True):
+    """Three questions on two rendered pages: the invoice is asked about twice (rows 0 and 2), the letter once."""
+    from test_ocr import render
+
+    invoice, letter = render(INVOICE)[0].convert("RGB"), render(LETTER)[0].convert("RGB")
+    return {"questionId": ["10", "11", "12"],
+            "question": ["What is the invoice number?", "Who is addressed?", "What is overdue?"],
+            "question_types": [["form"], ["layout"], ["form"]], "image": [invoice, letter, invoice.copy()],
+            "docId": [7, 8, 7], "ucsf_document_id": ["abcd0001", "efgh0002", "abcd0001"],
+            "ucsf_document_page_no": ["1", "3", "1"],
+            "answers": [["4711", "no. 4711"], ["Professor Smith"], ["the rent"]] if answers else [None] * 3,
+            "data_split": [split] * 3}
+
+
+@pytest.fixture
+def tesseract_ocr(tmp_path):
+    from docalign.ocr import CachedEngine, OcrCache, get_engine
+
+    engine = CachedEngine(get_engine("tesseract", upscale=1.0), OcrCache(tmp_path / "ocr-cache"))
+
+    def ocr(image):
+        result = engine(image)
+        return result.words, result.boxes
+
+    ocr.cache_dir = tmp_path / "ocr-cache"
+    return ocr
+
+
+def test_docvqa_hub_rows_become_pages_with_their_questions_and_ocr_words(tmp_path, tesseract_ocr):
+    folder = write_hub(tmp_path / "docvqa", DOCVQA_HUB, validation=docvqa_rows(),
+                       test=docvqa_rows("test", answers=False))
+    reader = DocVQAHubReader(folder, ocr=tesseract_ocr, strict=True)
+    pages = reader.files("val")
+    assert [(p.doc_id, p.rows) for p in pages] == [("abcd0001_1", [0, 2]), ("efgh0002_3", [1])]  # same image: one page
+    invoice, letter = reader.read("val")
+    assert [q.question for q in invoice.qa_pairs] == ["What is the invoice number?", "What is overdue?"]
+    assert {"Invoice", "4711", "overdue"} <= set(invoice.words) and "Smith" in letter.words  # real OCR words
+    number, overdue = invoice.qa_pairs
+    (start, end), = number.answer_spans  # inclusive word indices
+    assert invoice.words[start:end + 1] == ["4711"] and overdue.answer_spans == [] and overdue.answers == ["the rent"]
+    (start, end), = letter.qa_pairs[0].answer_spans
+    assert letter.words[start:end + 1] == ["Professor", "Smith"]
+    # "no. 4711" and "the rent" are not on the page: counted as the folder reader counts them
+    assert reader.stats["questions"] == 3 and reader.stats["answers not found"] == 2
+    assert reader.stats["questions with no answer found"] == 1
+    assert invoice.source == f"{folder}[validation][0]" and invoice.image.size == docvqa_rows()["image"][0].size
+    assert len(list(tesseract_ocr.cache_dir.rglob("*.json"))) == 2  # one OCR per page, not per question
+    test_pages = list(reader.read("test"))
+    assert [len(d.qa_pairs) for d in test_pages] == [2, 1] and all(q.answers == [] for q in test_pages[0].qa_pairs)
+    with pytest.raises(DataError, match=r"our split 'train' is the hub's split 'train'.*'validation', 'test'"):
+        reader.files("train")
+
+
+def test_docvqa_hub_bad_rows_lenient_counted_strict_raised_naming_row_and_field(tmp_path, tesseract_ocr):
+    rows = docvqa_rows()
+    rows["question"][1] = None
+    rows["image"][2] = None
+    folder = write_hub(tmp_path / "bad", DOCVQA_HUB, validation=rows)
+    with pytest.raises(DataError, match=r"\[validation\]\[1\]: field 'question': missing"):
+        DocVQAHubReader(folder, ocr=tesseract_ocr, strict=True).files("val")
+    lenient = DocVQAHubReader(folder, ocr=tesseract_ocr)
+    pages = lenient.files("val")
+    assert [(p.doc_id, p.questions) for p in pages] == [("abcd0001_1", [("What is the invoice number?",
+                                                                          ["4711", "no. 4711"])])]
+    assert sum(lenient.repairs.counts.values()) == 2
+    assert any("[validation][2] [image]" in e for examples in lenient.repairs.examples.values() for e in examples)
+    with pytest.raises(ValueError, match="needs an OCR callable"):
+        DocVQAHubReader(folder)
+
+
+def test_docvqa_module_reads_a_hub_folder_and_refuses_a_test_split_without_answers(tmp_path):
+    folder = write_hub(tmp_path / "docvqa", DOCVQA_HUB, validation=docvqa_rows(),
+                       test=docvqa_rows("test", answers=False))
+    dm = DocVQA(hub_id=folder, ocr_engine="tesseract:upscale=1", ocr_cache_dir=str(tmp_path / "ocr"), cache_dir=None,
+                max_question_tokens=16, **SMALL)
+    assert isinstance(dm.reader, DocVQAHubReader) and dm.root is None
+    dm.setup("validate")
+    assert dm.cache_events == {"val": "off"} and len(dm.windows["val"]) == 3  # one window per question
+    with pytest.raises(DataError, match=rf"{folder}\[test\]: field 'answers': none of the 2 pages"):
+        DocVQA(hub_id=folder, test_split="test", ocr_engine="tesseract", cache_dir=None, max_question_tokens=16,
+               **SMALL).setup("test")
+
+
+# --- Tobacco-3482 (maveriq/tobacco3482's layout: one split, train; columns image and label) -------------------------
+TOBACCO_HUB = {"image": hf.Image(), "label": hf.ClassLabel(names=list(TOBACCO3482_CLASSES))}
+
+
+def test_tobacco_hub_rows_labels_and_a_reordered_class_list(tmp_path):
+    rows = {"image": [page(30, 40), page(30, 40, "black"), page(30, 40)], "label": [0, 9, 12]}
+    folder = write_hub(tmp_path / "tobacco", TOBACCO_HUB, train=rows)
+    with pytest.raises(DataError, match=r"\[train\]\[2\]: field 'label': unknown label 12"):
+        Tobacco3482HubReader(folder, strict=True).files("all")
+    reader = Tobacco3482HubReader(folder, ocr=known_ocr)
+    docs = list(reader.read("all"))
+    assert [(d.doc_id, d.doc_label, d.words) for d in docs] == [("ADVE/train-0", "ADVE", ["Dear", "Sir"]),
+                                                                 ("Scientific/train-1", "Scientific", ["Dear", "Sir"])]
+    assert sum(reader.repairs.counts.values()) == 1 and docs[0].source == f"{folder}[train][0]"
+    shuffled = {**TOBACCO_HUB, "label": hf.ClassLabel(names=sorted(TOBACCO3482_CLASSES, key=str.lower, reverse=True))}
+    with pytest.raises(DataError, match="not Tobacco-3482's"):
+        Tobacco3482HubReader(write_hub(tmp_path / "reordered", shuffled, train=rows)).files("all")
+
+
+def test_tobacco_module_carves_a_hub_folder_per_class(tmp_path):
+    rows = {"image": [page(30, 40)] * 8, "label": [0, 0, 0, 3, 3, 3, 3, 9]}
+    folder = write_hub(tmp_path / "tobacco", TOBACCO_HUB, train=rows)
+    dm = Tobacco3482(hub_id=folder, train_per_class=1, val_per_class=1, ocr_engine=None, cache_dir=None, **SMALL)
+    assert isinstance(dm.reader, Tobacco3482HubReader)
+    train, val, test = (dm.split_keys(s) for s in ("train", "val", "test"))
+    assert [k.label for k in train] == ["ADVE", "Letter", "Scientific"] and [k.label for k in val] == ["ADVE", "Letter"]
+    indices = [k.index for part in (train, val, test) for k in part]
+    assert len(test) == 3 and sorted(indices) == list(range(8))  # disjoint, and every row is somewhere
+    again = Tobacco3482(hub_id=folder, train_per_class=1, val_per_class=1, ocr_engine=None, cache_dir=None, **SMALL)
+    assert again.split_keys("val") == val  # deterministic
+    dm.setup("test")
+    assert sorted(w.doc_label for w in dm.windows["test"]) == [0, 3, 3]
+
+
+# --- offline: real hub ids that are not cached ------------------------------------------------------------------
+def test_docvqa_and_tobacco_hub_readers_fail_fast_and_clearly_offline(monkeypatch):
+    for name in ("DOCALIGN_DOCVQA", "DOCALIGN_TOBACCO3482"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(DataError, match=r"'lmms-lab/DocVQA'.*HF_HUB_OFFLINE.*not in the local cache.*DOCALIGN_DOCVQA"):
+        DocVQAHubReader(ocr=known_ocr)
+    with pytest.raises(DataError, match=r"'maveriq/tobacco3482'.*HF_HUB_OFFLINE.*not in the local cache.*TOBACCO3482"):
+        Tobacco3482HubReader()
+    with pytest.raises(DataError, match=r"needs its release folder.*DOCALIGN_DOCVQA.*hub copy cannot be read.*"
+                                        r"'lmms-lab/DocVQA'"):
+        DocVQA(ocr_engine="tesseract", ocr_cache_dir=None, cache_dir=None)
+    with pytest.raises(DataError, match=r"needs its release folder.*DOCALIGN_TOBACCO3482.*hub copy cannot be read.*"
+                                        r"'maveriq/tobacco3482'"):
+        Tobacco3482(ocr_engine=None, cache_dir=None)

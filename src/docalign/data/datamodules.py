@@ -10,10 +10,10 @@ per split: ``hit``, ``miss``, ``corrupt`` (recomputed) or ``off``.
 
 Release folders are never hard-coded: ``root`` is a constructor argument, or else the environment variable
 ``DOCALIGN_FUNSD`` / ``DOCALIGN_CORD`` / ``DOCALIGN_SROIE`` / ``DOCALIGN_DOCVQA`` (and ``DOCALIGN_RVLCDIP``,
-``DOCALIGN_TOBACCO3482``). Without either, CORD, FUNSD, SROIE and RVL-CDIP read their hub copy ``hub_id``
-(``naver-clova-ix/cord-v2``, ``nielsr/funsd-layoutlmv3``, ``darentang/sroie``, ``aharley/rvl_cdip``; see
-``readers.hub``), checked at construction: offline with it not cached they stop with the missing-folder error
-(CORD: the hub error). DocVQA and Tobacco-3482 stop with a clear error.
+``DOCALIGN_TOBACCO3482``). Without either, they read their hub copy ``hub_id`` (``naver-clova-ix/cord-v2``,
+``nielsr/funsd-layoutlmv3``, ``darentang/sroie``, ``aharley/rvl_cdip``, ``lmms-lab/DocVQA``,
+``maveriq/tobacco3482``; see ``readers.hub``), checked at construction: offline with it not cached they stop with
+the missing-folder error (CORD: the hub error).
 
 Validation splits: CORD has its own (``dev``, 100 receipts). FUNSD and SROIE only have train and test, so a
 deterministic validation split of ``val_size`` documents is carved from train: the train files ranked by
@@ -53,6 +53,7 @@ from .repairs import DataError
 log = logging.getLogger("docalign.data")
 
 DEFAULT_CACHE_DIR = "data/cache"
+DEFAULT_OCR_CACHE_DIR = "data/cache/ocr"
 
 
 def carve_validation(keys: list[Any], val_size: int, name: Any = lambda k: Path(k).stem) -> tuple[list[Any], list[Any]]:
@@ -370,8 +371,16 @@ class DocVQA(ReleaseDataModule):
     training, at setup) when none of its questions has an answer. ``predict`` always reads the release's
     ``test/``: answers to submit.
 
+    Source: the release folder, else the hub copy ``hub_id`` (``readers.docvqa.DocVQAHubReader``: questions grouped
+    per page image, words from ``ocr_engine`` through the OCR cache as for ``RVLCDIP``; no encoded-split cache).
+    ``lmms-lab/DocVQA`` has only ``validation`` and ``test`` (no answers): ``fit`` needs a copy with ``train``
+    (e.g. ``HuggingFaceM4/DocumentVQA`` with ``hub_config: null``); ``validate`` and ``predict`` work on it.
+
     Args:
-        root: the folder holding ``train/``, ``val/`` and ``test/``; default ``$DOCALIGN_DOCVQA``.
+        root: the folder holding ``train/``, ``val/`` and ``test/``; default ``$DOCALIGN_DOCVQA``, else the hub.
+        hub_id: the hub copy (or a local parquet folder) read when there is no folder.
+        hub_config: its configuration (``DocVQA`` for ``lmms-lab/DocVQA``; None: the default one).
+        ocr_engine, ocr_cache_dir: the OCR of the hub copy's pages (as for ``RVLCDIP``; unused with a folder).
         test_split: ``val`` (default) or ``test``: what the ``test`` stage scores (see above).
         max_question_tokens: the longest question kept, in sub-tokens (longer ones are cut and counted);
             ``max_length - 3 - max_question_tokens`` must exceed ``stride``.
@@ -384,8 +393,11 @@ class DocVQA(ReleaseDataModule):
     layout = ("Expected the DocVQA release layout: train/, val/ and test/, each with <split>_v1.0.json, documents/ "
               "and ocr_results/.")
     collate = staticmethod(collate_qa)
+    hub_readable = True
 
     def __init__(self, root: Optional[str] = None, test_split: str = "val", max_question_tokens: int = 64,
+                 hub_id: str = docvqa_reader.DOCVQA_HUB_ID, hub_config: Optional[str] = docvqa_reader.DOCVQA_HUB_CONFIG,
+                 ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
                  cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                  tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
@@ -399,14 +411,30 @@ class DocVQA(ReleaseDataModule):
             self.cache = WindowCache(cache_dir, QAWindow)
         self._encoding: Optional[str] = None  # the split being encoded (training skips unlocated answers)
         self._split_keys: dict[str, list[Any]] = {}
+        self.ocr: Optional[CachedEngine] = None
+        if self.root is None:  # the hub copy: its pages need OCR
+            if not ocr_engine:
+                raise DataError(f"{self.missing_root_message()} Its hub copy has no OCR words, so it needs "
+                                f"`--data.init_args.ocr_engine` (e.g. rapidocr), not None.")
+            engine = engine_from_spec(ocr_engine)
+            self.ocr = CachedEngine(engine, OcrCache(ocr_cache_dir)) if ocr_cache_dir else engine
+            self.open_hub()
         self.encoder()  # checks max_question_tokens against max_length and stride now, not at setup
 
     @property
     def label_names(self) -> list[str]:
         return []  # no tags: the model predicts answer spans (ExtractiveQA accepts the link and ignores it)
 
+    def ocr_words(self, image: Any) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+        result = self.ocr(image)  # type: ignore[misc]
+        return result.words, result.boxes
+
     def make_reader(self) -> Reader:
-        return docvqa_reader.DocVQAReader(self.root, repairs=self.repairs, max_pixels=self.hparams.max_pixels)
+        hp = self.hparams
+        if self.root is None:
+            return docvqa_reader.DocVQAHubReader(hp.hub_id, ocr=self.ocr_words, config=hp.hub_config,
+                                                 repairs=self.repairs, max_pixels=hp.max_pixels)
+        return docvqa_reader.DocVQAReader(self.root, repairs=self.repairs, max_pixels=hp.max_pixels)
 
     def reader_settings(self) -> dict[str, Any]:
         return {"max_pixels": self.hparams.max_pixels}
@@ -425,7 +453,9 @@ class DocVQA(ReleaseDataModule):
             self._split_keys[folder] = self.reader.files(folder)
         pages = self._split_keys[folder]
         if split == "test" and not any(answers for page in pages for _, answers in page.questions):
-            raise DataError(f"{self.reader.questions_file('test')}: field 'answers': none of the {len(pages)} "
+            source = self.reader.questions_file("test") if self.root is not None else \
+                f"{self.hparams.hub_id}[{self.reader.hub_splits['test']}]"
+            raise DataError(f"{source}: field 'answers': none of the {len(pages)} "
                             f"pages' questions has an answer (the release's test split is scored by the DocVQA "
                             f"evaluation server), so the test stage cannot compute ANLS on it. Use "
                             f"`--data.init_args.test_split val` to test on the validation split, or `docalign "
@@ -472,8 +502,6 @@ def _carved(reader: Reader, split: str, val_size: int, dataset: str) -> list[Any
     train, val = carve_validation(reader.files("train"), val_size, name)
     return train if split == "train" else val
 
-
-DEFAULT_OCR_CACHE_DIR = "data/cache/ocr"
 
 
 class ClassificationDataModule(ReleaseDataModule):
@@ -593,8 +621,13 @@ class Tobacco3482(ClassificationDataModule):
     with a fifth of them held out for model selection: on the full release 800 train / 200 val / 2,482 test
     (every class has more than 100 documents). ``val_per_class: 0`` validates on the test split instead.
 
+    Source: the folder, else the hub copy ``hub_id`` (``readers.classification.Tobacco3482HubReader``; the same
+    per-class carve, files named ``<class>/<hub split>-<row>`` so the subsets differ from the folder's; no
+    encoded-split cache, the OCR cache still applies).
+
     Args:
-        root: the folder of class folders; default ``$DOCALIGN_TOBACCO3482``.
+        root: the folder of class folders; default ``$DOCALIGN_TOBACCO3482``, else the hub.
+        hub_id: the hub copy (or a local parquet folder) read when there is no folder.
         train_per_class, val_per_class: documents per class in train and val.
         ocr_engine, ocr_cache_dir, cache_dir, max_pixels: as for ``RVLCDIP``.
         **others: see ``DocumentDataModule``.
@@ -604,8 +637,10 @@ class Tobacco3482(ClassificationDataModule):
     env_var = "DOCALIGN_TOBACCO3482"
     layout = "Expected one folder per class (ADVE, Email, Form, ...) holding the page images."
     classes = classification_reader.TOBACCO3482_CLASSES
+    hub_readable = True
 
     def __init__(self, root: Optional[str] = None, train_per_class: int = 80, val_per_class: int = 20,
+                 hub_id: str = classification_reader.TOBACCO3482_HUB_ID,
                  ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
                  cache_dir: Optional[str] = DEFAULT_CACHE_DIR, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                  tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
@@ -618,8 +653,11 @@ class Tobacco3482(ClassificationDataModule):
                          max_length=max_length, stride=stride, image_size=image_size, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
                          strict=strict, max_docs=max_docs)
+        self.open_hub()  # after the OCR engine exists: the reader takes it
 
     def make_reader(self) -> Reader:
+        if self.root is None:
+            return classification_reader.Tobacco3482HubReader(self.hparams.hub_id, **self.reader_kwargs())
         return classification_reader.Tobacco3482Reader(self.root, **self.reader_kwargs())
 
     def reader_settings(self) -> dict[str, Any]:
@@ -634,9 +672,11 @@ class Tobacco3482(ClassificationDataModule):
         keys = self.split_keys("all") if split != "all" else self.reader.files("all")
         if split == "all":
             return keys
+        label_of = getattr(self.reader, "key_label", lambda key: key[1])  # hub rows carry their label
+        name_of = getattr(self.reader, "key_name", lambda key: Path(key[0]).stem)
         by_class: dict[str, list[int]] = {}
-        for i, (path, label) in enumerate(keys):
-            by_class.setdefault(label, []).append(i)
+        for i, key in enumerate(keys):
+            by_class.setdefault(label_of(key), []).append(i)
         bounds = {"train": (0, hp.train_per_class),
                   "val": (hp.train_per_class, hp.train_per_class + hp.val_per_class),
                   "test": (hp.train_per_class + hp.val_per_class, None)}
@@ -645,7 +685,7 @@ class Tobacco3482(ClassificationDataModule):
         start, stop = bounds[split]
         chosen: set[int] = set()
         for label, indices in by_class.items():
-            ranked = sorted(indices, key=lambda i: hashlib.sha256(f"{label}/{Path(keys[i][0]).stem}".encode()).hexdigest())
+            ranked = sorted(indices, key=lambda i: hashlib.sha256(f"{label}/{name_of(keys[i])}".encode()).hexdigest())
             if split == "test" and len(ranked) <= start:
                 log.warning("%s: class %s has only %d documents, none left for test", self.dataset, label, len(ranked))
             chosen.update(ranked[start:stop])

@@ -8,12 +8,14 @@ have no words (image-only classification). Pages where OCR finds nothing are kep
 
 RVL-CDIP's hub copy ``aharley/rvl_cdip`` (columns ``image`` and ``label``, a ClassLabel in the order of
 ``RVL_CDIP_CLASSES``; splits train/validation/test) is read by ``RVLCDIPHubReader``, with the same OCR callable.
+Tobacco-3482's hub copy ``maveriq/tobacco3482`` (one split, ``train``, of all 3,482 scans; columns ``image`` and
+``label``) is read by ``Tobacco3482HubReader``; its classes must be ``TOBACCO3482_CLASSES`` in that order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from PIL import Image
 
@@ -35,6 +37,9 @@ RVL_CDIP_HUB_ID = "aharley/rvl_cdip"
 TOBACCO3482_CLASSES: tuple[str, ...] = (
     "ADVE", "Email", "Form", "Letter", "Memo", "News", "Note", "Report", "Resume", "Scientific",
 )
+# The hub copy most often used (e.g. by the DiT/LayoutLMv3 distillation and early-exit studies); its ClassLabel
+# order is checked against TOBACCO3482_CLASSES when a split is loaded.
+TOBACCO3482_HUB_ID = "maveriq/tobacco3482"
 
 
 class _OCRMixin:
@@ -249,3 +254,88 @@ class RVLCDIPHubReader(_OCRMixin, HubReader):
         if image is None:
             return None
         return self.document_from_image(image, RVL_CDIP_CLASSES[label], key.doc_id, where)
+
+
+class LabelledHubRow(NamedTuple):
+    """A ``HubRow`` that also carries the row's class name (read with the listing, for a stratified carve)."""
+
+    split: str
+    index: int
+    doc_id: str
+    label: str
+
+
+class Tobacco3482HubReader(_OCRMixin, HubReader):
+    """Reads a hub copy of Tobacco-3482 through ``datasets`` (see ``readers.hub``), by default ``maveriq/tobacco3482``.
+
+    Like the folder reader it has one split, ``all`` (the copy's only split, ``train``, holds all 3,482 scans; the
+    DataModule carves train/val/test per class). Each row is a page image (``image_column``) and a class index
+    (``label_column``) into ``TOBACCO3482_CLASSES`` (``doc_label``); words come from ``ocr``. A split whose label
+    column names other classes, or ours in another order, raises ``DataError`` at once (names compared
+    case-insensitively); a row with a label outside 0-9 is left out of the listing and counted, a null or
+    non-image ``image`` skips the document (strict: raised naming the row and field). Documents are named
+    ``<class>/<hub split>-<row index>``. Offline with nothing cached, construction fails at once.
+
+    Args:
+        hub_id: the dataset repository, or a local folder of parquet files.
+        ocr: ``image -> (words, boxes)``, or None for image-only documents.
+        revision: default None, the repository's main branch (the copy is parquet already).
+        hub_split: the copy's split holding the scans.
+        image_column, label_column: column names.
+        strict, repairs, max_pixels: see ``Reader``.
+    """
+
+    splits = ("all",)
+    instead = ("Read the Tobacco-3482 folder of class folders instead: `--data.init_args.root /path/to/Tobacco3482` "
+               "or set DOCALIGN_TOBACCO3482.")
+
+    def __init__(self, hub_id: str = TOBACCO3482_HUB_ID, *, ocr: Optional[OCRFunction] = None,
+                 revision: Optional[str] = None, hub_split: str = "train", image_column: str = "image",
+                 label_column: str = "label", **kwargs: Any) -> None:
+        kwargs.setdefault("id_column", None)
+        self.hub_splits = {"all": hub_split}
+        super().__init__(hub_id, revision=revision, **kwargs)
+        self.ocr = ocr
+        self.image_column, self.label_column = image_column, label_column
+
+    def check_features(self, data: Any) -> None:
+        feature = data.features.get(self.label_column)
+        if feature is None:
+            raise DataError(f"{self.hub_id}: field '{self.label_column}': no such column (columns: "
+                            f"{', '.join(data.column_names)})")
+        names = getattr(feature, "names", None)
+        if names and [str(n).lower() for n in names] != [c.lower() for c in TOBACCO3482_CLASSES]:
+            raise DataError(f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
+                            f"Tobacco-3482's {list(TOBACCO3482_CLASSES)} in that order; every label would be wrong")
+
+    def files(self, split: str = "all") -> list[LabelledHubRow]:  # type: ignore[override]
+        """One key per row with a valid label, in the hub's row order."""
+        data = self.dataset(split)
+        hub_split = self.hub_splits[split]
+        keys = []
+        for i, label in enumerate(data[self.label_column]):
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(TOBACCO3482_CLASSES):
+                reason = "missing (null)" if label is None else \
+                    f"unknown label {label!r} (classes are 0-{len(TOBACCO3482_CLASSES) - 1})"
+                self.repairs.report(f"{self.hub_id}[{hub_split}][{i}]", self.label_column, reason, "skip the document")
+                continue
+            name = TOBACCO3482_CLASSES[label]
+            keys.append(LabelledHubRow(split, i, f"{name}/{hub_split}-{i}", name))
+        return keys
+
+    @staticmethod
+    def key_label(key: LabelledHubRow) -> str:
+        return key.label
+
+    def read_file(self, key: LabelledHubRow) -> Optional[Document]:  # type: ignore[override]
+        where = self.where(key)  # type: ignore[arg-type]
+        row = self.row(key)  # type: ignore[arg-type]
+        if row is None:
+            return None
+        if self.image_column not in row:
+            self.repairs.report(where, self.image_column, "missing (no such column)", "skip the document")
+            return None
+        image, _ = self.page_image(row, self.image_column, where)
+        if image is None:
+            return None
+        return self.document_from_image(image, key.label, key.doc_id, where)

@@ -86,6 +86,9 @@ class HubReader(Reader):
         revision: a branch, tag or commit of the repository (default ``refs/convert/parquet``, the hub's parquet
             conversion; None: the default branch); ignored for a local folder.
         id_column: the column of document ids (rows without it are named ``<hub split>-<index>``).
+        config: the dataset's configuration (subset) name, e.g. ``DocVQA`` for ``lmms-lab/DocVQA``; None: the default.
+            A local folder gets it only when it holds a ``README.md`` (a snapshot of the repository, with its
+            config list); a folder of parquet files alone has no configurations.
         strict, repairs, max_pixels: see ``Reader``.
     """
 
@@ -93,13 +96,16 @@ class HubReader(Reader):
     instead: ClassVar[str] = ""
 
     def __init__(self, hub_id: str, *, revision: Optional[str] = PARQUET_REVISION, id_column: Optional[str] = "id",
-                 strict: bool = False, repairs: Optional[RepairLog] = None,
+                 config: Optional[str] = None, strict: bool = False, repairs: Optional[RepairLog] = None,
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(".", strict=strict, repairs=repairs, max_pixels=max_pixels)
         self.hub_id = str(hub_id)
         self.local = is_local_dataset(self.hub_id)
         self.revision = None if self.local else revision
         self.id_column = id_column
+        self.config = config
+        if self.local and not (Path(self.hub_id).expanduser() / "README.md").is_file():
+            self.config = None
         self._data: dict[str, Any] = {}
         require_hub_dataset(self.hub_id, self.revision, self.instead)
 
@@ -110,7 +116,14 @@ class HubReader(Reader):
             from datasets import load_dataset
 
             path = str(Path(self.hub_id).expanduser()) if self.local else self.hub_id
-            data = load_dataset(path, split=self.hub_splits[split], revision=self.revision)
+            hub_split = self.hub_splits[split]
+            try:
+                data = load_dataset(path, self.config, split=hub_split, revision=self.revision)
+            except ValueError as err:
+                if "Unknown split" not in str(err):
+                    raise
+                raise DataError(f"{self.hub_id}: our split '{split}' is the hub's split '{hub_split}', which this "
+                                f"copy does not have ({err})") from err
             self.check_features(data)
             self._data[split] = data
         return self._data[split]
