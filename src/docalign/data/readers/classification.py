@@ -201,7 +201,23 @@ class Tobacco3482Reader(_OCRReader):
         return self.document(path, label, f"{label}/{path.stem}", str(path))
 
 
-class RVLCDIPHubReader(_OCRMixin, HubReader):
+class _LabelledHubReader(_OCRMixin, HubReader):
+    """A hub reader of page images with a class per row; words from OCR through the cache."""
+
+    image_column: str
+
+    def labelled_row_document(self, row: dict, label: str, doc_id: str, where: str) -> Optional[Document]:
+        """The row's page image (column ``image_column``) as a ``Document`` of class ``label``, or None (reported)."""
+        if self.image_column not in row:
+            self.repairs.report(where, self.image_column, "missing (no such column)", "skip the document")
+            return None
+        image, _ = self.page_image(row, self.image_column, where)
+        if image is None:
+            return None
+        return self.document_from_image(image, label, doc_id, where)
+
+
+class RVLCDIPHubReader(_LabelledHubReader):
     """Reads the hub copy of RVL-CDIP through ``datasets`` (see ``readers.hub``; 320,000 / 40,000 / 40,000 rows).
 
     Each row is a page image (``image_column``) and a class index (``label_column``) into ``RVL_CDIP_CLASSES``
@@ -247,13 +263,7 @@ class RVLCDIPHubReader(_OCRMixin, HubReader):
                 f"unknown label {label!r} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})"
             self.repairs.report(where, self.label_column, reason, "skip the document")
             return None
-        if self.image_column not in row:
-            self.repairs.report(where, self.image_column, "missing (no such column)", "skip the document")
-            return None
-        image, _ = self.page_image(row, self.image_column, where)
-        if image is None:
-            return None
-        return self.document_from_image(image, RVL_CDIP_CLASSES[label], key.doc_id, where)
+        return self.labelled_row_document(row, RVL_CDIP_CLASSES[label], key.doc_id, where)
 
 
 class LabelledHubRow(NamedTuple):
@@ -265,7 +275,7 @@ class LabelledHubRow(NamedTuple):
     label: str
 
 
-class Tobacco3482HubReader(_OCRMixin, HubReader):
+class Tobacco3482HubReader(_LabelledHubReader):
     """Reads a hub copy of Tobacco-3482 through ``datasets`` (see ``readers.hub``), by default ``maveriq/tobacco3482``.
 
     Like the folder reader it has one split, ``all`` (the copy's only split, ``train``, holds all 3,482 scans; the
@@ -332,10 +342,4 @@ class Tobacco3482HubReader(_OCRMixin, HubReader):
         row = self.row(key)  # type: ignore[arg-type]
         if row is None:
             return None
-        if self.image_column not in row:
-            self.repairs.report(where, self.image_column, "missing (no such column)", "skip the document")
-            return None
-        image, _ = self.page_image(row, self.image_column, where)
-        if image is None:
-            return None
-        return self.document_from_image(image, key.label, key.doc_id, where)
+        return self.labelled_row_document(row, key.label, key.doc_id, where)
