@@ -25,6 +25,10 @@ def adamw(params: Iterable[Any]) -> torch.optim.Optimizer:
 class DocumentSystem(L.LightningModule):
     """Backbone + task head; subclasses add the head, the steps and the metrics.
 
+    Evaluation: a subclass implements ``_evaluate(batch, stage)`` (one batch into ``stage``'s metric) and
+    ``_log_metrics(stage)`` (compute, log and reset it; default: nothing) for ``stage`` in ``val``/``test``; the Lightning
+    hooks that call them are here (a subclass with other needs overrides the hooks instead).
+
     Args:
         backbone: how to build the fusion backbone (``BackboneConfig``).
         vocab_size: the tokenizer's size, linked from ``data.vocab_size``.
@@ -102,3 +106,21 @@ class DocumentSystem(L.LightningModule):
                 params = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                           for k, v in self.hparams.items() if k != "optimizer"}
                 logger.log_hyperparams(params, {name: float("nan") for name in self.hp_metrics})
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _evaluate or its own evaluation hooks")
+
+    def _log_metrics(self, stage: str) -> None:
+        """Nothing by default (systems that log per step, like the pre-training system, need no epoch-end work)."""
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")

@@ -74,18 +74,6 @@ class DocumentClassification(DocumentSystem):
         self.log(f"{stage}/acc", value, prog_bar=True)
         self.log(f"hp/{stage}_acc", value)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
-
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         """Per window: ``{"doc_index", "window", "logits"}`` (average a document's windows to classify it,
         as evaluation does) and ``label``, the window's own argmax class."""

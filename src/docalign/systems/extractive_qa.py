@@ -134,18 +134,6 @@ class ExtractiveQA(DocumentSystem):
         self.log(f"{stage}/anls", value, prog_bar=True)
         self.log(f"hp/{stage}_anls", value)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """Per window: ``{"doc_index", "question_index", "window_index", "question", "answer", "score"}``; a
         question's answer is that of its window with the highest score (as evaluation merges them)."""

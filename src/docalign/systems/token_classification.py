@@ -72,18 +72,6 @@ class TokenClassification(DocumentSystem):
             self.log(f"{stage}/{name}", value, prog_bar=name == "f1")
         self.log(f"hp/{stage}_f1", values["f1"])
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
-
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         """Per scored word: ``{"doc_index", "word_index", "label"}``."""
         pred = self(batch)["logits"].argmax(-1)
