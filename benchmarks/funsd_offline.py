@@ -175,7 +175,7 @@ def ours(extra: list[str], experiment: str) -> dict:
     start = time.time()
     cli = cli_main(ours_args(extra, save_dir, experiment))
     metrics = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
-    return {"recipe": f"docalign {experiment} + _offline.yaml", "extra_args": extra, "log_dir": cli.trainer.log_dir,
+    return {"recipe": f"docalign {experiment} + _offline.yaml", "experiment": experiment, "extra_args": extra, "log_dir": cli.trainer.log_dir,
             "test_f1": metrics["test"]["test/f1"], "test_f1_tokens": metrics["test"].get("test/f1_tokens"),
             "steps": metrics["global_steps"], "wall_seconds": round(time.time() - start),
             "best_val": metrics.get("best_val")}
@@ -203,7 +203,7 @@ def rescore(name: str) -> dict:
 
     result = json.loads((OUT / f"{name}.json").read_text())
     best = sorted((Path(result["log_dir"]) / "checkpoints").glob("best-*.ckpt"))[-1]
-    experiment = result["recipe"].split()[1]
+    experiment = result.get("experiment") or result["recipe"].split()[1]  # older results name it in the recipe
     args = ours_args(result["extra_args"], OUT / "rescore", experiment)
     cli = cli_main(["test", *args[1:], "--ckpt_path", str(best)])
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}

@@ -83,3 +83,36 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert n > 8 and metrics["global_steps"] == math.ceil(math.ceil(n / 2) / 2)
     assert "test/f1" in metrics["test"]
     assert "world_size=2" in out.stdout + out.stderr or "distributed_backend=gloo" in out.stdout + out.stderr
+
+
+def test_predictions_merged_per_document_score_what_the_test_metric_scored(tmp_path):
+    """``predict_step`` rows, merged by ``document_tags`` (with segment decoding, as funsd_ft scores), give the
+    test F1 and the undecoded F1 that ``fit`` wrote to metrics.json."""
+    import torch
+    from seqeval.metrics import f1_score
+
+    from conftest import cli_args
+    from docalign.cli import cli_main
+    from docalign.data.encoding import IGNORE_INDEX
+    from docalign.systems.token_classification import document_tags
+
+    cli = cli_main(["fit", *cli_args("funsd_ft", tmp_path, "--data.init_args.max_docs", "3",
+                                     "--trainer.max_steps", "2", "--trainer.limit_test_batches", "1.0")])
+    metrics = json.loads((tmp_path / "logs/funsd_ft/version_0/metrics.json").read_text())
+    model, data = cli.model, cli.datamodule
+    best = torch.load(cli.trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(best["state_dict"])
+    loader = data.test_dataloader()
+    rows = [row for batch in cli.trainer.predict(model, dataloaders=loader) for row in batch]
+    gold: dict[int, dict[int, str]] = {}
+    for batch in loader:
+        scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
+        for b, t in scored.nonzero().tolist():
+            gold.setdefault(int(batch["doc_index"][b]), {})[int(batch["word_ids"][b, t])] = \
+                model.label_names[int(batch["labels"][b, t])]
+    golds = [[words[w] for w in sorted(words)] for _, words in sorted(gold.items())]
+    assert model.segment_decoding and len(golds) == 3
+    for decoded, key in ((True, "test/f1"), (False, "test/f1_tokens")):
+        tags = document_tags(rows, segment_decoding=decoded)
+        assert [len(t) for t in tags.values()] == [len(g) for g in golds]
+        assert abs(f1_score(golds, list(tags.values())) - metrics["test"][key]) < 1e-6

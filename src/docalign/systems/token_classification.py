@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.encoding import IGNORE_INDEX
-from ..metrics.entity_f1 import EntityF1, box_key
+from ..metrics.entity_f1 import EntityF1, box_key, segment_vote
 from ..models.backbone import BackboneConfig
 from .base import DocumentSystem, OptimizerFactory
 
@@ -73,10 +73,28 @@ class TokenClassification(DocumentSystem):
         self.log(f"hp/{stage}_f1", values["f1"])
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Per scored word: ``{"doc_index", "word_index", "label"}``."""
+        """Per scored word: ``{"doc_index", "word_index", "label", "segment"}`` (``segment``: its box key).
+
+        Labels are the undecoded per-word predictions; ``document_tags`` merges the rows of all batches into
+        one tag sequence per document and applies segment decoding when the model scores that way.
+        """
         pred = self(batch)["logits"].argmax(-1)
+        segments = box_key(batch["bbox"])
         rows = []
         for b, t in batch["scored"].nonzero().tolist():
             rows.append({"doc_index": int(batch["doc_index"][b]), "word_index": int(batch["word_ids"][b, t]),
-                         "label": self.label_names[int(pred[b, t])]})
+                         "label": self.label_names[int(pred[b, t])], "segment": int(segments[b, t])})
         return rows
+
+
+def document_tags(rows: Iterable[dict[str, Any]], segment_decoding: bool = False) -> dict[int, list[str]]:
+    """``{doc_index: tags in word order}`` from ``predict_step`` rows (any batches, any order; a repeated word
+    keeps its first row), decoded per segment as the metric scores them when ``segment_decoding``."""
+    words: dict[int, dict[int, tuple[str, int]]] = {}
+    for row in rows:
+        words.setdefault(row["doc_index"], {}).setdefault(row["word_index"], (row["label"], row["segment"]))
+    tags = {}
+    for doc, by_word in sorted(words.items()):
+        labels, segments = zip(*(by_word[w] for w in sorted(by_word)))
+        tags[doc] = segment_vote(labels, segments) if segment_decoding else list(labels)
+    return tags
