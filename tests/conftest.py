@@ -42,26 +42,37 @@ def experiment_names() -> list[str]:
 
 def cli_args(experiment: str, tmp_path: Path, *extra: str) -> list[str]:
     """Arguments for ``docalign fit`` of ``experiment`` shrunk by ``tests/configs/tiny.yaml`` (and
-    ``tiny_aet.yaml`` for AET experiments, whose alignment encoders it shrinks).
+    ``tiny_aet.yaml`` for AET experiments (``demo`` included), whose alignment encoders it shrinks).
 
     ``experiments/_offline.yaml`` comes before tiny.yaml, so experiments that name hub checkpoints run with no
     hub; release-folder DataModules read the test data (see ``data_args``).
     """
-    tiny = ["--config", str(TINY)] + (["--config", str(TINY_AET)] if "aet" in experiment else [])
+    tiny = ["--config", str(TINY)] + (["--config", str(TINY_AET)] if is_aet(experiment) else [])
     return ["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
             "--config", str(OFFLINE), *tiny, "--experiment", experiment,
             "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *data_args(experiment, tmp_path), *extra]
 
 
-def data_args(experiment: str, tmp_path: Path) -> list[str]:
-    """Root and cache folder for an experiment whose data is a release folder (skips when FUNSD is absent)."""
+def class_name(experiment: str, section: str) -> str:
+    """The class name an experiment file states for ``section`` (data/model), following ``config: other.yaml``
+    includes (ablation files, ``demo``); "" when it leaves the class to ``_base.yaml``."""
     import yaml
 
     path, name = EXPERIMENTS / f"{experiment}.yaml", ""
-    while not name and path is not None:  # follow `config: other.yaml` includes (ablation files)
+    while not name and path is not None:
         config = yaml.safe_load(path.read_text()) or {}
-        name = str((config.get("data") or {}).get("class_path", "")).rsplit(".", 1)[-1]
+        name = str((config.get(section) or {}).get("class_path", "")).rsplit(".", 1)[-1]
         path = EXPERIMENTS / config["config"] if isinstance(config.get("config"), str) else None
+    return name
+
+
+def is_aet(experiment: str) -> bool:
+    return class_name(experiment, "model").startswith("AET")
+
+
+def data_args(experiment: str, tmp_path: Path) -> list[str]:
+    """Root and cache folder for an experiment whose data is a release folder (skips when FUNSD is absent)."""
+    name = class_name(experiment, "data")
     if name not in RELEASE_DATAMODULES:
         return []
     if name == "FUNSD" and not os.environ.get("DOCALIGN_FUNSD"):

@@ -13,7 +13,7 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, cli_args
+from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, cli_args, is_aet
 from docalign.data.datamodule import SyntheticReceipts
 from docalign.data.encoding import collate_windows
 from docalign.data.views import PIXEL_MEAN, PIXEL_STD, AlignmentViews
@@ -332,7 +332,8 @@ def _resolved(experiment):
     cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
                       parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
                       args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
-                            "--config", str(OFFLINE), "--config", str(TINY), "--config", str(TINY_AET)])
+                            "--config", str(OFFLINE), "--config", str(TINY),
+                            *(["--config", str(TINY_AET)] if is_aet(experiment) else [])])
     flat = {}
 
     def walk(node, path):
@@ -356,6 +357,20 @@ def test_each_ablation_is_demo_aet_with_exactly_one_change(ablation, key, value)
     changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
     assert changed == {f"model.init_args.{key}"}, changed
     assert getattr(model.hparams, key) == value and isinstance(model, AETTokenClassification)
+
+
+def test_the_embedded_default_demo_is_demo_aet_and_demo_ft_is_it_without_alignment():
+    demo, model = _resolved("demo")
+    aet, _ = _resolved("demo_aet")
+    plain, plain_model = _resolved("demo_ft")
+    assert isinstance(model, AETTokenClassification) and demo == aet
+    assert type(plain_model).__name__ == "TokenClassification"
+    # Only the model's class and AET's own arguments differ: same data, schedule, backbone and optimiser.
+    names = {"experiment", "trainer.logger.init_args.name"}  # _resolved's runs are named after its last config
+    changed = {k for k in demo.keys() | plain.keys() if demo.get(k) != plain.get(k)} - names
+    aet_only = {k for k in demo if k not in plain}
+    assert changed - aet_only == {"model.class_path"}, changed - aet_only
+    assert all(k.startswith("model.init_args.") for k in aet_only) and "model.init_args.ditc_weight" in aet_only
 
 
 @pytest.mark.ddp

@@ -49,17 +49,17 @@ def test_backbone_experiments_differ_only_in_the_backbone(task, tmp_path):
 
 def test_overrides_land_in_the_saved_config_and_versions_increase(tmp_path):
     for _ in range(2):
-        cli_main(["fit", *cli_args("demo", tmp_path, "--trainer.max_epochs", "1", "--model.lr", "3e-4")])
-    saved = yaml.safe_load((tmp_path / "logs" / "demo" / "version_1" / "config.yaml").read_text())
+        cli_main(["fit", *cli_args("demo_ft", tmp_path, "--trainer.max_epochs", "1", "--model.lr", "3e-4")])
+    saved = yaml.safe_load((tmp_path / "logs" / "demo_ft" / "version_1" / "config.yaml").read_text())
     assert saved["model"]["init_args"]["lr"] == 3e-4
     assert saved["trainer"]["max_epochs"] == 1
-    assert saved["experiment"] == "demo"
-    hparams = yaml.safe_load((tmp_path / "logs" / "demo" / "version_1" / "hparams.yaml").read_text())
+    assert saved["experiment"] == "demo_ft"
+    hparams = yaml.safe_load((tmp_path / "logs" / "demo_ft" / "version_1" / "hparams.yaml").read_text())
     assert hparams["lr"] == 3e-4 and len(hparams["label_names"]) == 61  # linked from the data
 
 
 def test_links_from_data_and_to_data(tmp_path):
-    cli = cli_main(["fit", *cli_args("demo", tmp_path, "--model.backbone.image_size", "48",
+    cli = cli_main(["fit", *cli_args("demo_ft", tmp_path, "--model.backbone.image_size", "48",
                                      "--trainer.limit_train_batches", "1")])
     assert cli.datamodule.hparams.image_size == 48
     assert cli.model.label_names == cli.datamodule.label_names
@@ -81,6 +81,7 @@ def test_print_config_shows_the_resolved_config():
     config = yaml.safe_load(out.stdout)
     assert config["model"]["init_args"]["lr"] == 0.00042
     assert config["model"]["init_args"]["backbone"]["text_init"] == "minilm"
+    assert config["model"]["class_path"] == "docalign.systems.AETTokenClassification"  # the default is AET
 
 
 def test_malformed_override_is_one_clear_error_not_a_traceback():
@@ -107,7 +108,7 @@ def test_unknown_experiment_lists_the_known_ones():
 
 
 def test_optimizer_and_learning_rates_are_injected_from_config(tmp_path):
-    cli = cli_main(["fit", *cli_args("demo", tmp_path, "--model.optimizer", "torch.optim.SGD",
+    cli = cli_main(["fit", *cli_args("demo_ft", tmp_path, "--model.optimizer", "torch.optim.SGD",
                                      "--model.optimizer.momentum", "0.9", "--model.lr", "0.01",
                                      "--model.new_lr", "0.1")])
     optimizer = cli.trainer.optimizers[0]

@@ -12,7 +12,7 @@ from conftest import REPO, cli_args
 from docalign.cli import cli_main
 from docalign.compare import step_time_from_events
 
-EXPERIMENTS = ("demo", "demo_aet")
+EXPERIMENTS = ("demo_ft", "demo")  # plain fine-tuning vs the embedded default (AET)
 SEEDS = (1, 2)
 
 
@@ -53,9 +53,9 @@ def test_compare_tabulates_and_plots_real_runs(runs):
 
 
 def test_an_experiment_without_finished_runs_is_a_clear_error(runs):
-    done = compare("demo", "no_such_experiment", "--logs", str(runs / "logs"), "--out", str(runs / "x.md"))
+    done = compare("demo_ft", "no_such_experiment", "--logs", str(runs / "logs"), "--out", str(runs / "x.md"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "no_such_experiment" in done.stderr and "demo_aet" in done.stderr
+    assert "no_such_experiment" in done.stderr and "demo" in done.stderr
     assert not (runs / "x.md").exists()
 
 

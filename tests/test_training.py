@@ -19,9 +19,9 @@ def scalars(log_dir, tag):
 
 
 def demo_args(tmp_path, *extra):
-    """The demo experiment, shortened (MiniLM warm start kept, small images and windows)."""
-    return ["fit", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo.yaml"),
-            "--experiment", "demo", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false",
+    """The plain fine-tuning demo (demo_ft), shortened (MiniLM warm start kept, small images and windows)."""
+    return ["fit", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_ft.yaml"),
+            "--experiment", "demo_ft", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
             "--model.backbone.image_size", "32", "--data.max_length", "128", "--data.stride", "32", *extra]
 
@@ -31,7 +31,7 @@ def test_fixed_seed_run_learns_and_beats_chance(tmp_path):
 
     cli = cli_main(demo_args(tmp_path, "--trainer.max_epochs", "2", "--data.num_train", "96",
                              "--data.num_val", "16", "--data.num_test", "24"))
-    log_dir = tmp_path / "logs" / "demo" / "version_0"
+    log_dir = tmp_path / "logs" / "demo_ft" / "version_0"
     losses = scalars(log_dir, "train/loss")
     assert len(losses) == cli.trainer.global_step > 24  # long receipts span two 128-token windows
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
@@ -47,7 +47,7 @@ def test_same_seed_same_run(tmp_path):
     for name in ("a", "b"):
         cli_main(demo_args(tmp_path / name, "--trainer.max_epochs", "2", "--data.max_docs", "16",
                            "--trainer.limit_val_batches", "1", "--test_after_fit", "false"))
-        runs.append(scalars(tmp_path / name / "logs" / "demo" / "version_0", "train/loss"))
+        runs.append(scalars(tmp_path / name / "logs" / "demo_ft" / "version_0", "train/loss"))
     # Without trainer.deterministic (set in _base.yaml) these drift apart in the 6th digit within a few steps.
     assert runs[0] == runs[1] and len(runs[0]) >= 6
 
@@ -58,7 +58,7 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
     cli = cli_main(demo_args(tmp_path, "--config", str(REPO / "tests/configs/tiny.yaml"),
                              "--trainer.precision", "bf16-mixed"))
     assert cli.trainer.precision == "bf16-mixed" and cli.trainer.global_step == 2
-    assert scalars(tmp_path / "logs" / "demo" / "version_0", "train/loss")
+    assert scalars(tmp_path / "logs" / "demo_ft" / "version_0", "train/loss")
 
 
 @pytest.mark.ddp
@@ -72,7 +72,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    log_dir = tmp_path / "logs" / "demo" / "version_0"
+    log_dir = tmp_path / "logs" / "demo_ft" / "version_0"
     metrics = json.loads((log_dir / "metrics.json").read_text())
     # Global batch 4 -> 2 windows per process per step; each process sees half of the windows.
     from docalign.data.datamodule import SyntheticReceipts
