@@ -373,6 +373,61 @@ def test_the_embedded_default_demo_is_demo_aet_and_demo_ft_is_it_without_alignme
     assert all(k.startswith("model.init_args.") for k in aet_only) and "model.init_args.ditc_weight" in aet_only
 
 
+@pytest.fixture(scope="module")
+def config_parser():
+    """The CLI's parser (built once from a tiny run), to resolve experiment files without building them."""
+    from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
+
+    cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                      parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
+                      args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_ft.yaml"),
+                            "--config", str(TINY)])
+    return cli.parser
+
+
+def _flat_config(parser, *files):
+    flat = {}
+
+    def walk(node, path):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{path}{key}.")
+            elif key != "config":
+                flat[f"{path}{key}"] = value
+
+    args = [a for f in ("_base", *files) for a in ("--config", str(EXPERIMENTS / f"{f}.yaml"))]
+    walk(parser.parse_args(args).as_dict(), "")
+    return flat
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["hub", "offline"])
+@pytest.mark.parametrize("aet, plain", [("demo_aet", "demo_ft"), ("funsd_aet", "funsd_ft"), ("cord_aet", "cord_ft"),
+                                        ("rvlcdip_aet", "rvlcdip_ft")])
+def test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only(config_parser, aet, plain, offline):
+    """Same data, schedule, backbone, optimiser and scoring as the plain experiment it is compared with: only the
+    system's class and AET's own arguments differ (with the hub checkpoints and with the offline overlays)."""
+    overlays = ("_offline",) if offline else ()
+    base = _flat_config(config_parser, plain, *overlays)
+    config = _flat_config(config_parser, aet, *overlays, *(("_offline_aet",) if offline else ()))
+    aet_only = {k for k in config if k not in base}
+    assert not {k for k in base if k not in config}
+    changed = {k for k in base if base[k] != config[k]}
+    assert changed == {"model.class_path"}, {k: (base[k], config[k]) for k in changed}
+    assert config["model.class_path"].rsplit(".", 1)[-1].startswith("AET")
+    assert aet_only and all(k.startswith("model.init_args.") for k in aet_only)
+    assert "model.init_args.ditc_weight" in aet_only and "model.init_args.backbone.arch" not in aet_only
+
+
+@pytest.mark.parametrize("task", ["funsd", "cord", "rvlcdip"])
+def test_each_task_ablation_is_its_aet_experiment_with_exactly_one_change(config_parser, task):
+    base = _flat_config(config_parser, f"{task}_aet")
+    for part, key, value in [("ditc", "ditc_weight", 0.0), ("imc", "imc_weight", 0.0), ("glitc", "glitc_weight", 0.0),
+                             ("pita", "pita_weight", 0.0), ("momentum", "use_momentum", False)]:
+        config = _flat_config(config_parser, f"{task}_aet_no_{part}")
+        changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
+        assert changed == {f"model.init_args.{key}"} and config[f"model.init_args.{key}"] == value, (part, changed)
+
+
 @pytest.mark.ddp
 def test_demo_aet_on_two_ddp_cpu_processes_fills_the_queues_with_the_global_batch(tmp_path):
     args = [sys.executable, "-m", "docalign.cli", "fit", *cli_args(
