@@ -74,6 +74,36 @@ def run(args) -> None:
             print(line, flush=True)
 
 
+TERMS = ("loss_task", "loss_ditc", "loss_imc", "loss_glitc", "loss_pita", "temperature")
+
+
+def term_table(experiments: list[str]) -> str:
+    """Each AET experiment's logged training terms, first and last logged step, mean over its seeds."""
+    import statistics
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = ["| experiment | " + " | ".join(f"`{t}` first -> last" for t in TERMS) + " |",
+            "|---|" + "---|" * len(TERMS)]
+    for experiment in experiments:
+        runs = sorted(p for p in (RUNS / experiment).glob("version_seed*") if (p / "metrics.json").exists())
+        if "aet" not in experiment or not runs:
+            continue
+        firsts, lasts = {t: [] for t in TERMS}, {t: [] for t in TERMS}
+        for run_dir in runs:
+            events = EventAccumulator(str(run_dir))
+            events.Reload()
+            for term in TERMS:
+                if f"train/{term}" in events.Tags()["scalars"]:
+                    values = events.Scalars(f"train/{term}")
+                    firsts[term].append(values[0].value)
+                    lasts[term].append(values[-1].value)
+        cells = [f"{statistics.mean(firsts[t]):.3f} -> {statistics.mean(lasts[t]):.3f}" if firsts[t] else "not computed"
+                 for t in TERMS]
+        rows.append(f"| {experiment} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def report(args) -> None:
     from docalign.compare import main as compare
 
@@ -107,6 +137,11 @@ def report(args) -> None:
         tables["test/f1_tokens"],
         "",
         "Validation curves: `docs/funsd_aet_compare.png` (decoded), `docs/funsd_aet_compare_tokens.png`.",
+        "",
+        "Training terms of the AET runs (TensorBoard `train/*`, first and last logged step, mean over seeds; PITA in "
+        "`cosine` mode is the negative mean cosine, so -1 is perfect alignment):",
+        "",
+        term_table(experiments),
     ]
     if args.notes:
         lines += ["", Path(args.notes).read_text().strip()]
