@@ -50,7 +50,7 @@ def main() -> int:
         metrics = sorted(clone.glob("logs/demo/version_*/metrics.json"))
         f1 = json.loads(metrics[-1].read_text())["test"]["test/f1"] if metrics else float("nan")
         fit_s = json.loads(metrics[-1].read_text())["fit_seconds"] if metrics else float("nan")
-        rows = [f"| `make train` (creates .venv, installs, trains and tests `demo`) | {train_s / 60:.1f} min "
+        rows = [f"| `make train` (creates .venv, installs, trains and tests `demo`, i.e. AET) | {train_s / 60:.1f} min "
                 f"(exit {train_code}) | test entity F1 = {f1:.4f}; fit + test {fit_s / 60:.1f} min |"]
         if not args.skip_test:
             test_s, test_code, test_log = timed(["make", "test"], clone, Path(tmp) / "test.log")

@@ -125,8 +125,9 @@ def report(args) -> None:
         f"Machine: {matrix['machine']}. Real FUNSD (134 training forms, 15 for validation, 50 test), offline: "
         "MiniLM warm starts (`_offline.yaml`; AET adds `_offline_aet.yaml`: MiniLM alignment text encoder, random "
         f"6-layer 384-wide ViT), 112 px pages, segment boxes, batch 8, {matrix['epochs']} epochs for every run, seeds "
-        f"{', '.join(map(str, matrix['seeds']))}; best validation checkpoint tested. Step time is the median over "
-        "training (two runs sharing the 2 cores: compare ratios, not absolute values).",
+        f"{', '.join(map(str, matrix['seeds']))}; best validation checkpoint tested. The s/step column is not a cost "
+        "figure here: two runs shared the 2 cores, and with 51 steps logged every 10 most logged intervals include a "
+        "validation pass. AET's cost is measured side by side by `benchmarks/aet_cost.py` ("AET cost" above).",
         "",
         "Test entity F1 with segment decoding (`test/f1`; best `val/f1`):",
         "",
