@@ -49,10 +49,10 @@ def ema_update(online: nn.Module, momentum: nn.Module, m: float) -> None:
 class FeatureQueue(nn.Module):
     """A ring buffer of the last K feature vectors, the negatives of MoCo-style contrastive losses.
 
-    Buffers (saved in checkpoints): ``features (K, D)``, ``ids (K,)`` (the document each row came from, -1 when
-    not given), ``pointer`` (next row to write) and ``filled`` (rows written so far, at most K). Writes of any size wrap around the end, so K need not be a
-    multiple of the global batch (ALBEF asserts that it is); a write larger than K keeps its last K
-    rows. Rows never written are not returned by ``items()``: they are not features of any document.
+    Buffers (saved in checkpoints): ``features (K, D)``, ``ids (K,)`` (the document each row came from,
+    -1 when not given), ``pointer`` (next row to write) and ``filled`` (rows written so far, at most K).
+    Writes of any size wrap around the end, so K need not be a multiple of the global batch (ALBEF
+    asserts that it is); a write larger than K keeps its last K rows. Rows never written are not returned by ``items()``: they are not features of any document.
 
     Args:
         size: K, the number of stored features; dim: D, the feature size.
