@@ -52,7 +52,8 @@ class FeatureQueue(nn.Module):
     Buffers (saved in checkpoints): ``features (K, D)``, ``ids (K,)`` (the document each row came from,
     -1 when not given), ``pointer`` (next row to write) and ``filled`` (rows written so far, at most K).
     Writes of any size wrap around the end, so K need not be a multiple of the global batch (ALBEF
-    asserts that it is); a write larger than K keeps its last K rows. Rows never written are not returned by ``items()``: they are not features of any document.
+    asserts that it is); a write larger than K keeps its last K rows. Rows never written are not
+    returned by ``items()``: they are not features of any document.
 
     Args:
         size: K, the number of stored features; dim: D, the feature size.
@@ -79,7 +80,10 @@ class FeatureQueue(nn.Module):
         are gathered from every rank first, so all ranks' queues stay identical (rank order, then batch order)."""
         features = gather_no_grad(features).to(self.features.dtype)
         n = features.shape[0]
-        ids = torch.full((n,), -1, dtype=torch.long, device=features.device) if ids is None else gather_no_grad(ids.long())
+        if ids is None:
+            ids = torch.full((n,), -1, dtype=torch.long, device=features.device)
+        else:
+            ids = gather_no_grad(ids.long())
         if n > self.size:
             features, ids, skipped = features[n - self.size:], ids[n - self.size:], n - self.size
             self.pointer.add_(skipped).remainder_(self.size)
