@@ -141,6 +141,26 @@ def test_forward_changes_nothing_and_the_training_step_updates_keys_after_the_op
         torch.testing.assert_close(queue.items().norm(dim=-1), torch.ones(2))
 
 
+def test_mask_same_document_leaves_the_queued_copies_of_the_batch_documents_out_of_the_negatives(data, tmp_path):
+    model = system(data, mask_same_document=True)
+    trainer(tmp_path, max_steps=3, limit_train_batches=None).fit(model, datamodule=data)
+    ids = model.image_queue.item_ids()
+    assert int(model.image_queue.filled) == 6 and torch.equal(ids, model.text_queue.item_ids())
+    assert set(ids.tolist()) <= {w.doc_index for w in data.windows["train"]}   # the documents' ids, none unknown
+    batch = first_batch(data)
+    assert set(batch["doc_index"].tolist()) & set(ids.tolist())                # older copies are queued
+    model.eval()  # no dropout; the same seed gives both calls the same augmented key view
+    torch.manual_seed(5)
+    masked = model.alignment_terms(batch, model(batch))
+    model.hparams.mask_same_document = False
+    torch.manual_seed(5)
+    plain = model.alignment_terms(batch, model(batch))
+    # removing negatives can only lower L_cl; the terms without queues are untouched
+    assert masked["loss_ditc"] < plain["loss_ditc"] and masked["loss_imc"] < plain["loss_imc"]
+    assert masked["loss_glitc"] == plain["loss_glitc"] and masked["loss_pita"] == plain["loss_pita"]
+    model._pending = None
+
+
 def test_evaluation_and_prediction_see_the_clean_image_and_leave_keys_bit_identical(data, tmp_path):
     model = system(data)
     views, key_images, online_images = (count_calls(model.views), count_calls(model.alignment_m.image),

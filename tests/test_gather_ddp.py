@@ -39,6 +39,9 @@ def make_inputs():
         # rank 0's documents have at most 4 tokens, rank 1's up to 7: their batches pad differently;
         # document 4 has none, so rank 1 holds fewer GLITC text queries than rank 0
         "lengths": torch.tensor([4, 2, 3, 7, 0, 6]),
+        # documents of the global batch (windows 2 and 4 of one document, on different ranks) and of the queue
+        "doc_ids": torch.tensor([0, 1, 2, 3, 2, 5]),
+        "queue_ids": torch.tensor([3, -1, 0, 9]),
     }
 
 
@@ -55,6 +58,8 @@ def all_losses(x, rows, weight, lengths_pad):
         "clip": clip,
         **supcon_inter(image, text, labels, TEMP), **supcon_intra(image, text, labels, TEMP),
         **ditc_loss(image, text, x["image_m"][rows], x["text_m"][rows], x["queue"], x["queue"], TEMP),
+        "ditc_same_document_masked": ditc_loss(image, text, x["image_m"][rows], x["text_m"][rows], x["queue"], x["queue"],
+                                               TEMP, x["doc_ids"][rows], x["queue_ids"], x["queue_ids"])["loss_ditc"],
         **glitc_loss(image, x["locals_m"][rows][:, :3], text, text_locals, mask, TEMP),
     }
 
@@ -94,9 +99,10 @@ def worker(rank, port):
         # no-grad gather of labels keeps rank order; queues stay identical on every rank
         assert gather_no_grad(x["labels"][rows]).tolist() == x["labels"].tolist()
         queue = FeatureQueue(size=5, dim=DIM)
-        queue.enqueue(x["image_m"][rows].float())
+        queue.enqueue(x["image_m"][rows].float(), x["doc_ids"][rows])
         expected = x["image_m"].float()
         torch.testing.assert_close(queue.features, torch.cat([expected[5:], expected[1:5]]))
+        assert queue.ids.tolist() == [5, 1, 2, 3, 2]           # document ids gathered in the same order
         assert int(queue.pointer) == 1
     finally:
         dist.destroy_process_group()

@@ -42,6 +42,16 @@ def naive_queue_contrast(query, keys_m, queue, t):
     return torch.stack(losses).mean()
 
 
+def naive_queue_contrast_masked(query, keys_m, queue, t, doc_ids, queue_ids):
+    """As above, leaving out every key of the query's own document except its positive."""
+    losses = []
+    for i in range(query.shape[0]):
+        negatives = [keys_m[j] for j in range(keys_m.shape[0]) if j != i and doc_ids[j] != doc_ids[i]]
+        negatives += [queue[k] for k in range(queue.shape[0]) if queue_ids[k] != doc_ids[i]]
+        losses.append(l_cl(query[i], keys_m[i], negatives, t))
+    return torch.stack(losses).mean()
+
+
 def naive_global_local(cls, locals_m, mask, t):
     per_doc = []
     for d in range(cls.shape[0]):
@@ -152,6 +162,46 @@ def test_ditc_and_imc_match_naive_loops_forward_and_gradients():
     empty = torch.empty(0, 8, dtype=torch.float64)
     torch.testing.assert_close(no_queue.double(), (naive_queue_contrast(image, text_m, empty, temp)
                                                    + naive_queue_contrast(text, image_m, empty, temp)) / 2)
+
+
+def test_same_document_keys_are_left_out_of_the_negatives_when_ids_are_given():
+    """Closed form: the queue holds an exact older copy of each document (what a queue holds once an epoch has
+    passed) plus orthogonal rows. Unmasked, each copy is a negative as similar as the positive; masked, the loss is
+    that of the orthogonal keys only."""
+    batch, others, scale = 3, 2, 10.0
+    basis = torch.eye(batch + others, 8, dtype=torch.float64)
+    docs, orthogonal = basis[:batch], basis[batch:]
+    queue = torch.cat([docs, orthogonal])                    # rows 0-2: older copies of documents 7, 8, 9
+    doc_ids, queue_ids = torch.tensor([7, 8, 9]), torch.tensor([7, 8, 9, -1, 3])
+    plain = ditc_loss(docs, docs, docs, docs, queue, queue, 1 / scale)["loss_ditc"].item()
+    masked = ditc_loss(docs, docs, docs, docs, queue, queue, 1 / scale, doc_ids, queue_ids, queue_ids)["loss_ditc"]
+    orthogonal_keys = (batch - 1) + (batch - 1) + others     # other batch keys, other documents' copies, the rest
+    assert plain == pytest.approx(math.log(2 + orthogonal_keys * math.exp(-scale)), rel=1e-9)
+    assert masked.item() == pytest.approx(math.log(1 + orthogonal_keys * math.exp(-scale)), rel=1e-9)
+
+
+def test_same_document_masking_matches_a_naive_loop_forward_and_gradients():
+    image, text = unit(4, 8, seed=20, requires_grad=True), unit(4, 8, seed=21, requires_grad=True)
+    image_m, text_m, view_m = unit(4, 8, seed=22), unit(4, 8, seed=23), unit(4, 8, seed=24)
+    image_q, text_q = unit(6, 8, seed=25), unit(6, 8, seed=26)
+    temp = torch.tensor(0.07, dtype=torch.float64, requires_grad=True)
+    doc_ids = torch.tensor([0, 1, 1, 2])                     # two windows of document 1 in the batch
+    queue_ids = torch.tensor([1, -1, 2, 5, 0, 1])            # older copies of 0, 1, 2; -1: unknown, kept
+    ids = (doc_ids, queue_ids, queue_ids)
+    ditc = ditc_loss(image, text, image_m, text_m, image_q, text_q, temp, *ids)["loss_ditc"]
+    naive = (naive_queue_contrast_masked(image, text_m, text_q, temp, doc_ids, queue_ids)
+             + naive_queue_contrast_masked(text, image_m, image_q, temp, doc_ids, queue_ids)) / 2
+    torch.testing.assert_close(ditc.double(), naive)
+    assert_same_grads(ditc.double(), naive, (image, text, temp))
+    imc = imc_loss(image, view_m, image_q, text, text_m, text_q, temp, *ids)["loss_imc"]
+    naive = (naive_queue_contrast_masked(image, view_m, image_q, temp, doc_ids, queue_ids)
+             + naive_queue_contrast_masked(text, text_m, text_q, temp, doc_ids, queue_ids)) / 2
+    torch.testing.assert_close(imc.double(), naive)
+    assert_same_grads(imc.double(), naive, (image, text, temp))
+    # all ids distinct and unknown queue rows: the same as no ids at all
+    distinct = ditc_loss(image, text, image_m, text_m, image_q, text_q, temp, torch.arange(4),
+                         torch.full((6,), -1), torch.full((6,), -1))["loss_ditc"]
+    torch.testing.assert_close(distinct, ditc_loss(image, text, image_m, text_m, image_q, text_q, temp)["loss_ditc"])
 
 
 # ---- GLITC --------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_queue_state_is_saved_and_items_survive_a_later_enqueue():
     queue.enqueue(torch.randn(4, 3))
     restored = FeatureQueue(size=6, dim=3)
     restored.load_state_dict(queue.state_dict())
-    assert set(queue.state_dict()) == {"features", "pointer", "filled"}
+    assert set(queue.state_dict()) == {"features", "ids", "pointer", "filled"}
     torch.testing.assert_close(restored.items(), queue.items())
     assert int(restored.pointer) == 4
     # a loss built on items() still backpropagates after the queue was overwritten in place
@@ -101,6 +101,21 @@ def test_queue_state_is_saved_and_items_survive_a_later_enqueue():
     queue.enqueue(torch.randn(4, 3))
     loss.backward()
     assert image.grad is not None and not torch.equal(kept, queue.items())
+
+
+def test_queue_keeps_document_ids_beside_its_rows_and_loads_checkpoints_without_them():
+    queue = FeatureQueue(size=4, dim=2)
+    queue.enqueue(torch.randn(3, 2), torch.tensor([10, 11, 12]))
+    queue.enqueue(torch.randn(2, 2))                          # no ids given: unknown (-1), rows 3 and 0
+    assert queue.item_ids().tolist() == [-1, 11, 12, -1]
+    queue.enqueue(torch.randn(1, 2), torch.tensor([13]))      # row 1
+    assert queue.item_ids().tolist() == [-1, 13, 12, -1]
+    assert queue.item_ids().shape[0] == queue.items().shape[0]
+    old = {k: v for k, v in queue.state_dict().items() if k != "ids"}   # a checkpoint from before ids
+    restored = FeatureQueue(size=4, dim=2)
+    restored.load_state_dict(old)
+    torch.testing.assert_close(restored.items(), queue.items())
+    assert restored.item_ids().tolist() == [-1, -1, -1, -1]
 
 
 def test_queue_rejects_an_empty_size():

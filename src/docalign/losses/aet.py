@@ -24,49 +24,68 @@ from .gather import gather_no_grad, pad_across_ranks, rank
 
 
 def _contrast_with_queue(query: torch.Tensor, keys_m: torch.Tensor, queue: torch.Tensor | None,
-                         temperature: float | torch.Tensor) -> torch.Tensor:
+                         temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
+                         queue_ids: torch.Tensor | None = None) -> torch.Tensor:
     """``L_cl`` of ``query[i]`` with positive ``keys_m[i]``, negatives = the other batch keys + queue.
 
     We keep ALBEF's choice of adding the batch's momentum keys (from every rank) to the queue: they
     are the freshest negatives, they cost nothing, and they keep the loss meaningful while the queue
     is still filling. The caller enqueues this batch's momentum features only after the loss, so the
-    queue never holds a copy of a current positive.
+    queue never holds a copy of this step's keys. It does hold earlier copies of the same documents
+    once an epoch has passed (a 65,536 queue on a dataset of a few hundred pages holds each one many
+    times): with ``doc_ids (B,)`` (and ``queue_ids (K,)``, the queue's document ids, -1 = unknown) the
+    keys of the query's own document other than its positive are left out, neither positive nor negative.
     """
     batch = query.shape[0]
     keys = gather_no_grad(keys_m)                                                # (W*B, D)
     if queue is not None:
         keys = torch.cat([keys, queue.to(keys.dtype)], dim=0)                   # (W*B + K, D)
     positive = torch.arange(batch, device=query.device) + rank() * batch
-    return info_nce(query, keys, positive, temperature)
+    key_mask = None
+    if doc_ids is not None:
+        key_ids = gather_no_grad(doc_ids.long())
+        if queue is not None:
+            unknown = torch.full((queue.shape[0],), -1, dtype=torch.long, device=key_ids.device)
+            key_ids = torch.cat([key_ids, unknown if queue_ids is None else queue_ids.long().to(key_ids.device)])
+        key_mask = key_ids[None, :] != doc_ids.long()[:, None]                   # (B, W*B + K)
+        key_mask[torch.arange(batch, device=query.device), positive] = True
+    return info_nce(query, keys, positive, temperature, key_mask=key_mask)
 
 
 def ditc_loss(image_cls: torch.Tensor, text_cls: torch.Tensor, image_cls_m: torch.Tensor,
               text_cls_m: torch.Tensor, image_queue: torch.Tensor | None, text_queue: torch.Tensor | None,
-              temperature: float | torch.Tensor) -> dict[str, torch.Tensor]:
+              temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
+              image_queue_ids: torch.Tensor | None = None, text_queue_ids: torch.Tensor | None = None
+              ) -> dict[str, torch.Tensor]:
     """Document-level image-text contrast, mean of the image->text and text->image directions.
 
     Args:
         image_cls, text_cls: (B, D) online CLS features; image_cls_m, text_cls_m: (B, D) momentum CLS
             features of the same documents (the positives).
         image_queue, text_queue: (K, D) momentum features of earlier batches (negatives) or None.
+        doc_ids, image_queue_ids, text_queue_ids: optional document ids of the batch and the queues' rows:
+            other keys of a query's own document are then not its negatives (see ``_contrast_with_queue``).
     """
-    i2t = _contrast_with_queue(image_cls, text_cls_m, text_queue, temperature)
-    t2i = _contrast_with_queue(text_cls, image_cls_m, image_queue, temperature)
+    i2t = _contrast_with_queue(image_cls, text_cls_m, text_queue, temperature, doc_ids, text_queue_ids)
+    t2i = _contrast_with_queue(text_cls, image_cls_m, image_queue, temperature, doc_ids, image_queue_ids)
     return {"loss_ditc": (i2t + t2i) / 2}
 
 
 def imc_loss(image_cls: torch.Tensor, image_view_cls_m: torch.Tensor, image_queue: torch.Tensor | None,
              text_cls: torch.Tensor, text_cls_m: torch.Tensor, text_queue: torch.Tensor | None,
-             temperature: float | torch.Tensor) -> dict[str, torch.Tensor]:
+             temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
+             image_queue_ids: torch.Tensor | None = None, text_queue_ids: torch.Tensor | None = None
+             ) -> dict[str, torch.Tensor]:
     """Intra-modal contrast, mean of the image and text terms.
 
     Args:
         image_cls: (B, D) online CLS of the first view; image_view_cls_m: (B, D) momentum CLS of a
             second augmented view of the same pages (positives); image_queue: (K, D) or None.
         text_cls: (B, D) online text CLS; text_cls_m: (B, D) momentum text CLS; text_queue: (K, D).
+        doc_ids, image_queue_ids, text_queue_ids: as in ``ditc_loss``.
     """
-    image = _contrast_with_queue(image_cls, image_view_cls_m, image_queue, temperature)
-    text = _contrast_with_queue(text_cls, text_cls_m, text_queue, temperature)
+    image = _contrast_with_queue(image_cls, image_view_cls_m, image_queue, temperature, doc_ids, image_queue_ids)
+    text = _contrast_with_queue(text_cls, text_cls_m, text_queue, temperature, doc_ids, text_queue_ids)
     return {"loss_imc": (image + text) / 2}
 
 

@@ -156,15 +156,19 @@ class AlignmentEnrichment:
             keys = self._keys(batch, text_states)
             t = self.temperature()
             image_queue, text_queue = self.image_queue.items(), self.text_queue.items()
+            ids = {}
+            if self.hparams.mask_same_document:
+                ids = {"doc_ids": batch["doc_index"], "image_queue_ids": self.image_queue.item_ids(),
+                       "text_queue_ids": self.text_queue.item_ids()}
             if "loss_ditc" in self.weights:
                 terms.update(ditc_loss(image_cls, text_cls, keys["image_cls"], keys["text_cls"], image_queue,
-                                       text_queue, t))
+                                       text_queue, t, **ids))
             if "loss_imc" in self.weights:
                 terms.update(imc_loss(image_cls, keys["image_cls"], image_queue, text_cls, keys["text_cls"],
-                                      text_queue, t))
+                                      text_queue, t, **ids))
             if "loss_glitc" in self.weights:
                 terms.update(glitc_loss(image_cls, keys["image_locals"], text_cls, keys["text_locals"], word_tokens, t))
-            self._pending = {"image": keys["image_cls"], "text": keys["text_cls"]}
+            self._pending = {"image": keys["image_cls"], "text": keys["text_cls"], "ids": batch.get("doc_index")}
         if "loss_pita" in self.weights:
             index = token_patch_index(batch["bbox"], word_tokens, self.grid_side)
             # Projected, not normalised: cosine mode normalises itself; contrastive mode uses raw dot products.
@@ -201,8 +205,8 @@ class AlignmentEnrichment:
             if self.temperature is not None:
                 self.temperature.project_()
         if pending is not None:  # a collective under DDP: every rank gets here with its keys
-            self.image_queue.enqueue(pending["image"])
-            self.text_queue.enqueue(pending["text"])
+            self.image_queue.enqueue(pending["image"], pending["ids"])
+            self.text_queue.enqueue(pending["text"], pending["ids"])
 
 
 class AETTokenClassification(AlignmentEnrichment, TokenClassification):
@@ -222,6 +226,10 @@ class AETTokenClassification(AlignmentEnrichment, TokenClassification):
         queue_size: K, features per queue (image and text CLS).
         temperature: initial contrastive temperature (learnable, clamped to [0.001, 0.5]).
         views: augment the key encoder's image (second view for IMC); False: the clean image.
+        mask_same_document: leave the queue's and the batch's other copies of a query's own document (earlier
+            epochs' keys, other windows of a long page) out of its DITC and IMC negatives. Off: every key but
+            the positive is a negative, as in ALBEF's pre-training and AETNet; on a small dataset the queue then
+            holds older copies of each current document as negatives once an epoch has passed.
         See ``TokenClassification`` and ``DocumentSystem`` for the rest.
     """
 
@@ -235,7 +243,8 @@ class AETTokenClassification(AlignmentEnrichment, TokenClassification):
                  task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
                  glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
                  momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
-                 temperature: float = 0.07, views: bool = True, segment_decoding: bool = False) -> None:
+                 temperature: float = 0.07, views: bool = True, mask_same_document: bool = False,
+                 segment_decoding: bool = False) -> None:
         weights = loss_weights(task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)
         check_alignment_args(backbone, weights, momentum, pita_mode)
         # freeze is applied by build_alignment, once the alignment modules exist (patterns may name them).
@@ -272,7 +281,7 @@ class AETDocumentClassification(AlignmentEnrichment, DocumentClassification):
                  task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
                  glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
                  momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
-                 temperature: float = 0.07, views: bool = True) -> None:
+                 temperature: float = 0.07, views: bool = True, mask_same_document: bool = False) -> None:
         weights = loss_weights(task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)
         check_alignment_args(backbone, weights, momentum, pita_mode)
         super().__init__(backbone, label_names, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio,
