@@ -127,7 +127,7 @@ def report(args) -> None:
         f"6-layer 384-wide ViT), 112 px pages, segment boxes, batch 8, {matrix['epochs']} epochs for every run, seeds "
         f"{', '.join(map(str, matrix['seeds']))}; best validation checkpoint tested. The s/step column is not a cost "
         "figure here: two runs shared the 2 cores, and with 51 steps logged every 10 most logged intervals include a "
-        "validation pass. AET's cost is measured side by side by `benchmarks/aet_cost.py` ("AET cost" above).",
+        "validation pass. AET's cost is measured side by side by `benchmarks/aet_cost.py` (\"AET cost\" above).",
         "",
         "Test entity F1 with segment decoding (`test/f1`; best `val/f1`):",
         "",
