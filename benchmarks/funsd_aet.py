@@ -144,7 +144,7 @@ def report(args) -> None:
         "",
         term_table(experiments),
     ]
-    if args.notes:
+    if args.notes and Path(args.notes).exists():
         lines += ["", Path(args.notes).read_text().strip()]
     write_section("funsd_aet", "FUNSD offline: AETNet and its ablations", "\n".join(lines))
 
@@ -156,7 +156,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS)
-    parser.add_argument("--notes", default=None, help="report: a markdown file of findings to append")
+    parser.add_argument("--notes", default=str(Path(__file__).with_name("funsd_aet_findings.md")),
+                        help="report: a markdown file of findings to append (default: funsd_aet_findings.md, if there)")
     args = parser.parse_args()
     run(args) if args.part == "run" else report(args)
 
