@@ -1,6 +1,6 @@
 """FUNSD offline quality table of AETNet and its ablations against plain fine-tuning, 3 seeds each.
 
-    python benchmarks/funsd_aet.py run [--epochs 3] [--seeds 1 2 3] [--jobs 2]
+    python benchmarks/funsd_aet.py run [--epochs 3] [--seeds 1 2 3] [--jobs 2] [--experiments ...]
     python benchmarks/funsd_aet.py report
 
 *run* trains and tests ``funsd_ft`` and ``funsd_aet`` with each of its five ablations on the FUNSD release
@@ -66,9 +66,17 @@ def run_one(experiment: str, seed: int, epochs: int) -> str:
 def run(args) -> None:
     jobs = [(e, s) for s in args.seeds for e in args.experiments]
     (OUT / "matrix.json").parent.mkdir(parents=True, exist_ok=True)
+    experiments, where = list(args.experiments), machine(f"{args.jobs} runs at once, 1 thread each")
+    if (OUT / "matrix.json").exists():  # a run that adds experiments to an earlier matrix keeps its rows
+        earlier = json.loads((OUT / "matrix.json").read_text())
+        if earlier["epochs"] != args.epochs:
+            raise SystemExit(f"the matrix in {OUT} ran {earlier['epochs']} epochs; this run asks for {args.epochs}: "
+                             "one table compares one budget (move the folder away to start another)")
+        experiments = earlier["experiments"] + [e for e in experiments if e not in earlier["experiments"]]
+        where = earlier["machine"]
     (OUT / "matrix.json").write_text(json.dumps({"epochs": args.epochs, "seeds": args.seeds,
-                                                 "experiments": args.experiments, "jobs": args.jobs,
-                                                 "machine": machine(f"{args.jobs} runs at once, 1 thread each")}))
+                                                 "experiments": experiments, "jobs": args.jobs,
+                                                 "machine": where}))
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda job: run_one(*job, args.epochs), jobs):
             print(line, flush=True)

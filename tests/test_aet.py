@@ -354,6 +354,11 @@ def _resolved(experiment):
                       args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
                             "--config", str(OFFLINE), "--config", str(TINY),
                             *(["--config", str(TINY_AET)] if is_aet(experiment) else [])])
+    return _flatten(cli.config.as_dict()), cli.model
+
+
+def _flatten(config: dict) -> dict:
+    """``{"model.init_args.lr": 1e-4, ...}`` from a resolved config (the included file names left out)."""
     flat = {}
 
     def walk(node, path):
@@ -363,8 +368,8 @@ def _resolved(experiment):
             elif key != "config":
                 flat[f"{path}{key}"] = value
 
-    walk(cli.config.as_dict(), "")
-    return flat, cli.model
+    walk(config, "")
+    return flat
 
 
 @pytest.mark.parametrize("ablation, key, value", [
@@ -379,18 +384,11 @@ def test_each_ablation_is_demo_aet_with_exactly_one_change(ablation, key, value)
     assert getattr(model.hparams, key) == value and isinstance(model, AETTokenClassification)
 
 
-def test_the_embedded_default_demo_is_demo_aet_and_demo_ft_is_it_without_alignment():
+def test_the_embedded_default_demo_is_demo_aet():
+    """(demo_aet is demo_ft plus alignment only: see test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only.)"""
     demo, model = _resolved("demo")
     aet, _ = _resolved("demo_aet")
-    plain, plain_model = _resolved("demo_ft")
     assert isinstance(model, AETTokenClassification) and demo == aet
-    assert type(plain_model).__name__ == "TokenClassification"
-    # Only the model's class and AET's own arguments differ: same data, schedule, backbone and optimiser.
-    names = {"experiment", "trainer.logger.init_args.name"}  # _resolved's runs are named after its last config
-    changed = {k for k in demo.keys() | plain.keys() if demo.get(k) != plain.get(k)} - names
-    aet_only = {k for k in demo if k not in plain}
-    assert changed - aet_only == {"model.class_path"}, changed - aet_only
-    assert all(k.startswith("model.init_args.") for k in aet_only) and "model.init_args.ditc_weight" in aet_only
 
 
 @pytest.fixture(scope="module")
@@ -406,18 +404,8 @@ def config_parser():
 
 
 def _flat_config(parser, *files):
-    flat = {}
-
-    def walk(node, path):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{path}{key}.")
-            elif key != "config":
-                flat[f"{path}{key}"] = value
-
     args = [a for f in ("_base", *files) for a in ("--config", str(EXPERIMENTS / f"{f}.yaml"))]
-    walk(parser.parse_args(args).as_dict(), "")
-    return flat
+    return _flatten(parser.parse_args(args).as_dict())
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["hub", "offline"])
@@ -446,6 +434,13 @@ def test_each_task_ablation_is_its_aet_experiment_with_exactly_one_change(config
         config = _flat_config(config_parser, f"{task}_aet_no_{part}")
         changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
         assert changed == {f"model.init_args.{key}"} and config[f"model.init_args.{key}"] == value, (part, changed)
+
+
+def test_funsd_aet_mask_same_document_is_funsd_aet_with_the_mask_on(config_parser):
+    base = _flat_config(config_parser, "funsd_aet")
+    config = _flat_config(config_parser, "funsd_aet_mask_same_document")
+    changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
+    assert changed == {"model.init_args.mask_same_document"} and config["model.init_args.mask_same_document"] is True
 
 
 @pytest.mark.ddp
