@@ -89,7 +89,7 @@ def term_table(experiments: list[str]) -> str:
     """Each AET experiment's logged training terms, first and last logged step, mean over its seeds."""
     import statistics
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from docalign.compare import read_scalars
 
     rows = ["| experiment | " + " | ".join(f"`{t}` first -> last" for t in TERMS) + " |",
             "|---|" + "---|" * len(TERMS)]
@@ -99,13 +99,10 @@ def term_table(experiments: list[str]) -> str:
             continue
         firsts, lasts = {t: [] for t in TERMS}, {t: [] for t in TERMS}
         for run_dir in runs:
-            events = EventAccumulator(str(run_dir))
-            events.Reload()
-            for term in TERMS:
-                if f"train/{term}" in events.Tags()["scalars"]:
-                    values = events.Scalars(f"train/{term}")
-                    firsts[term].append(values[0].value)
-                    lasts[term].append(values[-1].value)
+            for tag, values in read_scalars(run_dir, [f"train/{t}" for t in TERMS]).items():
+                term = tag.removeprefix("train/")
+                firsts[term].append(values[0].value)
+                lasts[term].append(values[-1].value)
         cells = [f"{statistics.mean(firsts[t]):.3f} -> {statistics.mean(lasts[t]):.3f}" if firsts[t] else "not computed"
                  for t in TERMS]
         rows.append(f"| {experiment} | " + " | ".join(cells) + " |")

@@ -528,3 +528,16 @@ def test_funsd_module_encodes_a_few_real_forms(tmp_path):
     dm.setup("test")
     assert {w.doc_index for w in dm.windows["test"]} == {0, 1} and dm.cache_events == {"test": "miss"}
     assert not dm.repairs.counts
+
+
+def test_word_text_strips_counts_blank_words_and_reports_non_strings():
+    from docalign.data.readers.base import word_text
+    from docalign.data.repairs import DataError, RepairLog
+
+    repairs, stats = RepairLog(), Counter()
+    assert word_text("  Date: ", "a.json", "words[0].text", repairs, stats) == "Date:"
+    assert word_text("   ", "a.json", "words[1].text", repairs, stats) is None
+    assert word_text(None, "a.json", "words[2].text", repairs, stats) is None
+    assert stats == {"empty words skipped": 1} and sum(repairs.counts.values()) == 1
+    with pytest.raises(DataError, match=r"a.json: field 'words\[2\].text': missing or not a string: 7"):
+        word_text(7, "a.json", "words[2].text", RepairLog(strict=True), stats)

@@ -36,7 +36,7 @@ class Run:
     step_time_from_events: bool = True
 
 
-def _scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list]:
+def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list]:
     """``{tag: [ScalarEvent(wall_time, step, value), ...]}`` from every event file of ``run_dir``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,7 +54,7 @@ def step_time_from_events(events: list) -> Optional[float]:
 
 def load_run(run_dir: Path, metric: str) -> Run:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    scalars = _scalars(run_dir, (metric, TRAIN_TAG))
+    scalars = read_scalars(run_dir, (metric, TRAIN_TAG))
     run = Run(run_dir, metrics, curve=[(e.step, e.value) for e in scalars.get(metric, [])])
     run.step_time = step_time_from_events(scalars.get(TRAIN_TAG, []))
     if run.step_time is None and metrics.get("global_steps"):

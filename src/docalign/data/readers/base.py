@@ -155,6 +155,19 @@ class Reader:
         return False
 
 
+def word_text(text: Any, where: str, field: str, repairs: RepairLog, stats: Any) -> Optional[str]:
+    """A word's text, stripped; None for a word to skip: not a string (reported at ``field``, with the
+    repair "skip the word") or blank (counted in ``stats["empty words skipped"]``, a known property of
+    the releases, not an error)."""
+    if not isinstance(text, str):
+        repairs.report(where, field, f"missing or not a string: {text!r}", "skip the word")
+        return None
+    if not text.strip():
+        stats["empty words skipped"] += 1
+        return None
+    return text.strip()
+
+
 def find_image(folder: Path, stem: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Path:
     """``folder/stem.<suffix>`` for the first suffix that exists (upper case too); the ``.png`` path if none."""
     for suffix in suffixes:

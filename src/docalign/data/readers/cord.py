@@ -31,7 +31,7 @@ from ..document import Document
 from ..images import DEFAULT_MAX_PIXELS
 from ..labels import CORD_CATEGORIES, bio_label_names, bio_tags
 from ..repairs import RepairLog
-from .base import Box, Reader, find_image, points_to_box, union_box
+from .base import Box, Reader, find_image, points_to_box, union_box, word_text
 from .hub import require_hub_dataset
 
 CORD_LABELS: list[str] = bio_label_names(CORD_CATEGORIES)
@@ -82,12 +82,9 @@ def parse_cord_ground_truth(gt: Any, where: str, repairs: RepairLog, stats: Any,
         kept: list[tuple[str, Box, str]] = []
         for j, word in enumerate(line["words"]):
             field = f"valid_line[{i}].words[{j}]"
-            text = word.get("text") if isinstance(word, dict) else None
-            if not isinstance(text, str):
-                repairs.report(where, f"{field}.text", f"missing or not a string: {text!r}", "skip the word")
-                continue
-            if not text.strip():
-                stats["empty words skipped"] += 1
+            text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{field}.text",
+                             repairs, stats)
+            if text is None:
                 continue
             quad = word.get("quad")
             try:
@@ -96,7 +93,7 @@ def parse_cord_ground_truth(gt: Any, where: str, repairs: RepairLog, stats: Any,
             except (TypeError, KeyError, ValueError):
                 repairs.report(where, f"{field}.quad", f"needs numbers x1..x4, y1..y4, got {quad!r}", "skip the word")
                 continue
-            kept.append((text.strip(), points_to_box(xs, ys), f"{field}.quad"))
+            kept.append((text, points_to_box(xs, ys), f"{field}.quad"))
         if not kept:
             stats["lines without words"] += 1
             continue

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..document import Document, QAPair
-from .base import Box, Reader, find_spans, points_to_box
+from .base import Box, Reader, find_spans, points_to_box, word_text
 from .classification import OCRFunction, _OCRMixin
 from .hub import HubReader, HubRow
 
@@ -170,13 +170,10 @@ class DocVQAReader(_AnswerSpans, Reader):
                 continue
             for j, word in enumerate(line_words):
                 name = f"recognitionResults[0].lines[{i}].words[{j}]"
-                text = word.get("text") if isinstance(word, dict) else None
+                text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{name}.text",
+                                 self.repairs, self.stats)
                 coords = word.get("boundingBox") if isinstance(word, dict) else None
-                if not isinstance(text, str):
-                    self.repairs.report(where, f"{name}.text", f"missing or not a string: {text!r}", "skip the word")
-                    continue
-                if not text.strip():
-                    self.stats["empty words skipped"] += 1
+                if text is None:
                     continue
                 try:
                     if len(coords) != 8:
@@ -186,7 +183,7 @@ class DocVQAReader(_AnswerSpans, Reader):
                 except (TypeError, ValueError):
                     self.repairs.report(where, f"{name}.boundingBox", f"needs 8 numbers, got {coords!r}", "skip the word")
                     continue
-                words.append(text.strip())
+                words.append(text)
                 boxes.append(points_to_box(xs, ys))
                 fields.append(f"{name}.boundingBox")
         return words, boxes, fields

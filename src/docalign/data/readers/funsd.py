@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 from ..document import Document
 from ..labels import bio_label_names, bio_tags
-from .base import Box, Reader, find_image
+from .base import Box, Reader, find_image, word_text
 from .hub import TaggedHubReader
 
 FUNSD_CATEGORIES: tuple[str, ...] = ("header", "question", "answer")
@@ -110,12 +110,9 @@ class FUNSDReader(Reader):
             for j, word in enumerate(raw_words):
                 self.stats["words"] += 1
                 field = f"form[{i}].words[{j}]"
-                text = word.get("text") if isinstance(word, dict) else None
-                if not isinstance(text, str):
-                    self.repairs.report(where, f"{field}.text", f"missing or not a string: {text!r}", "skip the word")
-                    continue
-                if not text.strip():
-                    self.stats["empty words skipped"] += 1
+                text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{field}.text",
+                                 self.repairs, self.stats)
+                if text is None:
                     continue
                 if self.segment_boxes and entity_box is not None:
                     box = entity_box
@@ -125,7 +122,7 @@ class FUNSDReader(Reader):
                     box = box or entity_box
                     if box is None:
                         continue
-                kept.append((text.strip(), box, f"{field}.box"))
+                kept.append((text, box, f"{field}.box"))
             if not kept:
                 self.stats["entities without words"] += 1
                 continue

@@ -36,7 +36,7 @@ from ..document import Document
 from ..images import DEFAULT_MAX_PIXELS
 from ..labels import bio_label_names
 from ..repairs import DataError, RepairLog
-from .base import Box, Reader, union_box
+from .base import Box, Reader, union_box, word_text
 
 PARQUET_REVISION = "refs/convert/parquet"
 GRID = 1000  # the normalised box grid of the LayoutLM-style hub copies
@@ -266,16 +266,13 @@ class TaggedHubReader(HubReader):
         fields: list[str] = []
         for j, (word, value, tag) in enumerate(zip(raw_words, raw_boxes, raw_tags)):
             self.stats["words"] += 1
-            if not isinstance(word, str):
-                self.repairs.report(where, f"{wc}[{j}]", f"not a string: {word!r}", "skip the word")
-                continue
-            if not word.strip():
-                self.stats["empty words skipped"] += 1
+            word = word_text(word, where, f"{wc}[{j}]", self.repairs, self.stats)
+            if word is None:
                 continue
             box = self.parse_box(value, where, f"{bc}[{j}]")
             if box is None:
                 continue
-            words.append(word.strip())
+            words.append(word)
             boxes.append(self._on_grid(box, where, f"{bc}[{j}]"))
             labels.append(self._label(tag, tag_map, where, f"{tc}[{j}]"))
             fields.append(f"{bc}[{j}]")
