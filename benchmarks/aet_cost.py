@@ -47,19 +47,22 @@ def build(system: str, args: argparse.Namespace):
     import torch
     import torch.nn.functional as F
 
+    import functools
+
+    from docalign.alignment import AETAlignment
     from docalign.models.alignment import ImageEncoderConfig, TextEncoderConfig
     from docalign.models.backbone import BackboneConfig
-    from docalign.systems import AETTokenClassification, TokenClassification
+    from docalign.systems import TokenClassification
 
     backbone = BackboneConfig(text_init=None, intermediate_size=FFN, image_size=IMAGE, patch_size=PATCH, **SIZE)
     common = dict(backbone=backbone, label_names=[f"L{i}" for i in range(LABELS)], vocab_size=VOCAB, lr=5e-5)
     if system == "plain":
         return TokenClassification(**common)
-    model = AETTokenClassification(
-        **common, image_encoder=ImageEncoderConfig(mlp_ratio=FFN / SIZE["hidden_size"], **SIZE),
-        text_encoder=TextEncoderConfig(pretrained=None, intermediate_size=FFN, **SIZE), queue_size=args.queue_size)
+    model = TokenClassification(**common, alignment=functools.partial(
+        AETAlignment, image_encoder=ImageEncoderConfig(mlp_ratio=FFN / SIZE["hidden_size"], **SIZE),
+        text_encoder=TextEncoderConfig(pretrained=None, intermediate_size=FFN, **SIZE), queue_size=args.queue_size))
     with torch.no_grad():  # steady state: full queues of unit features
-        for queue in (model.image_queue, model.text_queue):
+        for queue in (model.alignment.image_queue, model.alignment.text_queue):
             queue.features.copy_(F.normalize(torch.randn_like(queue.features), dim=-1))
             queue.filled.fill_(queue.size)
     return model

@@ -67,7 +67,17 @@ def class_name(experiment: str, section: str) -> str:
 
 
 def is_aet(experiment: str) -> bool:
-    return class_name(experiment, "model").startswith("AET")
+    """Whether an experiment file (or one it includes) gives the model an alignment component."""
+    import yaml
+
+    path = EXPERIMENTS / f"{experiment}.yaml"
+    while path is not None:
+        config = yaml.safe_load(path.read_text()) or {}
+        nested = ((config.get("model") or {}).get("init_args") or {}).get("alignment")
+        if nested or any(key.startswith("model.init_args.alignment") for key in config):
+            return True
+        path = EXPERIMENTS / config["config"] if isinstance(config.get("config"), str) else None
+    return False
 
 
 def data_args(experiment: str, tmp_path: Path) -> list[str]:

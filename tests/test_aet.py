@@ -13,22 +13,23 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, cli_args, is_aet
+from conftest import EXPERIMENTS, FIXTURES, OFFLINE, TINY, TINY_AET, cli_args, is_aet
 from docalign.data.datamodule import SyntheticReceipts
 from docalign.data.encoding import collate_windows
-from docalign.data.views import PIXEL_MEAN, PIXEL_STD, AlignmentViews
+from docalign.alignment import AETAlignment, AlignmentViews
+from docalign.conventions import PIXEL_MEAN, PIXEL_STD
 from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
 from docalign.models.pretrained import CheckpointError
-from docalign.systems import AETTokenClassification
-from docalign.systems import aet as aet_module
+from docalign.alignment import aet as aet_module
+from docalign.systems import ExtractiveQA, TokenClassification
 
 BACKBONE = BackboneConfig(text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                           image_size=32, patch_size=16)
 # Three different widths (ViT 24, text 16, fusion 32): both fusion maps are real linear maps.
 IMAGE = ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2)
 TEXT = TextEncoderConfig(pretrained=None, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
-KEY_STATE = ("alignment_m.", "image_queue.", "text_queue.", "temperature.")
+KEY_STATE = ("alignment.encoders_m.", "alignment.image_queue.", "alignment.text_queue.", "alignment.temperature.")
 TERMS = ("ditc", "imc", "glitc", "pita")
 
 
@@ -39,11 +40,16 @@ def data():
     return dm
 
 
+SYSTEM_ARGS = {"backbone", "label_names", "vocab_size", "lr", "new_lr", "freeze"}
+
+
 def system(data, **overrides):
+    """A TokenClassification with an AETAlignment component; ``overrides`` go to whichever takes them."""
     torch.manual_seed(0)
-    args = dict(backbone=BACKBONE, label_names=data.label_names, vocab_size=data.vocab_size, image_encoder=IMAGE,
-                text_encoder=TEXT, embed_dim=16, queue_size=32, lr=1e-3)
-    return AETTokenClassification(**{**args, **overrides})
+    args = {**dict(image_encoder=IMAGE, text_encoder=TEXT, embed_dim=16, queue_size=32), **overrides}
+    own = dict(backbone=BACKBONE, label_names=data.label_names, vocab_size=data.vocab_size, lr=1e-3)
+    own.update({k: args.pop(k) for k in list(args) if k in SYSTEM_ARGS})
+    return TokenClassification(**own, alignment=functools.partial(AETAlignment, **args))
 
 
 def trainer(tmp_path, **overrides):
@@ -84,8 +90,8 @@ def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_the
     ids, bbox, mask, pixels = batch["input_ids"], batch["bbox"], batch["attention_mask"], batch["pixel_values"]
     with torch.no_grad():
         out = model(batch)
-        aligned = model.alignment(pixels, ids, mask)
-        visual_extra, text_extra = model.fusion(aligned["image"], aligned["text"])
+        aligned = model.alignment.encoders(pixels, ids, mask)
+        visual_extra, text_extra = model.alignment.fusion(aligned["image"], aligned["text"])
         manual = model.backbone(ids, bbox, mask, pixels, text_extra=text_extra, visual_extra=visual_extra)
         plain = model.backbone(ids, bbox, mask, pixels)
     assert out["align_image"].shape == (2, 1 + 4, 24) and out["align_text"].shape == (2, ids.shape[1], 16)
@@ -93,7 +99,8 @@ def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_the
     assert torch.equal(out["text"], manual["text"]) and torch.equal(out["visual"], manual["visual"])
     assert not torch.allclose(out["text"], plain["text"])
 
-    for encoder_param in (model.alignment.image.vit.norm.bias, model.alignment.text.model.embeddings.LayerNorm.bias):
+    for encoder_param in (model.alignment.encoders.image.vit.norm.bias,
+                          model.alignment.encoders.text.model.embeddings.LayerNorm.bias):
         with torch.no_grad():
             encoder_param.add_(0.5)
             changed = model(batch)
@@ -102,8 +109,9 @@ def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_the
 
     model.train()
     model._loss(model(batch)["logits"], batch["labels"]).backward()
-    for param in (model.alignment.image.vit.blocks[0].attn.qkv.weight, model.alignment.text.model.encoder.layer[0]
-                  .attention.self.query.weight, model.fusion.image.weight, model.fusion.text.weight):
+    enc = model.alignment.encoders
+    for param in (enc.image.vit.blocks[0].attn.qkv.weight, enc.text.model.encoder.layer[0].attention.self.query.weight,
+                  model.alignment.fusion.image.weight, model.alignment.fusion.text.weight):
         assert param.grad is not None and param.grad.abs().sum() > 0
 
 
@@ -125,18 +133,17 @@ def test_forward_changes_nothing_and_the_training_step_updates_keys_after_the_op
     model.train()
     model(batch)
     model(batch)
-    model.alignment_terms(batch, model(batch))  # the losses too: keys computed, nothing written
+    model.alignment.loss_terms(batch, model(batch))  # the losses too: keys computed, nothing written
     assert_same(before, key_state(model))
-    model._pending = None
 
     trainer(tmp_path).fit(model, datamodule=data)
     after = key_state(model)
-    online = dict(model.alignment.named_parameters())
-    for name, value in model.alignment_m.named_parameters():
+    online = dict(model.alignment.encoders.named_parameters())
+    for name, value in model.alignment.encoders_m.named_parameters():
         # One EMA step with the *post-step* online weights: the update followed the optimiser step.
-        assert torch.equal(value, before[f"alignment_m.{name}"].lerp(online[name], 1 - 0.9)), name
-    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("alignment_m."))
-    for queue in (model.image_queue, model.text_queue):
+        assert torch.equal(value, before[f"alignment.encoders_m.{name}"].lerp(online[name], 1 - 0.9)), name
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("alignment.encoders_m."))
+    for queue in (model.alignment.image_queue, model.alignment.text_queue):
         assert int(queue.filled) == 2 and int(queue.pointer) == 2
         torch.testing.assert_close(queue.items().norm(dim=-1), torch.ones(2))
 
@@ -144,27 +151,26 @@ def test_forward_changes_nothing_and_the_training_step_updates_keys_after_the_op
 def test_mask_same_document_leaves_the_queued_copies_of_the_batch_documents_out_of_the_negatives(data, tmp_path):
     model = system(data, mask_same_document=True)
     trainer(tmp_path, max_steps=3, limit_train_batches=None).fit(model, datamodule=data)
-    ids = model.image_queue.item_ids()
-    assert int(model.image_queue.filled) == 6 and torch.equal(ids, model.text_queue.item_ids())
+    ids = model.alignment.image_queue.item_ids()
+    assert int(model.alignment.image_queue.filled) == 6 and torch.equal(ids, model.alignment.text_queue.item_ids())
     assert set(ids.tolist()) <= {w.doc_index for w in data.windows["train"]}   # the documents' ids, none unknown
     batch = first_batch(data)
     assert set(batch["doc_index"].tolist()) & set(ids.tolist())                # older copies are queued
     model.eval()  # no dropout; the same seed gives both calls the same augmented key view
     torch.manual_seed(5)
-    masked = model.alignment_terms(batch, model(batch))
-    model.hparams.mask_same_document = False
+    masked, _ = model.alignment.loss_terms(batch, model(batch))
+    model.alignment.mask_same_document = False
     torch.manual_seed(5)
-    plain = model.alignment_terms(batch, model(batch))
+    plain, _ = model.alignment.loss_terms(batch, model(batch))
     # removing negatives can only lower L_cl; the terms without queues are untouched
     assert masked["loss_ditc"] < plain["loss_ditc"] and masked["loss_imc"] < plain["loss_imc"]
     assert masked["loss_glitc"] == plain["loss_glitc"] and masked["loss_pita"] == plain["loss_pita"]
-    model._pending = None
 
 
 def test_evaluation_and_prediction_see_the_clean_image_and_leave_keys_bit_identical(data, tmp_path):
     model = system(data)
-    views, key_images, online_images = (count_calls(model.views), count_calls(model.alignment_m.image),
-                                         count_calls(model.alignment.image))
+    views, key_images, online_images = (count_calls(model.alignment.views), count_calls(model.alignment.encoders_m.image),
+                                         count_calls(model.alignment.encoders.image))
     trainer(tmp_path).fit(model, datamodule=data)
     # One training step (augmented view for the momentum ViT only), then fit's validation (neither).
     assert len(views) == 1 and len(key_images) == 1 and len(online_images) == 2
@@ -198,41 +204,41 @@ def test_views_are_per_sample_augmentations_in_the_collate_normalisation():
 def test_momentum_zero_makes_the_key_encoders_copies(data, tmp_path):
     model = system(data, momentum=0.0)
     trainer(tmp_path).fit(model, datamodule=data)
-    online = model.alignment.state_dict()
-    for name, value in model.alignment_m.state_dict().items():
+    online = model.alignment.encoders.state_dict()
+    for name, value in model.alignment.encoders_m.state_dict().items():
         assert torch.equal(value, online[name]), name
 
 
 def test_ema_waits_for_the_optimizer_step_under_gradient_accumulation(data, tmp_path):
     model = system(data, momentum=0.5)
     with torch.no_grad():  # key encoder != online encoder, so that a premature EMA update would show
-        for param in model.alignment_m.parameters():
+        for param in model.alignment.encoders_m.parameters():
             param.add_(0.01)
     before = key_state(model)
     trainer(tmp_path, accumulate_grad_batches=2, limit_train_batches=2).fit(model, datamodule=data)
-    online = dict(model.alignment.named_parameters())
-    for name, value in model.alignment_m.named_parameters():  # exactly one EMA update for one optimiser step
-        assert torch.equal(value, before[f"alignment_m.{name}"].lerp(online[name], 0.5)), name
-    assert int(model.image_queue.filled) == 4  # but every batch's keys were queued
+    online = dict(model.alignment.encoders.named_parameters())
+    for name, value in model.alignment.encoders_m.named_parameters():  # exactly one EMA update for one optimiser step
+        assert torch.equal(value, before[f"alignment.encoders_m.{name}"].lerp(online[name], 0.5)), name
+    assert int(model.alignment.image_queue.filled) == 4  # but every batch's keys were queued
 
 
 def test_no_momentum_ablation_takes_keys_from_the_online_encoders_without_gradient(data, tmp_path):
     model = system(data, use_momentum=False, views=False)
-    assert model.alignment_m is None and model.views is None
+    assert model.alignment.encoders_m is None and model.alignment.views is None
     batch = first_batch(data)
     model.train()
     torch.manual_seed(1)
     out = model(batch)
-    keys = model._keys(batch, out["align_text"])
+    keys = model.alignment._keys(batch, out["align_text"])
     assert not keys["text_cls"].requires_grad
-    assert torch.equal(keys["text_cls"], model.alignment.project_text(out["align_text"][:, 0]).detach())
+    assert torch.equal(keys["text_cls"], model.alignment.encoders.project_text(out["align_text"][:, 0]).detach())
     model.eval()  # without dropout, the online ViT on the (clean) view gives the online image CLS again
     with torch.no_grad():
         out = model(batch)
-        keys = model._keys(batch, out["align_text"])
-    torch.testing.assert_close(keys["image_cls"], model.alignment.project_image(out["align_image"][:, 0]))
+        keys = model.alignment._keys(batch, out["align_text"])
+    torch.testing.assert_close(keys["image_cls"], model.alignment.encoders.project_image(out["align_image"][:, 0]))
     trainer(tmp_path).fit(model, datamodule=data)
-    assert int(model.image_queue.filled) == int(model.text_queue.filled) == 2
+    assert int(model.alignment.image_queue.filled) == int(model.alignment.text_queue.filled) == 2
 
 
 # ---- loss weights and logging -------------------------------------------------------------------------
@@ -264,8 +270,9 @@ def test_a_zero_weight_term_is_neither_computed_nor_logged(data, tmp_path, monke
 
 def test_key_side_exists_only_when_a_contrastive_term_needs_it(data):
     model = system(data, ditc_weight=0.0, imc_weight=0.0, glitc_weight=0.0)
-    assert model.alignment_m is None and model.image_queue is None and model.temperature is None
-    assert model.views is None and set(model.weights) == {"loss_task", "loss_pita"}
+    align = model.alignment
+    assert align.encoders_m is None and align.image_queue is None and align.temperature is None
+    assert align.views is None and set(align.weights) == {"loss_task", "loss_pita"}
 
 
 def test_every_term_is_logged_the_total_is_the_weighted_sum_and_weights_reach_hparams(data, tmp_path):
@@ -279,8 +286,10 @@ def test_every_term_is_logged_the_total_is_the_weighted_sum_and_weights_reach_hp
     assert float(logged["train/loss"]) == pytest.approx(total, rel=1e-5)
     assert 0.001 <= float(logged["train/temperature"]) <= 0.5
     hparams = yaml.safe_load((tmp_path / "aet" / "version_0" / "hparams.yaml").read_text())
-    assert {k: hparams[k] for k in weights} == weights
-    assert hparams["pita_mode"] == "contrastive" and hparams["momentum"] == model.hparams.momentum
+    recorded = hparams["alignment"]["init_args"]
+    assert hparams["alignment"]["class_path"] == "docalign.alignment.aet.AETAlignment"
+    assert {k: recorded[k] for k in weights} == weights
+    assert recorded["pita_mode"] == "contrastive" and recorded["momentum"] == model.alignment.momentum
 
 
 # ---- construction: optimiser groups and clear refusals ----------------------------------------------------
@@ -289,10 +298,11 @@ def test_every_term_is_logged_the_total_is_the_weighted_sum_and_weights_reach_hp
 def test_param_groups_warm_start_the_text_encoder_and_leave_out_the_momentum_copies(data):
     model = system(data, text_encoder=TextEncoderConfig(pretrained="minilm"), lr=1e-5, new_lr=1e-3)
     lr_of = {id(p): group["lr"] for group in model.param_groups() for p in group["params"]}
-    assert lr_of[id(model.alignment.text.model.encoder.layer[0].attention.self.query.weight)] == 1e-5
-    assert lr_of[id(model.alignment.image.vit.blocks[0].attn.qkv.weight)] == 1e-3
-    assert lr_of[id(model.temperature.value)] == 1e-3
-    assert not any(id(p) in lr_of for p in model.alignment_m.parameters())
+    enc = model.alignment.encoders
+    assert lr_of[id(enc.text.model.encoder.layer[0].attention.self.query.weight)] == 1e-5
+    assert lr_of[id(enc.image.vit.blocks[0].attn.qkv.weight)] == 1e-3
+    assert lr_of[id(model.alignment.temperature.value)] == 1e-3
+    assert not any(id(p) in lr_of for p in model.alignment.encoders_m.parameters())
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable <= set(lr_of)
 
@@ -322,7 +332,7 @@ def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_bui
     with pytest.raises(CheckpointError, match="2 tokens with another id"):
         check_same_vocabulary("minilm", str(swapped), "alignment text encoder")
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", *cli_args("demo_aet", tmp_path, "--model.text_encoder.pretrained", str(swapped))])
+        cli_main(["fit", *cli_args("demo_aet", tmp_path, "--model.alignment.init_args.text_encoder.pretrained", str(swapped))])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert str(swapped) in err and "vocabulary differs" in err and "Traceback" not in err
@@ -337,7 +347,7 @@ def test_bad_alignment_configurations_are_refused_clearly(data):
     with pytest.raises(CheckpointError, match="checkpoint_file"):
         system(data, image_encoder=ImageEncoderConfig(timm_checkpoint="deit_base_patch16_224.fb_in1k"))
     with pytest.raises(ValueError, match="layoutlmv3"):
-        system(data, backbone=BackboneConfig(arch="layoutlm", text_init=None, hidden_size=32, num_layers=1))
+        system(data, backbone=BackboneConfig(arch="layoutlm", text_init=None, hidden_size=32, num_layers=1, num_heads=2))
     for bad in (dict(momentum=1.0), dict(momentum=-0.1), dict(pita_mode="dot"), dict(ditc_weight=-1.0)):
         with pytest.raises(ValueError):
             system(data, **bad)
@@ -380,15 +390,15 @@ def test_each_ablation_is_demo_aet_with_exactly_one_change(ablation, key, value)
     base, _ = _resolved("demo_aet")
     config, model = _resolved(ablation)
     changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
-    assert changed == {f"model.init_args.{key}"}, changed
-    assert getattr(model.hparams, key) == value and isinstance(model, AETTokenClassification)
+    assert changed == {f"model.init_args.alignment.init_args.{key}"}, changed
+    assert model.hparams.alignment["init_args"][key] == value and isinstance(model.alignment, AETAlignment)
 
 
 def test_the_embedded_default_demo_is_demo_aet():
     """(demo_aet is demo_ft plus alignment only: see test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only.)"""
     demo, model = _resolved("demo")
     aet, _ = _resolved("demo_aet")
-    assert isinstance(model, AETTokenClassification) and demo == aet
+    assert isinstance(model.alignment, AETAlignment) and demo == aet
 
 
 @pytest.fixture(scope="module")
@@ -410,20 +420,21 @@ def _flat_config(parser, *files):
 
 @pytest.mark.parametrize("offline", [False, True], ids=["hub", "offline"])
 @pytest.mark.parametrize("aet, plain", [("demo_aet", "demo_ft"), ("funsd_aet", "funsd_ft"), ("cord_aet", "cord_ft"),
-                                        ("rvlcdip_aet", "rvlcdip_ft")])
+                                        ("rvlcdip_aet", "rvlcdip_ft"), ("docvqa_aet", "docvqa_ft")])
 def test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only(config_parser, aet, plain, offline):
-    """Same data, schedule, backbone, optimiser and scoring as the plain experiment it is compared with: only the
-    system's class and AET's own arguments differ (with the hub checkpoints and with the offline overlays)."""
+    """Same system, data, schedule, backbone, optimiser and scoring as the plain experiment it is compared with: only
+    the alignment component is added (with the hub checkpoints and with the offline overlays)."""
     overlays = ("_offline",) if offline else ()
     base = _flat_config(config_parser, plain, *overlays)
     config = _flat_config(config_parser, aet, *overlays, *(("_offline_aet",) if offline else ()))
+    assert base.pop("model.init_args.alignment") is None
     aet_only = {k for k in config if k not in base}
     assert not {k for k in base if k not in config}
     changed = {k for k in base if base[k] != config[k]}
-    assert changed == {"model.class_path"}, {k: (base[k], config[k]) for k in changed}
-    assert config["model.class_path"].rsplit(".", 1)[-1].startswith("AET")
-    assert aet_only and all(k.startswith("model.init_args.") for k in aet_only)
-    assert "model.init_args.ditc_weight" in aet_only and "model.init_args.backbone.arch" not in aet_only
+    assert not changed, {k: (base[k], config[k]) for k in changed}
+    assert aet_only and all(k.startswith("model.init_args.alignment.") for k in aet_only)
+    assert config["model.init_args.alignment.class_path"] == "docalign.alignment.AETAlignment"
+    assert "model.init_args.alignment.init_args.ditc_weight" in aet_only
 
 
 @pytest.mark.parametrize("task", ["funsd", "cord", "rvlcdip"])
@@ -433,14 +444,16 @@ def test_each_task_ablation_is_its_aet_experiment_with_exactly_one_change(config
                              ("pita", "pita_weight", 0.0), ("momentum", "use_momentum", False)]:
         config = _flat_config(config_parser, f"{task}_aet_no_{part}")
         changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
-        assert changed == {f"model.init_args.{key}"} and config[f"model.init_args.{key}"] == value, (part, changed)
+        key = f"model.init_args.alignment.init_args.{key}"
+        assert changed == {key} and config[key] == value, (part, changed)
 
 
 def test_funsd_aet_mask_same_document_is_funsd_aet_with_the_mask_on(config_parser):
     base = _flat_config(config_parser, "funsd_aet")
     config = _flat_config(config_parser, "funsd_aet_mask_same_document")
     changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
-    assert changed == {"model.init_args.mask_same_document"} and config["model.init_args.mask_same_document"] is True
+    key = "model.init_args.alignment.init_args.mask_same_document"
+    assert changed == {key} and config[key] is True
 
 
 @pytest.mark.ddp
@@ -456,8 +469,61 @@ def test_demo_aet_on_two_ddp_cpu_processes_fills_the_queues_with_the_global_batc
     metrics = json.loads((log_dir / "metrics.json").read_text())
     assert metrics["global_steps"] == 2 and "test/f1" in metrics["test"]
     state = torch.load(log_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    for queue in ("image_queue", "text_queue"):
+    for queue in ("alignment.image_queue", "alignment.text_queue"):
         # 2 steps x global batch 4: each rank enqueued its 2 keys gathered with the other rank's 2.
         filled = int(state[f"{queue}.filled"])
         assert filled == 2 * 4, filled
         torch.testing.assert_close(state[f"{queue}.features"][:filled].norm(dim=-1), torch.ones(filled))
+
+
+# ---- checkpoints written by the old AET subclasses ----------------------------------------------------------------
+
+OLD = FIXTURES / "old_aet"
+# Written before the alignment component existed (commit 6007468): `docalign fit` of demo_aet + tiny.yaml +
+# tiny_aet.yaml with the fixture's 1,024-token tokenizer, seed 42, 2 steps, by the AETTokenClassification class; its
+# optimiser state was stripped to keep the fixture small. The old code tested it to these metrics.
+OLD_TEST_METRICS = {"test/loss": 3.960747718811035, "test/f1": 0.03773584961891174}
+
+
+def test_a_checkpoint_of_the_old_aet_subclass_tests_to_the_same_metrics_through_the_cli(tmp_path):
+    from docalign.cli import cli_main
+
+    old = torch.load(OLD / "old_aet_tiny.ckpt", map_location="cpu", weights_only=True)
+    assert old["hyper_parameters"]["_class_path"] == "docalign.systems.AETTokenClassification"
+    assert any(k.startswith("alignment_m.") for k in old["state_dict"])  # the old layout
+    cli = cli_main(["test", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_aet.yaml"),
+                    "--config", str(TINY), "--config", str(TINY_AET), "--data.tokenizer", str(OLD / "tokenizer"),
+                    "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+                    "--ckpt_path", str(OLD / "old_aet_tiny.ckpt")])
+    tested = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    assert {k: tested[k] for k in OLD_TEST_METRICS} == OLD_TEST_METRICS
+    assert isinstance(cli.model, TokenClassification) and isinstance(cli.model.alignment, AETAlignment)
+
+
+def test_upgrade_checkpoint_maps_old_keys_and_hparams_so_load_from_checkpoint_rebuilds_the_model(tmp_path):
+    from docalign.alignment import upgrade_checkpoint
+
+    old = torch.load(OLD / "old_aet_tiny.ckpt", map_location="cpu", weights_only=True)
+    old_keys = set(old["state_dict"])
+    new = upgrade_checkpoint(old)
+    assert len(new["state_dict"]) == len(old_keys) and all(k.startswith(("backbone.", "classifier.", "alignment."))
+                                                          for k in new["state_dict"])
+    assert new["hyper_parameters"]["_class_path"] == "docalign.systems.TokenClassification"
+    assert new["hyper_parameters"]["alignment"]["init_args"]["queue_size"] == 32
+    torch.save(new, tmp_path / "new.ckpt")
+    model = TokenClassification.load_from_checkpoint(tmp_path / "new.ckpt", map_location="cpu", weights_only=True)
+    assert isinstance(model.alignment, AETAlignment) and model.alignment.encoders_m is not None
+    state = model.state_dict()
+    for key, value in new["state_dict"].items():
+        assert torch.equal(state[key], value), key
+    assert upgrade_checkpoint(new)["state_dict"].keys() == new["state_dict"].keys()  # a new checkpoint is left alone
+
+
+def test_docvqa_aet_trains_extractive_qa_with_the_alignment_component(tmp_path):
+    from docalign.cli import cli_main
+
+    cli = cli_main(["fit", *cli_args("docvqa_aet", tmp_path, "--test_after_fit", "false")])
+    assert type(cli.model) is ExtractiveQA and isinstance(cli.model.alignment, AETAlignment)
+    logged = cli.trainer.callback_metrics
+    assert all(f"train/loss_{term}" in logged for term in ("task", *TERMS)) and "val/anls" in logged
+    assert int(cli.model.alignment.image_queue.filled) > 0

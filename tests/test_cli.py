@@ -81,7 +81,16 @@ def test_print_config_shows_the_resolved_config():
     config = yaml.safe_load(out.stdout)
     assert config["model"]["init_args"]["lr"] == 0.00042
     assert config["model"]["init_args"]["backbone"]["text_init"] == "minilm"
-    assert config["model"]["class_path"] == "docalign.systems.AETTokenClassification"  # the default is AET
+    assert config["model"]["class_path"] == "docalign.systems.TokenClassification"
+    assert config["model"]["init_args"]["alignment"]["class_path"] == "docalign.alignment.AETAlignment"  # default: AET
+
+
+def test_an_alignment_weight_is_one_flag_on_the_command_line():
+    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/cord_aet.yaml",
+                  "--model.alignment.init_args.ditc_weight", "0", "--print_config")
+    assert out.returncode == 0, out.stderr
+    alignment = yaml.safe_load(out.stdout)["model"]["init_args"]["alignment"]["init_args"]
+    assert alignment["ditc_weight"] == 0.0 and alignment["imc_weight"] == 0.4  # the rest is cord_aet's
 
 
 def test_malformed_override_is_one_clear_error_not_a_traceback():
@@ -125,15 +134,16 @@ def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
     from conftest import EXPERIMENTS
 
     names = [n for n in experiment_names() if "_aet" in n and not n.startswith("demo")]
-    assert {"funsd_aet", "cord_aet", "rvlcdip_aet", "funsd_aet_no_pita", "cord_aet_no_momentum"} <= set(names)
+    assert {"funsd_aet", "cord_aet", "rvlcdip_aet", "docvqa_aet", "funsd_aet_no_pita", "cord_aet_no_momentum"} <= set(names)
     for name in names:
         with pytest.raises(SystemExit):
             cli_main(["fit", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{name}.yaml"),
                       "--config", str(EXPERIMENTS / "_offline.yaml"), "--config", str(EXPERIMENTS / "_offline_aet.yaml"),
                       "--print_config"])
-        config = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+        model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+        config = model["alignment"]["init_args"]
         assert config["text_encoder"]["pretrained"] == "minilm" and config["image_encoder"]["timm_checkpoint"] is None
-        assert config["backbone"]["pretrained"] is None and config["backbone"]["text_init"] == "minilm"
+        assert model["backbone"]["pretrained"] is None and model["backbone"]["text_init"] == "minilm"
         if "_no_" in name:
             term = name.split("_no_")[1]
             assert (config["use_momentum"] is False) if term == "momentum" else config[f"{term}_weight"] == 0.0

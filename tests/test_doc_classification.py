@@ -1,6 +1,7 @@
 """Document classification: document-level accuracy, doc labels through encoding, the RVL-CDIP and
 Tobacco-3482 DataModules (real rapidocr, OCR cache), a short real training run, and AET for classification."""
 
+import functools
 import os
 import random
 import shutil
@@ -24,7 +25,7 @@ from docalign.losses import token_patch_index
 from docalign.metrics.doc_accuracy import DocumentAccuracy, window_ids
 from docalign.models.alignment import ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
-from docalign.systems.aet import AETDocumentClassification
+from docalign.alignment import AETAlignment
 from docalign.systems.doc_classification import DocumentClassification
 
 TINY = BackboneConfig(text_init=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
@@ -190,11 +191,11 @@ def test_tobacco3482_carves_deterministic_stratified_splits(tmp_path):
 # ---- experiments ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("experiment, system", [("rvlcdip_ft", DocumentClassification),
-                                                ("rvlcdip_aet", AETDocumentClassification)])
-def test_classification_experiments_checkpoint_on_validation_accuracy(experiment, system, tmp_path):
+@pytest.mark.parametrize("experiment, alignment", [("rvlcdip_ft", type(None)), ("rvlcdip_aet", AETAlignment)])
+def test_classification_experiments_checkpoint_on_validation_accuracy(experiment, alignment, tmp_path):
     cli = cli_main(cli_args(experiment, tmp_path), run=False)
-    assert type(cli.model) is system and isinstance(cli.datamodule, RVLCDIP)
+    assert type(cli.model) is DocumentClassification and isinstance(cli.datamodule, RVLCDIP)
+    assert type(cli.model.alignment) is alignment
     assert cli.trainer.checkpoint_callback.monitor == "val/acc" and cli.trainer.checkpoint_callback.mode == "max"
     assert any(type(c).__name__ == "LearningRateMonitor" for c in cli.trainer.callbacks)
     assert cli.model.label_names == list(RVL_CDIP_CLASSES)  # linked from the data
@@ -274,13 +275,14 @@ def test_aet_classification_logs_every_term_and_pita_sees_the_token_boxes(tmp_pa
     data.sizes = {"train": 2, "val": 1, "test": 1}
     data.setup()
     weights = dict(task_weight=0.8, ditc_weight=1.2, imc_weight=1.0, glitc_weight=0.5, pita_weight=0.4)
-    model = AETDocumentClassification(
-        backbone=TINY, label_names=data.label_names, vocab_size=data.vocab_size, lr=1e-3, embed_dim=16, queue_size=32,
-        image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2),
-        text_encoder=TextEncoderConfig(pretrained=None, hidden_size=16, num_layers=1, num_heads=2,
-                                       intermediate_size=32), **weights)
+    alignment = functools.partial(
+        AETAlignment, embed_dim=16, queue_size=32, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2),
+        text_encoder=TextEncoderConfig(pretrained=None, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+        **weights)
+    model = DocumentClassification(backbone=TINY, label_names=data.label_names, vocab_size=data.vocab_size, lr=1e-3,
+                                   alignment=alignment)
     batch = collate_windows(data.windows["train"][:4], pad_token_id=data.tokenizer.pad_token_id)
-    assert (token_patch_index(batch["bbox"], batch["word_ids"] >= 0, model.grid_side) >= 0).any()
+    assert (token_patch_index(batch["bbox"], batch["word_ids"] >= 0, model.alignment.grid_side) >= 0).any()
     assert model(batch)["logits"].shape == (4, len(CLASSES))
     run = quick_trainer(tmp_path, max_steps=2, limit_val_batches=1, limit_test_batches=1)
     run.fit(model, datamodule=data)
@@ -288,6 +290,6 @@ def test_aet_classification_logs_every_term_and_pita_sees_the_token_boxes(tmp_pa
     terms = {name: float(logged[f"train/loss_{name}"]) for name in ("task", "ditc", "imc", "glitc", "pita")}
     total = sum(weights[f"{name}_weight"] * value for name, value in terms.items())
     assert float(logged["train/loss"]) == pytest.approx(total, rel=1e-5)
-    assert int(model.image_queue.filled) > 0  # keys went to the queues after the optimiser steps
+    assert int(model.alignment.image_queue.filled) > 0  # keys went to the queues after the optimiser steps
     (tested,) = run.test(model, datamodule=data)
     assert 0.0 <= tested["test/acc"] <= 1.0

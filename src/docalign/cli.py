@@ -9,6 +9,7 @@ of the last ``--config`` file that does not start with ``_``, unless ``--experim
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from .alignment.aet import upgrade_checkpoint
 from .data.datamodule import DocumentDataModule
 from .data.repairs import DataError
 from .models.pretrained import CheckpointError, check_available, check_same_vocabulary
@@ -47,6 +49,39 @@ def experiment_name(config: Any) -> str:
     return stems[-1] if stems else "default"
 
 
+def _model_class(config: Any) -> Optional[type]:
+    path = str((config.get("model") or {}).get("class_path") or "")
+    if "." not in path:
+        return None
+    module, name = path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def fill_from_system(config: Any) -> None:
+    """Values that follow from the model unless a config sets them (in place, before instantiation):
+
+    - a ``ModelCheckpoint`` without ``monitor`` monitors the system's metric (``DocumentSystem.monitor``:
+      ``val/f1`` for entity labelling, ``val/acc`` for classification, ``val/anls`` for QA) in its mode;
+    - ``data.tokenizer`` unset follows the backbone: its hub checkpoint (``backbone.pretrained``), else the text
+      checkpoint it is warm-started from (``backbone.text_init``), else the packaged ``minilm``.
+    """
+    system = _model_class(config)
+    monitor = getattr(system, "monitor", None)
+    callbacks = (config.get("trainer") or {}).get("callbacks") or []
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        args = callback.get("init_args") if hasattr(callback, "get") else None
+        if monitor and args is not None and "ModelCheckpoint" in str(callback.get("class_path", "")) \
+                and args.get("monitor") is None:
+            args.monitor, args.mode = monitor
+    data_args = (config.get("data") or {}).get("init_args")
+    if data_args is not None and "tokenizer" in data_args and data_args.get("tokenizer") is None:
+        backbone = ((config.get("model") or {}).get("init_args") or {}).get("backbone") or {}
+        data_args.tokenizer = backbone.get("pretrained") or backbone.get("text_init") or "minilm"
+
+
 class DocAlignCLI(LightningCLI):
     """LightningCLI with docalign's links, experiment naming, test-after-fit and ``metrics.json``."""
 
@@ -59,6 +94,27 @@ class DocAlignCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("model.init_args.backbone.image_size", "data.init_args.image_size")
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's reading of ``--ckpt_path``'s hyperparameters into the config, with checkpoints of the old
+        AET subclasses upgraded first (their flat AET arguments become ``model.alignment``)."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        hparams = upgrade_checkpoint({"hyper_parameters": ckpt.get("hyper_parameters") or {}})["hyper_parameters"]
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"docalign: error: the hyperparameters stored in {ckpt_path} do not fit this config\n")
+            raise
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if not config.get("experiment"):
@@ -67,10 +123,12 @@ class DocAlignCLI(LightningCLI):
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             if logger and "TensorBoardLogger" in str(logger.get("class_path", "")):
                 logger.init_args.name = config.experiment
+        fill_from_system(config)
         for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(config.get("data"), "data"):
             check_available(name, what=f"checkpoint named by {key}")
         model_args = (config.get("model") or {}).get("init_args") or {}
-        text_encoder = model_args.get("text_encoder")
+        alignment = model_args.get("alignment")
+        text_encoder = ((alignment.get("init_args") or {}) if alignment else {}).get("text_encoder")
         tokenizer = ((config.get("data") or {}).get("init_args") or {}).get("tokenizer")
         if text_encoder is not None and text_encoder.get("pretrained") and tokenizer:
             check_same_vocabulary(tokenizer, text_encoder.pretrained, "alignment text encoder")

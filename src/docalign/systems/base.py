@@ -1,4 +1,5 @@
-"""What every docalign LightningModule shares: the backbone, parameter groups, optimiser, schedule."""
+"""What every docalign LightningModule shares: the backbone, an optional alignment component, parameter groups,
+optimiser, schedule, the training step and the evaluation hooks."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from transformers import get_scheduler
 
+from ..alignment.aet import AETAlignment, upgrade_state_dict
 from ..models.backbone import BackboneConfig, build_backbone
 from ..models import freezing
 from ..models.warm_start import load_backbone_checkpoint
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
+# An alignment component (``docalign.alignment.AETAlignment``) built by the system from the backbone's configuration,
+# its width and the vocabulary size; in a config: ``alignment: {class_path: ..., init_args: {...}}``.
+AlignmentFactory = Callable[[BackboneConfig, int, int], AETAlignment]
 
 
 def adamw(params: Iterable[Any]) -> torch.optim.Optimizer:
@@ -23,7 +28,12 @@ def adamw(params: Iterable[Any]) -> torch.optim.Optimizer:
 
 
 class DocumentSystem(L.LightningModule):
-    """Backbone + task head; subclasses add the head, the steps and the metrics.
+    """Backbone + task head (+ an alignment component); subclasses add the head, the task loss and the metrics.
+
+    A subclass builds its head, then calls ``finish_init(alignment)``, which builds the alignment component (if
+    any) and applies ``freeze`` (its patterns may name either). It implements ``forward`` on ``self.encode(batch)``
+    (the backbone's states, with the alignment encoders' outputs added to its embeddings when there is a component)
+    and ``task_loss(out, batch)``; the training step here weights and logs the task loss and the component's terms.
 
     Evaluation: a subclass implements ``_evaluate(batch, stage)`` (one batch into ``stage``'s metric) and
     ``_log_metrics(stage)`` (compute, log and reset it; default: nothing) for ``stage`` in ``val``/``test``; the Lightning
@@ -41,9 +51,10 @@ class DocumentSystem(L.LightningModule):
         optimizer: a callable taking parameter groups (LightningCLI: ``class_path: torch.optim.AdamW``
             with ``init_args``); group learning rates and weight decay override its defaults.
         freeze: parameter-name patterns (globs, or ``re:`` regular expressions) to freeze, e.g.
-            ``["backbone.hf.embeddings.*"]``; subclasses call ``apply_freeze()`` once all their modules
-            exist. Frozen parameters stay in the optimizer without gradients, so they do not change
+            ``["backbone.hf.embeddings.*"]``; applied by ``finish_init`` once all modules exist. Frozen parameters stay in the optimizer without gradients, so they do not change
             (not even by weight decay) and ``docalign.models.freezing.UnfreezeAfter`` can release them.
+        alignment: an alignment component, e.g. ``class_path: docalign.alignment.AETAlignment`` with its loss weights
+            in ``init_args`` (``--model.alignment.init_args.ditc_weight 0``); None: plain fine-tuning.
     """
 
     def __init__(self, backbone: BackboneConfig, vocab_size: int, lr: float, new_lr: Optional[float],
@@ -51,6 +62,8 @@ class DocumentSystem(L.LightningModule):
                  optimizer: Optional[OptimizerFactory], freeze: Optional[list[str]] = None) -> None:
         super().__init__()
         self.freeze_patterns = list(freeze or [])
+        self.backbone_config = backbone
+        self.alignment: Optional[AETAlignment] = None
         self.backbone = build_backbone(backbone, vocab_size)
         if backbone.init_from:  # a docalign .ckpt (e.g. pre-training): its weights replace any hub warm start
             self.backbone.load_report = load_backbone_checkpoint(self.backbone, backbone.init_from)
@@ -66,15 +79,76 @@ class DocumentSystem(L.LightningModule):
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Linear(width, len(self.label_names))
 
-    def apply_freeze(self) -> None:
-        """Freeze the parameters named by ``freeze`` (call at the end of a subclass's ``__init__``)."""
+    def finish_init(self, alignment: Optional[AlignmentFactory]) -> None:
+        """Build the alignment component (after the head, so a seed gives the same weights as before it existed),
+        record its arguments in the hyperparameters, then apply ``freeze``. Call last in a subclass's ``__init__``,
+        after ``save_hyperparameters(ignore=["optimizer", "alignment"])``."""
+        if alignment is not None:
+            self.alignment = alignment(self.backbone_config, self.backbone.hidden_size, self.hparams.vocab_size)
+            self.warm_started |= {f"alignment.{n}" for n in self.alignment.warm_started}
+            cls = type(self.alignment)
+            self.hparams["alignment"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+                                         "init_args": dict(self.alignment.config)}
         if self.freeze_patterns:
             freezing.freeze(self, self.freeze_patterns)
 
+    def encode(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The backbone's states for a batch; with an alignment component, its encoders' outputs are added to the
+        backbone's input embeddings and returned beside them (``align_image``, ``align_text``). No side effects."""
+        if self.alignment is None:
+            return self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        extra = self.alignment.fusion_inputs(batch)
+        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch["pixel_values"],
+                            text_extra=extra["text_extra"], visual_extra=extra["visual_extra"])
+        out["align_image"], out["align_text"] = extra["align_image"], extra["align_text"]
+        return out
+
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """The task's loss from ``forward``'s output (implemented by the subclass)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement task_loss or its own training_step")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        """The task loss (``train/loss``); with an alignment component, every weighted term is logged
+        (``train/loss_task``, ``train/loss_ditc`` ...) and this step's key features go to ``on_train_batch_end``
+        in the returned dict (``alignment_keys``)."""
+        out = self(batch)
+        size = batch["input_ids"].shape[0]
+        if self.alignment is None:
+            loss = self.task_loss(out, batch)
+            self.log("train/loss", loss, prog_bar=True, batch_size=size)
+            return loss
+        terms = {"loss_task": self.task_loss(out, batch)} if "loss_task" in self.alignment.weights else {}
+        alignment_terms, keys = self.alignment.loss_terms(batch, out)
+        terms.update(alignment_terms)
+        loss = self.alignment.total(terms)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if self.alignment.temperature is not None:
+            self.log("train/temperature", self.alignment.temperature().detach(), batch_size=size)
+        return {"loss": loss, "alignment_keys": keys}
+
+    def on_train_start(self) -> None:
+        if self.alignment is not None:
+            self.alignment.on_train_start(self.trainer.global_step)
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        """After the optimiser step: the alignment component's EMA, temperature clamp and queue update."""
+        if self.alignment is not None:
+            keys = outputs.get("alignment_keys") if isinstance(outputs, dict) else None
+            self.alignment.after_optimizer_step(self.trainer.global_step, keys)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints of the old AET subclasses load: their state-dict keys are mapped onto the component's."""
+        checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
+
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams
+        ema = {id(p) for p in self.alignment.ema_parameters()} if self.alignment is not None else set()
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
         for name, param in self.named_parameters():  # frozen ones too: see models/freezing.py
+            if id(param) in ema:  # EMA-updated, never optimised
+                continue
             no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
             groups.setdefault((name in self.warm_started, no_decay), []).append(param)
         return [
@@ -92,6 +166,8 @@ class DocumentSystem(L.LightningModule):
 
     # --- TensorBoard HParams tab -------------------------------------------------------------------
     hp_metrics: tuple[str, ...] = ()
+    # The checkpoint monitor and its mode: the CLI fills them into a ModelCheckpoint whose ``monitor`` is unset.
+    monitor: tuple[str, str] = ("val/loss", "min")
 
     def on_fit_start(self) -> None:
         n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -17,7 +17,7 @@ from torch import nn
 from ..data.encoding import IGNORE_INDEX
 from ..metrics.doc_accuracy import DocumentAccuracy, window_ids
 from ..models.backbone import BackboneConfig
-from .base import DocumentSystem, OptimizerFactory
+from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
 
 class DocumentClassification(DocumentSystem):
@@ -27,25 +27,27 @@ class DocumentClassification(DocumentSystem):
     Args:
         label_names: the document classes, linked from ``data.label_names``.
         classifier_dropout: dropout before the classifier.
-        See ``DocumentSystem`` for the rest.
+        See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``).
     """
 
     hp_metrics = ("hp/val_acc", "hp/test_acc")
+    monitor = ("val/acc", "max")
 
     def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
                  vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
                  classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None) -> None:
+                 freeze: Optional[list[str]] = None, alignment: Optional[AlignmentFactory] = None) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "alignment"])
         self.metrics = nn.ModuleDict({stage: DocumentAccuracy(len(self.label_names)) for stage in ("val", "test")})
-        self.apply_freeze()
+        self.finish_init(alignment)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``logits (B, num_classes)``, one row per window, plus the backbone's states."""
-        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        """``logits (B, num_classes)``, one row per window, plus the backbone's states (and the alignment
+        encoders' outputs)."""
+        out = self.encode(batch)
         out["logits"] = self.classifier(self.dropout(out["pooled"]))
         return out
 
@@ -56,10 +58,8 @@ class DocumentClassification(DocumentSystem):
             return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), doc_label, ignore_index=IGNORE_INDEX)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch)["logits"], batch["doc_label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(out["logits"], batch["doc_label"])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self(batch)["logits"]

@@ -24,7 +24,7 @@ from torch import nn
 from ..data.encoding import IGNORE_INDEX
 from ..metrics.anls import ANLS
 from ..models.backbone import BackboneConfig
-from .base import DocumentSystem, OptimizerFactory
+from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
 
 def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, word_ids: torch.Tensor,
@@ -73,27 +73,31 @@ class ExtractiveQA(DocumentSystem):
         qa_dropout: dropout before the start/end head.
         anls_threshold: ANLS's tau (0.5 in DocVQA).
         label_names: accepted because the CLI links the data's label names to every model; ignored.
-        See ``DocumentSystem`` for the rest.
+        See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``;
+        PITA and GLITC see the page words only, not the question).
     """
 
     hp_metrics = ("hp/val_anls", "hp/test_anls")
+    monitor = ("val/anls", "max")
 
     def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
                  vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
                  max_answer_words: int = 20, qa_dropout: float = 0.1, anls_threshold: float = 0.5,
-                 optimizer: Optional[OptimizerFactory] = None, freeze: Optional[list[str]] = None) -> None:
+                 optimizer: Optional[OptimizerFactory] = None, freeze: Optional[list[str]] = None,
+                 alignment: Optional[AlignmentFactory] = None) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         if max_answer_words < 1:
             raise ValueError(f"max_answer_words must be at least 1, got {max_answer_words}")
         self.build_classifier(["start", "end"], qa_dropout, self.backbone.hidden_size)
-        self.save_hyperparameters(ignore=["optimizer", "label_names"])
+        self.save_hyperparameters(ignore=["optimizer", "label_names", "alignment"])
         self.metrics = nn.ModuleDict({stage: ANLS(anls_threshold) for stage in ("val", "test")})
-        self.apply_freeze()
+        self.finish_init(alignment)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``start_logits (B, L)`` and ``end_logits (B, L)`` plus the backbone's states."""
-        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        """``start_logits (B, L)`` and ``end_logits (B, L)`` plus the backbone's states (and the alignment
+        encoders' outputs)."""
+        out = self.encode(batch)
         logits = self.classifier(self.dropout(out["text"]))
         out["start_logits"], out["end_logits"] = logits[..., 0], logits[..., 1]
         return out
@@ -109,10 +113,8 @@ class ExtractiveQA(DocumentSystem):
                   for logits, target in zip((out["start_logits"], out["end_logits"]), targets)]
         return (losses[0] + losses[1]) / 2
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch), batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return self._loss(out, batch)
 
     def decode(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, list[str]]:
         """Per window: its best span's score (B,) and text."""

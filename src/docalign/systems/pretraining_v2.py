@@ -79,6 +79,7 @@ class LayoutLMv2Pretraining(DocumentSystem):
     """
 
     hp_metrics = ("hp/val_loss",)
+    monitor = ("val/loss", "min")
 
     def __init__(self, backbone: BackboneConfig = BackboneConfig(arch="layoutlmv2"), vocab_size: int = 30522,
                  mvlm_weight: float = 1.0, tia_weight: float = 1.0, tim_weight: float = 1.0,
@@ -104,7 +105,7 @@ class LayoutLMv2Pretraining(DocumentSystem):
         self.mvlm_head = LMHead(hidden, vocab_size) if mvlm_weight else None
         self.tia_head = nn.Linear(hidden, 2) if tia_weight else None
         self.tim_head = nn.Linear(hidden, 2) if tim_weight else None
-        self.apply_freeze()
+        self.finish_init(None)
 
     def setup(self, stage: str) -> None:
         if self.mask_token_id is None and self.hparams.mvlm_weight:

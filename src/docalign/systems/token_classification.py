@@ -11,7 +11,7 @@ from torch import nn
 from ..data.encoding import IGNORE_INDEX
 from ..metrics.entity_f1 import EntityF1, box_key, segment_vote
 from ..models.backbone import BackboneConfig
-from .base import DocumentSystem, OptimizerFactory
+from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
 
 class TokenClassification(DocumentSystem):
@@ -24,37 +24,37 @@ class TokenClassification(DocumentSystem):
             ``data.segment_boxes: true``) get one entity, the majority of their predicted types (see
             ``docalign.metrics.entity_f1``); ``f1_tokens`` logs the undecoded F1 beside it. Leave it off with
             word-level boxes, where every word would become an entity of its own.
-        See ``DocumentSystem`` for the rest.
+        See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``).
     """
 
     hp_metrics = ("hp/val_f1", "hp/test_f1")
+    monitor = ("val/f1", "max")  # the checkpoint monitor (filled into ModelCheckpoint by the CLI)
 
     def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
                  vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
                  classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None, segment_decoding: bool = False) -> None:
+                 freeze: Optional[list[str]] = None, segment_decoding: bool = False,
+                 alignment: Optional[AlignmentFactory] = None) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "alignment"])
         self.segment_decoding = segment_decoding
         self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names, segment_decoding)
                                       for stage in ("val", "test")})
-        self.apply_freeze()
+        self.finish_init(alignment)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``logits (B, L, num_labels)`` plus the backbone's states."""
-        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
+        """``logits (B, L, num_labels)`` plus the backbone's states (and the alignment encoders' outputs)."""
+        out = self.encode(batch)
         out["logits"] = self.classifier(self.dropout(out["text"]))
         return out
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch)["logits"], batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
+    def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(out["logits"], batch["labels"])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self(batch)["logits"]
