@@ -93,7 +93,7 @@ def test_predictions_merged_per_document_score_what_the_test_metric_scored(tmp_p
 
     from conftest import cli_args
     from docalign.cli import cli_main
-    from docalign.data.encoding import IGNORE_INDEX
+    from docalign.conventions import IGNORE_INDEX
     from docalign.systems.token_classification import document_tags
 
     cli = cli_main(["fit", *cli_args("funsd_ft", tmp_path, "--data.init_args.max_docs", "3",

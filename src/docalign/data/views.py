@@ -15,10 +15,9 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-# ``collate_windows`` normalises pixels as (x / 255 - 0.5) / 0.5 (its defaults); the colour
+# ``collate_windows`` normalises pixels as (x / 255 - PIXEL_MEAN) / PIXEL_STD (its defaults); the colour
 # augmentations need [0, 1] images, so the view undoes and redoes exactly that (tested to agree).
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.5
+from ..conventions import PIXEL_MEAN, PIXEL_STD
 
 
 def blur_kernel(image_size: int) -> int:

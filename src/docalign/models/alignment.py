@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.views import PIXEL_MEAN, PIXEL_STD
+from ..conventions import PIXEL_MEAN, PIXEL_STD
 from .pretrained import CheckpointError, hub_offline, load_pretrained_model
 
 
