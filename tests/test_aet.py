@@ -20,7 +20,7 @@ from docalign.data.encoding import collate_windows
 from docalign.data.views import AlignmentViews
 from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
-from docalign.models.pretrained import CheckpointError
+from docalign.hub import CheckpointError
 from docalign.systems import AETTokenClassification
 from docalign.systems import aet as aet_module
 
@@ -307,7 +307,7 @@ def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):
 def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_built(tmp_path, capsys):
     """Equal sizes are not enough: a tokenizer that numbers two tokens the other way round is refused by the CLI."""
     from docalign.cli import cli_main
-    from docalign.models.pretrained import check_same_vocabulary, load_tokenizer, resolve_checkpoint
+    from docalign.hub import check_same_vocabulary, load_tokenizer, resolve_checkpoint
     from transformers import AutoConfig
 
     swapped = tmp_path / "swapped-minilm"

@@ -13,7 +13,7 @@ from docalign.conventions import IGNORE_INDEX
 from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.synthetic import LABEL_NAMES, render_receipt
 from docalign.models.backbone import BackboneConfig
-from docalign.models.pretrained import CheckpointError
+from docalign.hub import CheckpointError
 from docalign.models.warm_start import load_backbone_checkpoint
 from docalign.systems.pretraining_v2 import LayoutLMv2Pretraining
 

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 import lightning as L
 from torch.utils.data import DataLoader
 
-from ..models.pretrained import load_tokenizer
+from ..hub import load_tokenizer
 from .document import Document
 from .encoding import DocumentEncoder, EncodedWindow, collate_windows
 from .repairs import RepairLog

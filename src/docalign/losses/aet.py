@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..conventions import PAGE_SCALE
+from ..distributed import gather_no_grad, pad_across_ranks, rank
 from .contrastive import at_least_fp32, info_nce
-from .gather import gather_no_grad, pad_across_ranks, rank
 
 # ---- momentum-key contrast (DITC, IMC) ----------------------------------------------------------
 
