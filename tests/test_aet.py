@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, cli_args, is_aet
 from docalign.conventions import PIXEL_MEAN, PIXEL_STD
-from docalign.data.datamodule import SyntheticReceipts
+from docalign.data import SyntheticReceipts
 from docalign.data.encoding import collate_windows
 from docalign.data.views import AlignmentViews
 from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig

@@ -15,8 +15,7 @@ from conftest import FIXTURES, cli_args
 from docalign.cli import cli_main
 from docalign.conventions import IGNORE_INDEX
 from docalign.data.cache import WindowCache
-from docalign.data.datamodule import DocumentDataModule
-from docalign.data.datamodules import RVLCDIP, Tobacco3482
+from docalign.data import RVLCDIP, DocumentDataModule, Tobacco3482
 from docalign.data.document import Document
 from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.readers.classification import RVL_CDIP_CLASSES, TOBACCO3482_CLASSES

@@ -19,8 +19,7 @@ from PIL import Image
 from conftest import FIXTURES, cli_args
 from docalign.cli import cli_main
 from docalign.conventions import IGNORE_INDEX
-from docalign.data.datamodule import DocumentDataModule
-from docalign.data.datamodules import DocVQA
+from docalign.data import DocumentDataModule, DocVQA
 from docalign.data.document import Document, QAPair
 from docalign.data.qa_encoding import SKIPPED, QAEncoder, collate_qa
 from docalign.data.repairs import DataError, RepairLog

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.cli import LightningCLI
 
-from .data.datamodule import DocumentDataModule
+from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
 
