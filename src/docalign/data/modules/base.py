@@ -162,8 +162,9 @@ def carve_validation(keys: list[Any], val_size: int, name: Any = lambda k: Path(
 class ReleaseDataModule(DocumentDataModule):
     """Base of the DataModules that read a release folder: root resolution, splits, the encoded-split cache.
 
-    Subclasses set ``dataset`` (cache entry names, messages) and ``env_var``, and implement ``make_reader``
-    and ``split_keys``.
+    Subclasses set ``dataset`` (cache entry names, messages) and ``env_var``, name their readers
+    (``folder_reader`` over ``root``, ``hub_reader`` over ``hub_id``, both given ``reader_kwargs()``) or
+    override ``make_reader``, and implement ``split_keys``.
 
     Args:
         root: the release folder (its layout: the subclass's ``layout``); default ``$<env_var>``, else the hub
@@ -177,6 +178,8 @@ class ReleaseDataModule(DocumentDataModule):
     env_var: ClassVar[str] = ""
     layout: ClassVar[str] = ""
     hub_readable: ClassVar[bool] = False  # without a folder, read the hub copy (``open_hub``)
+    folder_reader: ClassVar[type[Reader]]
+    hub_reader: ClassVar[type[Reader]]
 
     def __init__(self, root: Optional[str] = None, cache_dir: Optional[str] = DEFAULT_CACHE_DIR,
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, **kwargs: Any) -> None:
@@ -225,7 +228,13 @@ class ReleaseDataModule(DocumentDataModule):
 
     # --- subclasses -------------------------------------------------------------------------------
     def make_reader(self) -> Reader:
-        raise NotImplementedError
+        if self.root is None:
+            return self.hub_reader(self.hparams.hub_id, **self.reader_kwargs())
+        return self.folder_reader(self.root, **self.reader_kwargs())
+
+    def reader_kwargs(self) -> dict[str, Any]:
+        """The readers' settings besides their source."""
+        return {"repairs": self.repairs, "max_pixels": self.hparams.max_pixels}
 
     def split_keys(self, split: str) -> list[Any]:
         """The reader's sample keys of ``split`` (after any validation carve), in a fixed order."""

@@ -10,7 +10,6 @@ from typing import Any, ClassVar, Optional
 from ...ocr import CachedEngine, OcrCache, engine_from_spec
 from ..encoding import DocumentEncoder
 from ..readers import classification as classification_reader
-from ..readers.base import Reader
 from .base import DEFAULT_OCR_CACHE_DIR, ReleaseDataModule, log
 
 
@@ -44,6 +43,7 @@ class ClassificationDataModule(ReleaseDataModule):
         self.ocr_cache = OcrCache(ocr_cache_dir) if engine is not None and ocr_cache_dir else None
         self.ocr = CachedEngine(engine, self.ocr_cache) if self.ocr_cache is not None else engine
         self._split_keys: dict[str, list[Any]] = {}
+        self.open_hub()  # after the OCR engine exists: the reader takes it
 
     @property
     def label_names(self) -> list[str]:
@@ -55,8 +55,7 @@ class ClassificationDataModule(ReleaseDataModule):
         return result.words, result.boxes
 
     def reader_kwargs(self) -> dict[str, Any]:
-        return {"ocr": self.ocr_words if self.ocr is not None else None, "repairs": self.repairs,
-                "max_pixels": self.hparams.max_pixels}
+        return {**super().reader_kwargs(), "ocr": self.ocr_words if self.ocr is not None else None}
 
     def reader_settings(self) -> dict[str, Any]:
         hp = self.hparams
@@ -101,15 +100,11 @@ class RVLCDIP(ClassificationDataModule):
     layout = ("Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
               "('<image path> <class index 0-15>' per line) and images/.")
     classes = classification_reader.RVL_CDIP_CLASSES
+    folder_reader = classification_reader.RVLCDIPReader
+    hub_reader = classification_reader.RVLCDIPHubReader
 
     def __init__(self, hub_id: str = classification_reader.RVL_CDIP_HUB_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.open_hub()  # after the OCR engine exists: the reader takes it
-
-    def make_reader(self) -> Reader:
-        if self.root is None:
-            return classification_reader.RVLCDIPHubReader(self.hparams.hub_id, **self.reader_kwargs())
-        return classification_reader.RVLCDIPReader(self.root, **self.reader_kwargs())
 
     def list_split(self, split: str) -> list[Any]:
         return self.reader.files(split)
@@ -141,6 +136,8 @@ class Tobacco3482(ClassificationDataModule):
     env_var = "DOCALIGN_TOBACCO3482"
     layout = "Expected one folder per class (ADVE, Email, Form, ...) holding the page images."
     classes = classification_reader.TOBACCO3482_CLASSES
+    folder_reader = classification_reader.Tobacco3482Reader
+    hub_reader = classification_reader.Tobacco3482HubReader
 
     def __init__(self, train_per_class: int = 80, val_per_class: int = 20,
                  hub_id: str = classification_reader.TOBACCO3482_HUB_ID, **kwargs: Any) -> None:
@@ -148,12 +145,6 @@ class Tobacco3482(ClassificationDataModule):
             raise ValueError(f"train_per_class must be >= 1 and val_per_class >= 0, got {train_per_class}, "
                              f"{val_per_class}")
         super().__init__(**kwargs)
-        self.open_hub()  # after the OCR engine exists: the reader takes it
-
-    def make_reader(self) -> Reader:
-        if self.root is None:
-            return classification_reader.Tobacco3482HubReader(self.hparams.hub_id, **self.reader_kwargs())
-        return classification_reader.Tobacco3482Reader(self.root, **self.reader_kwargs())
 
     def reader_settings(self) -> dict[str, Any]:
         hp = self.hparams

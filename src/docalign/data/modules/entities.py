@@ -15,15 +15,14 @@ from ..document import Document
 from ..readers import cord as cord_reader
 from ..readers import funsd as funsd_reader
 from ..readers import sroie as sroie_reader
-from ..readers.base import Reader
 from .base import ReleaseDataModule, carve_validation, log
 
 
 class EntityDataModule(ReleaseDataModule):
     """Base of the word-tagging DataModules: ``folder_reader`` over ``root``, else ``hub_reader`` over ``hub_id``.
 
-    Subclasses set ``labels`` (the BIO tags), ``folder_reader`` and ``hub_reader`` (both take ``segment_boxes``,
-    ``repairs`` and ``max_pixels``).
+    Subclasses set ``labels`` (the BIO tags), ``folder_reader`` and ``hub_reader`` (both also take
+    ``segment_boxes``).
 
     Args:
         hub_id: the hub copy (or a local parquet folder) read when there is no folder.
@@ -33,8 +32,6 @@ class EntityDataModule(ReleaseDataModule):
     """
 
     labels: ClassVar[tuple[str, ...]] = ()
-    folder_reader: ClassVar[type[Reader]]
-    hub_reader: ClassVar[type[Reader]]
 
     def __init__(self, hub_id: str, segment_boxes: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -43,10 +40,8 @@ class EntityDataModule(ReleaseDataModule):
     def label_names(self) -> list[str]:
         return list(self.labels)
 
-    def make_reader(self) -> Reader:
-        hp = self.hparams
-        source, reader = (hp.hub_id, self.hub_reader) if self.root is None else (self.root, self.folder_reader)
-        return reader(source, segment_boxes=hp.segment_boxes, repairs=self.repairs, max_pixels=hp.max_pixels)
+    def reader_kwargs(self) -> dict[str, Any]:
+        return {**super().reader_kwargs(), "segment_boxes": self.hparams.segment_boxes}
 
 
 class CarvedEntityDataModule(EntityDataModule):
