@@ -31,7 +31,7 @@ def main() -> None:
         raise SystemExit("Set DOCALIGN_FUNSD to the FUNSD release folder.")
     from docalign.data.encoding import DocumentEncoder
     from docalign.data.readers.funsd import FUNSD_LABELS, FUNSDReader
-    from docalign.models.pretrained import load_tokenizer
+    from docalign.hub import load_tokenizer
 
     reader = FUNSDReader(root)
     docs = {split: list(reader.read(split)) for split in ("train", "test")}

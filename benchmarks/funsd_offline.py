@@ -87,7 +87,7 @@ def hf_encode(doc, tokenizer, label2id, segment_boxes_of=None):
 def hf_model(num_labels):
     from transformers import AutoConfig, AutoModel, LayoutLMConfig, LayoutLMForTokenClassification
 
-    from docalign.models.pretrained import resolve_checkpoint
+    from docalign.hub import resolve_checkpoint
 
     path = resolve_checkpoint("minilm")
     bert = AutoConfig.from_pretrained(path)
@@ -111,7 +111,7 @@ def baseline(args) -> dict:
     from seqeval.metrics import f1_score
 
     from docalign.metrics.entity_f1 import segment_vote
-    from docalign.models.pretrained import load_tokenizer
+    from docalign.hub import load_tokenizer
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -227,7 +227,7 @@ def _seconds_per_step(step, batches) -> float:
 def timing(args) -> dict:
     """Both recipes on this machine in one process, one after the other, on FUNSD training batches of 8."""
     from docalign.cli import cli_main
-    from docalign.models.pretrained import load_tokenizer
+    from docalign.hub import load_tokenizer
 
     train_docs, _, labels = funsd_docs(False)
     tokenizer = load_tokenizer("minilm")

@@ -93,7 +93,7 @@ def data_args(experiment: str, tmp_path: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def minilm_tokenizer():
-    from docalign.models.pretrained import load_tokenizer
+    from docalign.hub import load_tokenizer
 
     return load_tokenizer("minilm")
 

@@ -14,14 +14,14 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from conftest import EXPERIMENTS, FIXTURES, OFFLINE, TINY, TINY_AET, cli_args, is_aet
-from docalign.data.datamodule import SyntheticReceipts
-from docalign.data.encoding import collate_windows
 from docalign.alignment import AETAlignment, AlignmentViews
+from docalign.alignment import aet as aet_module
 from docalign.conventions import PIXEL_MEAN, PIXEL_STD
+from docalign.data import SyntheticReceipts
+from docalign.data.encoding import collate_windows
+from docalign.hub import CheckpointError
 from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
-from docalign.models.pretrained import CheckpointError
-from docalign.alignment import aet as aet_module
 from docalign.systems import ExtractiveQA, TokenClassification
 
 BACKBONE = BackboneConfig(text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
@@ -316,7 +316,7 @@ def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):
 def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_built(tmp_path, capsys):
     """Equal sizes are not enough: a tokenizer that numbers two tokens the other way round is refused by the CLI."""
     from docalign.cli import cli_main
-    from docalign.models.pretrained import check_same_vocabulary, load_tokenizer, resolve_checkpoint
+    from docalign.hub import check_same_vocabulary, load_tokenizer, resolve_checkpoint
     from transformers import AutoConfig
 
     swapped = tmp_path / "swapped-minilm"

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from docalign.models.backbone import BackboneConfig, build_backbone
-from docalign.models.pretrained import CheckpointError, load_tokenizer
+from docalign.hub import CheckpointError, load_tokenizer
 
 TINY = BackboneConfig(text_init=None, hidden_size=36, num_layers=2, num_heads=2, intermediate_size=64,
                       image_size=32, patch_size=16, dropout=0.0)
@@ -73,7 +73,7 @@ def test_minilm_warm_start_accounts_for_every_tensor():
     # the copy is exact (BERT positions start at 0, as ours do)
     from transformers import AutoModel
 
-    from docalign.models.pretrained import resolve_checkpoint
+    from docalign.hub import resolve_checkpoint
 
     bert = AutoModel.from_pretrained(resolve_checkpoint("minilm"))
     assert torch.equal(model.hf.embeddings.position_embeddings.weight, bert.embeddings.position_embeddings.weight)

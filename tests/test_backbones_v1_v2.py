@@ -12,7 +12,7 @@ from docalign.models.backbone import BackboneConfig, build_backbone
 from docalign.models.freezing import UnfreezeAfter, count_parameters, freeze, match_parameters, unfreeze
 from docalign.models.layoutlmv2 import fuse_qkv, grid_boxes
 from docalign.models.spatial_attention import relative_position_bucket
-from docalign.models.pretrained import resolve_checkpoint
+from docalign.hub import resolve_checkpoint
 from docalign.models.visual_cnn import ResNetGrid
 from docalign.systems import TokenClassification
 

@@ -14,11 +14,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from conftest import FIXTURES, cli_args
 from docalign.cli import cli_main
+from docalign.conventions import IGNORE_INDEX
 from docalign.data.cache import WindowCache
-from docalign.data.datamodule import DocumentDataModule
-from docalign.data.datamodules import RVLCDIP, Tobacco3482
+from docalign.data import RVLCDIP, DocumentDataModule, Tobacco3482
 from docalign.data.document import Document
-from docalign.data.encoding import IGNORE_INDEX, DocumentEncoder, collate_windows
+from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.readers.classification import RVL_CDIP_CLASSES, TOBACCO3482_CLASSES
 from docalign.data.repairs import DataError, RepairLog
 from docalign.losses import token_patch_index

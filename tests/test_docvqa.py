@@ -18,10 +18,9 @@ from PIL import Image
 
 from conftest import FIXTURES, cli_args
 from docalign.cli import cli_main
-from docalign.data.datamodule import DocumentDataModule
-from docalign.data.datamodules import DocVQA
+from docalign.conventions import IGNORE_INDEX
+from docalign.data import DocumentDataModule, DocVQA
 from docalign.data.document import Document, QAPair
-from docalign.data.encoding import IGNORE_INDEX
 from docalign.data.qa_encoding import SKIPPED, QAEncoder, collate_qa
 from docalign.data.repairs import DataError, RepairLog
 from docalign.metrics.anls import ANLS, anls_score, levenshtein, normalise_answer

@@ -3,7 +3,8 @@ import torch
 from PIL import Image
 
 from docalign.data.document import Document
-from docalign.data.encoding import IGNORE_INDEX, DocumentEncoder, collate_windows, window_starts
+from docalign.conventions import IGNORE_INDEX
+from docalign.data.encoding import DocumentEncoder, collate_windows, window_starts
 from docalign.data.repairs import DataError, RepairLog
 from docalign.data.synthetic import LABEL_NAMES, render_receipt
 

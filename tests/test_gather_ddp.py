@@ -15,8 +15,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from docalign.losses import (ditc_loss, gather_no_grad, gather_with_grad, glitc_loss, info_nce, supcon_inter,
-                             supcon_intra)
+from docalign.distributed import gather_no_grad, gather_with_grad
+from docalign.losses import ditc_loss, glitc_loss, info_nce, supcon_inter, supcon_intra
 from docalign.models.momentum import FeatureQueue
 
 WORLD, BATCH, DIM, TEMP = 2, 3, 8, 0.1

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES
-from docalign.data.datamodules import FUNSD, RVLCDIP, SROIE, DocVQA, Tobacco3482
+from docalign.data import FUNSD, RVLCDIP, SROIE, DocVQA, Tobacco3482
 from docalign.data.readers import (FUNSD_LABELS, RVL_CDIP_CLASSES, SROIE_LABELS, TOBACCO3482_CLASSES, DocVQAHubReader,
                                    FUNSDHubReader, FUNSDReader, RVLCDIPHubReader, RVLCDIPReader, SROIEHubReader,
                                    SROIEReader, Tobacco3482HubReader)

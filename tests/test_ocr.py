@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from docalign.cli import main as docalign_main
+from docalign.data.document import Document
 from docalign.ocr import CachedEngine, OcrCache, OcrResult, engine_from_spec, get_engine, split_line
 from docalign.ocr.cache import cache_key, image_digest
 
@@ -126,7 +127,7 @@ def test_result_round_trip_and_schema_errors():
         OcrResult.from_dict(bad)
     with pytest.raises(ValueError, match="'words' has 2"):
         OcrResult(["a", "b"], [(0, 0, 5, 5)], [0.5, 1.0])
-    doc = result.to_document("p1", Image.new("L", (10, 5)))
+    doc = Document.from_ocr(result, "p1", Image.new("L", (10, 5)))
     assert doc.words == ["a", "b"] and doc.boxes[1] == (6.0, 0.0, 9.0, 5.0)
 
 

@@ -9,10 +9,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import cli_args
 from docalign.cli import cli_main
 from docalign.data.corruption import DROPPED, mask_tokens, mismatch_images, text_lines
-from docalign.data.encoding import IGNORE_INDEX, DocumentEncoder, collate_windows
+from docalign.conventions import IGNORE_INDEX
+from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.synthetic import LABEL_NAMES, render_receipt
 from docalign.models.backbone import BackboneConfig
-from docalign.models.pretrained import CheckpointError
+from docalign.hub import CheckpointError
 from docalign.models.warm_start import load_backbone_checkpoint
 from docalign.systems.pretraining_v2 import LayoutLMv2Pretraining
 

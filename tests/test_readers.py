@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES, FUNSD_MISSING
-from docalign.data.datamodules import CORD, FUNSD, SROIE, carve_validation
+from docalign.data import CORD, FUNSD, SROIE, carve_validation
 from docalign.data.encoding import DocumentEncoder
 from docalign.data.images import load_image
 from docalign.data.readers import (CORD_LABELS, FUNSD_LABELS, SROIE_LABELS, CORDHubReader, CORDReader, DocVQAReader,

@@ -75,7 +75,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     log_dir = tmp_path / "logs" / "demo_ft" / "version_0"
     metrics = json.loads((log_dir / "metrics.json").read_text())
     # Global batch 4 -> 2 windows per process per step; each process sees half of the windows.
-    from docalign.data.datamodule import SyntheticReceipts
+    from docalign.data import SyntheticReceipts
 
     data = SyntheticReceipts(max_docs=8, max_length=64, stride=16, image_size=32)
     data.setup("fit")
@@ -93,7 +93,7 @@ def test_predictions_merged_per_document_score_what_the_test_metric_scored(tmp_p
 
     from conftest import cli_args
     from docalign.cli import cli_main
-    from docalign.data.encoding import IGNORE_INDEX
+    from docalign.conventions import IGNORE_INDEX
     from docalign.systems.token_classification import document_tags
 
     cli = cli_main(["fit", *cli_args("funsd_ft", tmp_path, "--data.init_args.max_docs", "3",

@@ -20,9 +20,9 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 
 from .alignment.aet import upgrade_checkpoint
-from .data.datamodule import DocumentDataModule
+from .data import DocumentDataModule
 from .data.repairs import DataError
-from .models.pretrained import CheckpointError, check_available, check_same_vocabulary
+from .hub import CheckpointError, check_available, check_same_vocabulary
 
 # Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
 CHECKPOINT_KEYS = ("tokenizer", "text_init", "pretrained")

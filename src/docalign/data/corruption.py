@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .encoding import IGNORE_INDEX, PAGE_SCALE
+from ..conventions import IGNORE_INDEX, PAGE_SCALE
 
 DROPPED = -1  # mismatch_images: the sample's image is dropped
 

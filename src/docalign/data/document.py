@@ -8,7 +8,7 @@ use happens at encoding time, where the page size is known.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from PIL import Image
 
@@ -61,6 +61,12 @@ class Document:
         for i, box in enumerate(self.boxes):
             if len(box) != 4:
                 raise ValueError(f"{where}: field 'boxes[{i}]' must have 4 numbers, got {box!r}")
+
+    @classmethod
+    def from_ocr(cls, result: Any, doc_id: str, image: Image.Image, source: str = "") -> "Document":
+        """The page ``image`` with the words and pixel boxes of ``result`` (a ``docalign.ocr.OcrResult``), no labels."""
+        return cls(doc_id=doc_id, image=image, words=list(result.words),
+                   boxes=[tuple(float(v) for v in b) for b in result.boxes], source=source)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -14,11 +14,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from ..conventions import IGNORE_INDEX, PAGE_SCALE, PIXEL_MEAN, PIXEL_STD
 from .document import Document
 from .repairs import RepairLog
-
-IGNORE_INDEX = -100
-PAGE_SCALE = 1000  # boxes are integers on a 0-1000 grid, as in the LayoutLM family
 
 
 @dataclass
@@ -192,7 +190,7 @@ class DocumentEncoder:
 
 
 def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
-                    image_mean: float = 0.5, image_std: float = 0.5) -> dict[str, torch.Tensor]:
+                    image_mean: float = PIXEL_MEAN, image_std: float = PIXEL_STD) -> dict[str, torch.Tensor]:
     """Pad a list of windows to the longest one.
 
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,

@@ -32,8 +32,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..conventions import IGNORE_INDEX, PAGE_SCALE, PIXEL_MEAN, PIXEL_STD
 from .document import Document
-from .encoding import IGNORE_INDEX, PAGE_SCALE, DocumentEncoder, EncodedWindow, collate_windows, image_to_tensor
+from .encoding import DocumentEncoder, EncodedWindow, collate_windows, image_to_tensor
 from .encoding import normalise_boxes, window_starts
 from .repairs import RepairLog
 
@@ -148,8 +149,8 @@ class QAEncoder(DocumentEncoder):
         return windows
 
 
-def collate_qa(windows: Sequence[QAWindow], pad_token_id: int, image_mean: float = 0.5,
-               image_std: float = 0.5) -> dict[str, Any]:
+def collate_qa(windows: Sequence[QAWindow], pad_token_id: int, image_mean: float = PIXEL_MEAN,
+               image_std: float = PIXEL_STD) -> dict[str, Any]:
     """``collate_windows`` plus ``start_positions``, ``end_positions``, ``question_index``, ``window_index``
     (all (B,) long) and the lists ``question`` (B strings), ``answers`` (B lists of strings) and ``words``
     (B lists of the page's words, indexed by ``word_ids``)."""

@@ -3,15 +3,14 @@
 - ``contrastive``: InfoNCE (``L_cl``) and a learnable, clamped temperature.
 - ``aet``: AETNet's DITC, IMC, GLITC, PITA and the token -> patch mapping PITA needs.
 - ``supcon``: VLCDoC's supervised inter- and intra-modality contrast.
-- ``gather``: cross-rank concatenation with and without gradients (identity in one process).
+
+Cross-rank concatenation (with and without gradients, identity in one process) is ``docalign.distributed``.
 """
 
 from .aet import (ditc_loss, glitc_loss, imc_loss, patch_grid_side, patch_text_features, pita_loss,
                   pool_patch_regions, token_patch_index)
 from .contrastive import Temperature, info_nce
-from .gather import gather_no_grad, gather_with_grad, pad_across_ranks
 from .supcon import sup_contrastive, supcon_inter, supcon_intra
 
-__all__ = ["Temperature", "ditc_loss", "gather_no_grad", "gather_with_grad", "glitc_loss", "imc_loss",
-           "info_nce", "pad_across_ranks", "patch_grid_side", "patch_text_features", "pita_loss",
-           "pool_patch_regions", "sup_contrastive", "supcon_inter", "supcon_intra", "token_patch_index"]
+__all__ = ["Temperature", "ditc_loss", "glitc_loss", "imc_loss", "info_nce", "patch_grid_side", "patch_text_features",
+           "pita_loss", "pool_patch_regions", "sup_contrastive", "supcon_inter", "supcon_intra", "token_patch_index"]

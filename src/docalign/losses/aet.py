@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data.encoding import PAGE_SCALE
+from ..conventions import PAGE_SCALE
+from ..distributed import gather_no_grad, pad_across_ranks, rank
 from .contrastive import at_least_fp32, info_nce
-from .gather import gather_no_grad, pad_across_ranks, rank
 
 # ---- momentum-key contrast (DITC, IMC) ----------------------------------------------------------
 

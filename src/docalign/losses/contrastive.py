@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .gather import global_count
+from ..distributed import global_count
 
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def info_nce(query: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor,
         key_mask: (M,) or (N, M) bool, False = the key takes no part (padding, a query's own copy):
             it is neither positive nor negative, and its value cannot change the result.
         global_mean: under DDP, divide by the number of queries with a positive over all ranks (see
-            ``gather.global_count``), so that the ranks' average is the mean over the global batch
+            ``distributed.global_count``), so that the ranks' average is the mean over the global batch
             even when ranks hold different numbers of such queries. A collective: every rank must call.
     """
     logits = at_least_fp32(query @ keys.T) / temperature                    # (N, M)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed import gather_no_grad, gather_with_grad, global_count, rank
 from .contrastive import at_least_fp32
-from .gather import gather_no_grad, gather_with_grad, global_count, rank
 
 
 def sup_contrastive(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels: torch.Tensor,
@@ -26,7 +26,7 @@ def sup_contrastive(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels
         temperature: t > 0, float or 0-d tensor.
         self_index: (N,) long, the column of each anchor's own copy in ``contrast`` (intra-modality),
             removed from both its positives and its denominator; None when the anchor is not there.
-        global_mean: divide by the global number of anchors with a positive (``gather.global_count``):
+        global_mean: divide by the global number of anchors with a positive (``distributed.global_count``):
             ranks hold different numbers of them, and DDP averages the ranks equally.
     """
     logits = at_least_fp32(anchors @ contrast.T) / temperature                          # (N, M)

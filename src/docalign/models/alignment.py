@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conventions import PIXEL_MEAN, PIXEL_STD
-from .pretrained import CheckpointError, hub_offline, load_pretrained_model
+from ..hub import CheckpointError, hub_offline
+from .pretrained import load_pretrained_model
 
 
 @dataclass

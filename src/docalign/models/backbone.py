@@ -1,4 +1,4 @@
-"""The backbone interface every fusion model implements, and its configuration.
+"""The backbone interface every fusion model implements, and the factory that builds one from its configuration.
 
 A backbone maps (tokens, boxes, image) to a dict of states:
 ``text (B, L, H)``, ``visual (B, V, H)`` or None, ``pooled (B, H)``. It never computes a loss. Task
@@ -7,60 +7,13 @@ heads, alignment encoders and losses live elsewhere and read these states.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 
+# ``BackboneConfig`` is defined in ``config`` (the architectures import it from there) and named here too: the
+# systems import it from this module, and checkpoints pickled before the move refer to it by this path.
+from .config import BackboneConfig
 
-@dataclass
-class BackboneConfig:
-    """How to build a backbone.
-
-    Args:
-        arch: the architecture: ``layoutlm`` (v1: text + 2-D positions, no visual tokens), ``layoutlmv2``
-            (CNN grid visual tokens, spatial-aware attention; detectron2-free) or ``layoutlmv3``.
-        pretrained: a complete checkpoint of that architecture (hub id or folder), e.g.
-            ``microsoft/layoutlmv3-base``; when set, sizes come from it and ``text_init`` is ignored.
-        text_init: a BERT- or RoBERTa-family checkpoint whose weights warm-start the text stream
-            (``minilm`` = the offline packaged MiniLM); its sizes override the ones below.
-        hidden_size, num_layers, num_heads, intermediate_size: transformer sizes (random init).
-        image_size: side of the square input image in pixels; patch_size: side of one patch.
-        visual: feed the image as visual tokens (v3: patches; v2: the CNN grid; v1 has none).
-        spatial_bias: learnable 1-D and 2-D relative position biases in self-attention (trainable,
-            unlike Hugging Face's implementation, which looks them up under ``no_grad``).
-        dropout: hidden and attention dropout.
-        max_2d_position: size of the coordinate embedding tables (boxes are in 0-1000).
-        layout_init: how new coordinate tables start: ``sinusoidal`` (smooth in the coordinate; see
-            ``docalign.models.layout_init``) or ``random`` (Hugging Face's N(0, 0.02)). Loaded tables are kept.
-        visual_backbone: LayoutLMv2's CNN: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnext50``.
-        visual_grid: LayoutLMv2's visual tokens are the CNN map average-pooled to ``visual_grid`` squared.
-        visual_fpn: LayoutLMv2 pools the FPN's finest level (True, as the paper) or the last CNN stage.
-        visual_norm: LayoutLMv2's CNN normalisation: ``group`` (batch-independent) or ``batch``.
-        init_from: a docalign Lightning checkpoint (``.ckpt``, e.g. from ``funsd_pretrain_v2``) whose
-            ``backbone.*`` weights are loaded after the backbone is built (over ``pretrained``/``text_init``);
-            the arch and sizes must match it. Loaded weights count as warm-started (``lr``, not ``new_lr``).
-    """
-
-    arch: str = "layoutlmv3"
-    pretrained: Optional[str] = None
-    text_init: Optional[str] = "minilm"
-    hidden_size: int = 384
-    num_layers: int = 6
-    num_heads: int = 12
-    intermediate_size: int = 1536
-    image_size: int = 224
-    patch_size: int = 16
-    visual: bool = True
-    spatial_bias: bool = True
-    dropout: float = 0.1
-    max_2d_position: int = 1024
-    layout_init: str = "sinusoidal"
-    visual_backbone: str = "resnet18"
-    visual_grid: int = 7
-    visual_fpn: bool = True
-    visual_norm: str = "group"
-    init_from: Optional[str] = None
+__all__ = ["BackboneConfig", "build_backbone"]
 
 
 def build_backbone(config: BackboneConfig, vocab_size: int) -> torch.nn.Module:

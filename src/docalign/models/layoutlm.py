@@ -21,9 +21,10 @@ import torch
 from torch import nn
 from transformers import AutoConfig, LayoutLMConfig, LayoutLMModel
 
-from .backbone import BackboneConfig
+from ..hub import resolve_checkpoint
+from .config import BackboneConfig
 from .layout_init import init_layout_tables
-from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
+from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model
 from .warm_start import LoadReport, transfer
 
 ROBERTA_FAMILY = {"roberta", "xlm-roberta", "camembert"}

@@ -32,11 +32,12 @@ import torch
 from torch import nn
 from transformers import AutoConfig, LayoutLMv2Config
 
-from .backbone import BackboneConfig
+from ..hub import CheckpointError, check_available, resolve_checkpoint
+from .config import BackboneConfig
 from .layout_init import init_layout_tables
 from .layoutlm import position_rows
 from .layoutlmv3 import _layout_split
-from .pretrained import CheckpointError, check_available, load_pretrained_model, resolve_checkpoint
+from .pretrained import load_pretrained_model
 from .spatial_attention import SpatialEncoder
 from .visual_cnn import ResNetGrid
 from .warm_start import LoadReport, transfer

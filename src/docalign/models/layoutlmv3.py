@@ -23,9 +23,10 @@ from transformers import LayoutLMv3Config, LayoutLMv3Model
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.layoutlmv3.modeling_layoutlmv3 import LayoutLMv3Encoder
 
-from .backbone import BackboneConfig
+from ..hub import resolve_checkpoint
+from .config import BackboneConfig
 from .layout_init import init_layout_tables
-from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model, resolve_checkpoint
+from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model
 from .warm_start import LoadReport, transfer
 
 log = logging.getLogger("docalign.models")

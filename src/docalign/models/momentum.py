@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from ..losses.gather import gather_no_grad
+from ..distributed import gather_no_grad
 
 
 def make_momentum_copy(module: nn.Module) -> nn.Module:

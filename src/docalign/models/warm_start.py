@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from .pretrained import CheckpointError
+from ..hub import CheckpointError
 
 log = logging.getLogger("docalign.models")
 

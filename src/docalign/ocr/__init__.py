@@ -3,7 +3,7 @@
     from docalign.ocr import get_engine, OcrCache, CachedEngine
     engine = CachedEngine(get_engine("tesseract"), OcrCache("data/ocr_cache"))
     result = engine(page)            # OcrResult: words, boxes (x0, y0, x1, y1 pixels), confidences 0-1
-    doc = result.to_document("page-1", page)
+    doc = Document.from_ocr(result, "page-1", page)   # docalign.data.document.Document
 
 ``docalign ocr <folder>`` fills the cache for a folder of page images in parallel
 (``docalign.ocr.command``); ``benchmarks/ocr_funsd.py`` measures the engines on FUNSD.

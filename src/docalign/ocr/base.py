@@ -76,13 +76,6 @@ class OcrResult:
             raise ValueError("OcrResult: field 'confidences' holds a non-number")
         return cls(data["words"], data["boxes"], data["confidences"], data["width"], data["height"])
 
-    def to_document(self, doc_id: str, image: Image.Image, source: str = ""):
-        """A ``docalign.data.document.Document`` of this page (words and pixel boxes, no labels)."""
-        from ..data.document import Document
-
-        return Document(doc_id=doc_id, image=image, words=list(self.words),
-                        boxes=[tuple(float(v) for v in b) for b in self.boxes], source=source)
-
 
 class OcrEngine(ABC):
     """An OCR engine: ``engine(image) -> OcrResult``.

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.encoding import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX
 from ..metrics.doc_accuracy import DocumentAccuracy, window_ids
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory

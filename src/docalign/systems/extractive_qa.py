@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.encoding import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX
 from ..metrics.anls import ANLS
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import corruption
-from ..data.encoding import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX
 from ..models.backbone import BackboneConfig
 from .base import DocumentSystem, OptimizerFactory
 

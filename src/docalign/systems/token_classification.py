@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.encoding import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX
 from ..metrics.entity_f1 import EntityF1, box_key, segment_vote
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple, Optional, Sequence
 
 from PIL import Image
 
-from ...models.pretrained import hub_offline
+from ...hub import hub_offline
 from ..document import Document
 from ..images import DEFAULT_MAX_PIXELS
 from ..labels import bio_label_names

@@ -1,5 +1,8 @@
 """Concatenate a tensor across DDP ranks along dim 0, for in-batch negatives from every GPU.
 
+On the ground floor (it imports nothing from docalign): the alignment losses and the momentum queues
+(``models.momentum``) both gather through it.
+
 In one process (torch.distributed not initialised, or world size 1) every function here is the
 identity: no world dimension is added, unlike Lightning's ``all_gather``, which returns ``(W, ...)``
 with several processes but the bare tensor with one. All ranks must call these functions in the same
