@@ -80,7 +80,7 @@ def batch(args: argparse.Namespace) -> dict:
             "bbox": torch.cat([x0, x0 + torch.randint(1, 400, (b, n, 2), generator=g)], -1),
             "labels": torch.randint(0, LABELS, (b, n), generator=g), "word_ids": word_ids,
             "scored": word_ids >= 0, "doc_index": torch.arange(b),
-            "pixel_values": torch.rand(b, 3, IMAGE, IMAGE, generator=g) * 2 - 1}
+            "pixel_values": torch.rand(b, 3, IMAGE, IMAGE, generator=g)}
 
 
 def child(system: str, args: argparse.Namespace) -> dict:

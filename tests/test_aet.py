@@ -1,7 +1,6 @@
 """AETNet alignment-enriched tuning: fusion, momentum/queue discipline, loss weights, views, DDP."""
 
 import functools
-import inspect
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from conftest import EXPERIMENTS, FIXTURES, OFFLINE, TINY, TINY_AET, cli_args, i
 from docalign.alignment import AETAlignment, AlignmentViews
 from docalign.alignment import aet as aet_module
 from docalign.conventions import PIXEL_MEAN, PIXEL_STD
+from docalign.models.alignment import AlignmentImageEncoder
 from docalign.data import SyntheticReceipts
 from docalign.data.encoding import collate_windows
 from docalign.hub import CheckpointError
@@ -188,15 +188,14 @@ def test_evaluation_and_prediction_see_the_clean_image_and_leave_keys_bit_identi
     assert_same(before, key_state(model))
 
 
-def test_views_are_per_sample_augmentations_in_the_collate_normalisation():
-    defaults = inspect.signature(collate_windows).parameters
-    assert (defaults["image_mean"].default, defaults["image_std"].default) == (PIXEL_MEAN, PIXEL_STD)
+def test_views_are_per_sample_augmentations_of_the_collated_zero_one_pixels(data):
+    collated = first_batch(data)["pixel_values"]
+    assert torch.equal(collated[0], data.windows["train"][0].image.float() / 255)  # [0, 1], not normalised
     torch.manual_seed(0)
-    pixels = (torch.rand(1, 3, 32, 32) - PIXEL_MEAN) / PIXEL_STD
-    pixels = pixels.expand(4, -1, -1, -1).contiguous()  # four copies of one page
+    pixels = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one page
     view = AlignmentViews(32)(pixels)
     assert view.shape == pixels.shape and view.dtype == pixels.dtype
-    assert view.min() >= -1 and view.max() <= 1                      # still in the normalised range
+    assert view.min() >= 0 and view.max() <= 1                        # still [0, 1]: no undo/redo of a normalisation
     assert not torch.allclose(view, pixels)
     assert not torch.allclose(view[0], view[1])                       # a fresh draw per sample
 
@@ -527,3 +526,17 @@ def test_docvqa_aet_trains_extractive_qa_with_the_alignment_component(tmp_path):
     logged = cli.trainer.callback_metrics
     assert all(f"train/loss_{term}" in logged for term in ("task", *TERMS)) and "val/anls" in logged
     assert int(cli.model.alignment.image_queue.filled) > 0
+
+
+def test_each_pixel_consumer_normalises_once_for_itself(data):
+    """The batch carries [0, 1] pixels; the random ViT normalises them with the fusion backbone's statistics, a
+    pretrained timm ViT with its checkpoint's own (DeiT: ImageNet mean/std)."""
+    vit = AlignmentImageEncoder(IMAGE, 32, 16).eval()
+    pixels = first_batch(data)["pixel_values"]
+    with torch.no_grad():
+        assert torch.equal(vit(pixels), vit.vit.forward_features((pixels - PIXEL_MEAN) / PIXEL_STD))
+        vit.pretrained = True
+        vit.mean.copy_(torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        vit.std.copy_(torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        imagenet = (pixels - vit.mean) / vit.std
+        assert torch.equal(vit(pixels), vit.vit.forward_features(imagenet))

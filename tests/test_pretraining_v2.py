@@ -80,7 +80,7 @@ def test_text_lines_group_words_of_one_row_in_reading_order():
 def test_tia_covers_exactly_the_chosen_lines_and_labels_their_tokens(batch, minilm_tokenizer):
     model = system(minilm_tokenizer, tim_weight=0.0, tia_rate=0.4)
     out = model.corrupt(batch, model.generator("train", 3))
-    fill, size = -1.0, IMAGE  # black, normalised with mean 0.5 and std 0.5
+    fill, size = 0.0, IMAGE  # black, on [0, 1] pixels
     rows = cols = torch.arange(size)
     n_covered = 0
     for i in range(batch["input_ids"].shape[0]):

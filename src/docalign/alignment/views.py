@@ -15,10 +15,6 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from ..conventions import PIXEL_MEAN, PIXEL_STD
-
-# ``collate_windows`` normalises pixels as (x / 255 - PIXEL_MEAN) / PIXEL_STD; the colour augmentations need
-# [0, 1] images, so the view undoes and redoes exactly that (tested to agree).
 
 
 def blur_kernel(image_size: int) -> int:
@@ -27,7 +23,7 @@ def blur_kernel(image_size: int) -> int:
 
 
 class AlignmentViews(nn.Module):
-    """``(B, 3, S, S)`` normalised images -> an augmented view of the same shape, drawn per sample.
+    """``(B, 3, S, S)`` images in [0, 1] (as collated) -> an augmented view of the same shape, drawn per sample.
 
     Args:
         image_size: S, the side of the square input (the crop is resized back to it).
@@ -48,7 +44,6 @@ class AlignmentViews(nn.Module):
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values: (B, 3, S, S) float, normalised like ``collate_windows``; returns the same layout."""
-        images = (pixel_values.float() * PIXEL_STD + PIXEL_MEAN).clamp(0.0, 1.0)
-        views = torch.stack([self.transform(image) for image in images])  # a fresh draw per sample
-        return ((views - PIXEL_MEAN) / PIXEL_STD).to(pixel_values.dtype)
+        """pixel_values: (B, 3, S, S) float in [0, 1]; returns the same layout."""
+        views = torch.stack([self.transform(image) for image in pixel_values.float()])  # a fresh draw per sample
+        return views.clamp(0.0, 1.0).to(pixel_values.dtype)

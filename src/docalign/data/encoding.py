@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, PAGE_SCALE, PIXEL_MEAN, PIXEL_STD
+from ..conventions import IGNORE_INDEX, PAGE_SCALE
 from .document import Document
 from .repairs import RepairLog
 
@@ -189,14 +189,14 @@ class DocumentEncoder:
         return windows
 
 
-def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
-                    image_mean: float = PIXEL_MEAN, image_std: float = PIXEL_STD) -> dict[str, torch.Tensor]:
+def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pad a list of windows to the longest one.
 
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
     ``word_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool, ``doc_index (B,)``,
     ``doc_label (B,)`` (class id, -100 when the document has none) and ``pixel_values (B, 3, S, S)`` float,
-    normalised with ``image_mean``/``image_std``.
+    in [0, 1] (each consumer normalises it once for itself: the backbones with ``conventions.PIXEL_MEAN``/``PIXEL_STD``,
+    the alignment ViT with its own statistics; the alignment views augment it as it is).
     """
     length = max(len(w.input_ids) for w in windows)
     batch = len(windows)
@@ -219,6 +219,5 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int,
         out["word_ids"][i, :n] = torch.tensor(w.word_ids)
         out["scored"][i, :n] = torch.tensor(w.scored)
     if windows[0].image is not None:
-        pixels = torch.stack([w.image for w in windows]).float().div_(255.0)
-        out["pixel_values"] = (pixels - image_mean) / image_std
+        out["pixel_values"] = torch.stack([w.image for w in windows]).float().div_(255.0)
     return out

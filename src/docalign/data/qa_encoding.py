@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from ..conventions import IGNORE_INDEX, PAGE_SCALE, PIXEL_MEAN, PIXEL_STD
+from ..conventions import IGNORE_INDEX, PAGE_SCALE
 from .document import Document
 from .encoding import DocumentEncoder, EncodedWindow, collate_windows, image_to_tensor
 from .encoding import normalise_boxes, window_starts
@@ -149,12 +149,11 @@ class QAEncoder(DocumentEncoder):
         return windows
 
 
-def collate_qa(windows: Sequence[QAWindow], pad_token_id: int, image_mean: float = PIXEL_MEAN,
-               image_std: float = PIXEL_STD) -> dict[str, Any]:
+def collate_qa(windows: Sequence[QAWindow], pad_token_id: int) -> dict[str, Any]:
     """``collate_windows`` plus ``start_positions``, ``end_positions``, ``question_index``, ``window_index``
     (all (B,) long) and the lists ``question`` (B strings), ``answers`` (B lists of strings) and ``words``
     (B lists of the page's words, indexed by ``word_ids``)."""
-    out: dict[str, Any] = collate_windows(windows, pad_token_id, image_mean, image_std)
+    out: dict[str, Any] = collate_windows(windows, pad_token_id)
     for name in ("start_position", "end_position"):
         out[f"{name}s"] = torch.tensor([getattr(w, name) for w in windows], dtype=torch.long)
     for name in ("question_index", "window_index"):

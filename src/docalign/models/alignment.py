@@ -86,10 +86,10 @@ def _grid_check(what: str, value: Optional[int], fusion: int) -> int:
 
 
 class AlignmentImageEncoder(nn.Module):
-    """A timm ViT: ``(B, 3, S, S)`` image normalised with mean/std 0.5 -> ``(B, 1+P, Hv)`` (CLS first).
+    """A timm ViT: ``(B, 3, S, S)`` image in [0, 1] -> ``(B, 1+P, Hv)`` (CLS first).
 
-    Pretrained timm weights expect their own normalisation (DeiT: ImageNet mean/std): the input is
-    converted to it, so the data pipeline stays the same for every encoder.
+    The image is normalised here, once: with the checkpoint's own statistics for pretrained timm weights
+    (DeiT: ImageNet mean/std), with ``PIXEL_MEAN``/``PIXEL_STD`` (the fusion backbone's) for a random ViT.
     """
 
     def __init__(self, config: ImageEncoderConfig, image_size: int, patch_size: int) -> None:
@@ -118,16 +118,17 @@ class AlignmentImageEncoder(nn.Module):
                 f"distillation or register token?); AETNet's fusion adds exactly one CLS + patches. Choose a plain ViT.")
         mean = torch.tensor(self.vit.pretrained_cfg.get("mean", (PIXEL_MEAN,) * 3) if self.pretrained else (PIXEL_MEAN,) * 3)
         std = torch.tensor(self.vit.pretrained_cfg.get("std", (PIXEL_STD,) * 3) if self.pretrained else (PIXEL_STD,) * 3)
-        # x_vit = (x * PIXEL_STD + PIXEL_MEAN - mean) / std  ==  x * scale + shift
-        self.register_buffer("scale", (PIXEL_STD / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", ((PIXEL_MEAN - mean) / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.hidden_size = self.vit.embed_dim
         self.num_patches = (image_size // patch_size) ** 2
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: (B, 3, S, S) -> (B, 1+P, Hv), P = (S / patch_size)**2, row-major patches."""
         if self.pretrained:
-            pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
+            pixel_values = (pixel_values - self.mean.to(pixel_values.dtype)) / self.std.to(pixel_values.dtype)
+        else:  # the same scalar arithmetic as the fusion backbone's (bit-identical inputs for equal pixels)
+            pixel_values = (pixel_values - PIXEL_MEAN) / PIXEL_STD
         return self.vit.forward_features(pixel_values)
 
 

@@ -302,7 +302,8 @@ class LayoutLMv2Backbone(nn.Module):
         Args:
             input_ids: (B, L) token ids; bbox: (B, L, 4) int, 0-1000 (x0, y0, x1, y1);
             attention_mask: (B, L) 1 = token, 0 = padding.
-            pixel_values: (B, 3, S, S) normalised page image, any S (adaptive pooling); None: text only.
+            pixel_values: (B, 3, S, S) page image in [0, 1], any S (adaptive pooling; the visual CNN normalises it);
+                None: text only.
             text_extra: (B, L, H) added to the text embedding sum before its LayerNorm.
             visual_extra: (B, V, H) added to the visual embedding sum before its LayerNorm.
         """

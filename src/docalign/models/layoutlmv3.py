@@ -23,6 +23,7 @@ from transformers import LayoutLMv3Config, LayoutLMv3Model
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.layoutlmv3.modeling_layoutlmv3 import LayoutLMv3Encoder
 
+from ..conventions import PIXEL_MEAN, PIXEL_STD
 from ..hub import resolve_checkpoint
 from .config import BackboneConfig
 from .layout_init import init_layout_tables
@@ -126,7 +127,8 @@ class LayoutLMv3Backbone(nn.Module):
         """
         Args:
             input_ids: (B, L) token ids; bbox: (B, L, 4) int, 0-1000; attention_mask: (B, L) 1 = token.
-            pixel_values: (B, 3, S, S) normalised image, S = ``config.image_size``.
+            pixel_values: (B, 3, S, S) image in [0, 1] (normalised here with ``PIXEL_MEAN``/``PIXEL_STD``),
+                S = ``config.image_size``.
             text_extra: (B, L, H) added to the text embeddings; visual_extra: (B, 1+P, H) added to the
                 patch embeddings (incl. the visual CLS).
         """
@@ -139,7 +141,7 @@ class LayoutLMv3Backbone(nn.Module):
         all_bbox, positions = bbox, torch.arange(length, device=input_ids.device).expand(batch, length)
         n_visual = 0
         if pixel_values is not None and self.config.visual:
-            visual = hf.forward_image(pixel_values)
+            visual = hf.forward_image((pixel_values - PIXEL_MEAN) / PIXEL_STD)
             if visual_extra is not None:
                 visual = visual + visual_extra
             n_visual = visual.shape[1]

@@ -20,6 +20,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from ..conventions import PIXEL_MEAN, PIXEL_STD
 from torch import nn
 from torchvision import models
 
@@ -75,7 +77,9 @@ class ResNetGrid(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(self.grid)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values: (B, 3, S, S) normalised image -> (B, rows*cols, out_channels)."""
+        """pixel_values: (B, 3, S, S) image in [0, 1] (normalised here with ``PIXEL_MEAN``/``PIXEL_STD``)
+        -> (B, rows*cols, out_channels)."""
+        pixel_values = (pixel_values - PIXEL_MEAN) / PIXEL_STD
         b = self.body
         x = b.maxpool(b.relu(b.bn1(b.conv1(pixel_values))))
         features = []

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import corruption
-from ..conventions import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX, PIXEL_MEAN
 from ..models.backbone import BackboneConfig
 from .base import DocumentSystem, OptimizerFactory
 
@@ -70,8 +70,7 @@ class LayoutLMv2Pretraining(DocumentSystem):
         mvlm_rate: fraction of word tokens chosen for MVLM (80% [MASK], 10% random, 10% kept).
         tia_rate: fraction of text lines covered for TIA.
         tim_replace_rate, tim_drop_rate: fractions of samples whose image is replaced / dropped for TIM.
-        tia_fill: ``black`` or ``mean``: the colour of covered lines (normalised with image_mean/std).
-        image_mean, image_std: the normalisation of ``pixel_values`` (``collate_windows``' defaults).
+        tia_fill: ``black`` or ``mean``: the colour of covered lines (0, or ``PIXEL_MEAN``, on [0, 1] pixels).
         mask_token_id: the mask token (None: the DataModule's tokenizer's, read at setup).
         corruption_seed: base seed of the corruption generators.
         label_names: accepted because the CLI links the data's label names to every model; ignored.
@@ -84,8 +83,8 @@ class LayoutLMv2Pretraining(DocumentSystem):
     def __init__(self, backbone: BackboneConfig = BackboneConfig(arch="layoutlmv2"), vocab_size: int = 30522,
                  mvlm_weight: float = 1.0, tia_weight: float = 1.0, tim_weight: float = 1.0,
                  mvlm_rate: float = 0.15, tia_rate: float = 0.15, tim_replace_rate: float = 0.15,
-                 tim_drop_rate: float = 0.05, tia_fill: str = "black", image_mean: float = 0.5,
-                 image_std: float = 0.5, mask_token_id: Optional[int] = None, corruption_seed: int = 0,
+                 tim_drop_rate: float = 0.05, tia_fill: str = "black",
+                 mask_token_id: Optional[int] = None, corruption_seed: int = 0,
                  label_names: Optional[list[str]] = None, lr: float = 1e-4, new_lr: Optional[float] = None,
                  weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
                  optimizer: Optional[OptimizerFactory] = None, freeze: Optional[list[str]] = None) -> None:
@@ -100,8 +99,8 @@ class LayoutLMv2Pretraining(DocumentSystem):
                              f"visual={backbone.visual} has none: set tia_weight and tim_weight to 0")
         hidden = self.backbone.hidden_size
         self.mask_token_id = mask_token_id
-        self.tia_fill_value = ((0.0 if tia_fill == "black" else image_mean) - image_mean) / image_std
-        self.blank_value = (1.0 - image_mean) / image_std  # a white page: TIM's dropped image
+        self.tia_fill_value = 0.0 if tia_fill == "black" else PIXEL_MEAN  # pixel_values are in [0, 1]
+        self.blank_value = 1.0  # a white page: TIM's dropped image
         self.mvlm_head = LMHead(hidden, vocab_size) if mvlm_weight else None
         self.tia_head = nn.Linear(hidden, 2) if tia_weight else None
         self.tim_head = nn.Linear(hidden, 2) if tim_weight else None
