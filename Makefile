@@ -8,7 +8,7 @@ EXP ?= demo
 ARGS ?=
 EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/_%,$(wildcard experiments/*.yaml)))))
 
-.PHONY: help install train print-config test tb compare clean check-exp
+.PHONY: help install train print-config test lint format tb compare clean check-exp
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,14 @@ print-config: check-exp $(STAMP) ## Print the resolved config of EXP (with ARGS)
 
 test: $(STAMP) ## Run the test suite (offline)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q $(ARGS)
+
+lint: $(STAMP) ## Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 compare: $(STAMP) ## Compare experiments' runs: make compare EXP="demo demo_aet" -> logs/compare.md, logs/compare.png
 	$(BIN)/docalign compare $(EXP) $(ARGS)

@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 # Renamed keys (old flat key prefix -> new flat key prefix), applied to the "before" file by ``diff``.
-RENAMES: dict[str, str] = {}
+AET_ARGS = ("image_encoder", "text_encoder", "embed_dim", "task_weight", "ditc_weight", "imc_weight", "glitc_weight",
+            "pita_weight", "pita_mode", "momentum", "use_momentum", "queue_size", "temperature", "views",
+            "mask_same_document")
+RENAMES: dict[str, str] = {f"model.init_args.{k}": f"model.init_args.alignment.init_args.{k}" for k in AET_ARGS}
 
 
 def flatten(node: Any, path: str = "", out: dict | None = None) -> dict:
@@ -54,13 +57,19 @@ def variants(name: str) -> list[tuple[str, list[str]]]:
 
 
 def dump(path: Path) -> None:
+    from docalign import cli
+
     p = parser()
     result = {}
     for exp in sorted(f.stem for f in EXPERIMENTS.glob("*.yaml") if not f.stem.startswith("_")):
         for variant, overlays in variants(exp):
             args = [a for f in ("_base", exp, *overlays) for a in ("--config", str(EXPERIMENTS / f"{f}.yaml"))]
             try:
-                result[f"{exp}[{variant}]"] = flatten(p.parse_args(args).as_dict())
+                config = p.parse_args(args)
+                fill = getattr(cli, "fill_from_system", None)  # values that follow the system (after 6007468)
+                if fill is not None:
+                    fill(config)
+                result[f"{exp}[{variant}]"] = flatten(config.as_dict())
             except SystemExit:
                 result[f"{exp}[{variant}]"] = {"error": "does not resolve"}
             print(f"{exp}[{variant}]", file=sys.stderr)

@@ -38,7 +38,7 @@ def test_first_subtoken_labels_and_scaled_boxes(minilm_tokenizer):
 def test_bpe_tokenizer_labels_first_subtoken(bpe_tokenizer):
     doc = page(["SUBTOTAL", "Rp", "25,000"], [(0, 0, 10, 10)] * 3, ["O", "B-value", "I-value"])
     (w,) = encoder(bpe_tokenizer).encode(doc, 0)
-    labelled = [(t, l) for t, l in zip(w.word_ids, w.labels) if l != IGNORE_INDEX]
+    labelled = [(t, lab) for t, lab in zip(w.word_ids, w.labels) if lab != IGNORE_INDEX]
     assert labelled == [(0, 0), (1, 3), (2, 4)]
     assert len(w.input_ids) > 5  # "25,000" and "SUBTOTAL" split into several pieces
 
@@ -131,5 +131,5 @@ def test_receipt_encodes_with_cord_labels(minilm_tokenizer):
     doc = render_receipt(0, 1)
     (w,) = DocumentEncoder(minilm_tokenizer, LABEL_NAMES, max_length=512, image_size=64).encode(doc, 0)
     assert sum(w.scored) == len(doc.words)
-    gold = [LABEL_NAMES.index(l) for l in doc.word_labels]
-    assert [l for l in w.labels if l != IGNORE_INDEX] == gold
+    gold = [LABEL_NAMES.index(lab) for lab in doc.word_labels]
+    assert [lab for lab in w.labels if lab != IGNORE_INDEX] == gold

@@ -96,7 +96,7 @@ def test_funsd_layoutlmv3_rows_become_documents_with_pixel_boxes(tmp_path):
     assert second.boxes == [(0.0, 0.0, 500.0, 500.0)] and second.word_labels == ["B-header"]
     assert first.source == f"{folder}[train][0]"
     assert reader.stats["empty words skipped"] == 1 and reader.stats["words"] == 5
-    assert not reader.repairs.counts and set(l for d in (first, second) for l in d.word_labels) <= set(FUNSD_LABELS)
+    assert not reader.repairs.counts and set(lab for d in (first, second) for lab in d.word_labels) <= set(FUNSD_LABELS)
     assert [d.doc_id for d in reader.read("test")] == ["0"]
 
 
@@ -113,7 +113,7 @@ def test_funsd_hub_copy_gives_the_folder_readers_documents(tmp_path):
     tag_id = {name: i for i, name in enumerate(FUNSD_TAGS)}
     rows = {"id": [d.doc_id for d in folder_docs], "tokens": [d.words for d in folder_docs],
             "bboxes": [grid(d) for d in folder_docs],
-            "ner_tags": [[tag_id[l if l == "O" else l[:2] + l[2:].upper()] for l in d.word_labels]
+            "ner_tags": [[tag_id[lab if lab == "O" else lab[:2] + lab[2:].upper()] for lab in d.word_labels]
                          for d in folder_docs],
             "image": [d.image for d in folder_docs]}
     hub_docs = list(FUNSDHubReader(write_hub(tmp_path / "v3", FUNSD_V3, train=rows), strict=True).read("train"))
@@ -196,7 +196,7 @@ def test_lenient_repairs_keep_the_rest_of_the_row(tmp_path):
 def test_sroie_hub_tags_map_to_ours_on_blank_pages(tmp_path):
     folder_doc = next(iter(SROIEReader(FIXTURES / "sroie", strict=True).read("train")))
     tag_id = {name: i for i, name in enumerate(SROIE_TAGS)}
-    upper = [l if l == "O" else f"{l[:2]}{l[2:].upper()}" for l in folder_doc.word_labels]
+    upper = [lab if lab == "O" else f"{lab[:2]}{lab[2:].upper()}" for lab in folder_doc.word_labels]
     w, h = folder_doc.image.size
     grid = [[round(1000 * x0 / w), round(1000 * y0 / h), round(1000 * x1 / w), round(1000 * y1 / h)]
             for x0, y0, x1, y1 in folder_doc.boxes]

@@ -48,7 +48,7 @@ def test_funsd_fixture_bio_labels_other_is_o_and_empty_words_counted():
     # 0000000102 has an "other" entity whose only word has empty text
     assert reader.stats["empty words skipped"] == 1 and reader.stats["entities without words"] == 1
     assert reader.stats["words"] == 17 and reader.stats["entities"] == 13
-    assert set(l for d in docs for l in d.word_labels) <= set(FUNSD_LABELS) and len(FUNSD_LABELS) == 7
+    assert set(lab for d in docs for lab in d.word_labels) <= set(FUNSD_LABELS) and len(FUNSD_LABELS) == 7
     assert len(list(reader.read("test"))) == 2
 
 
@@ -100,15 +100,15 @@ def test_sroie_fixture_values_matched_to_ocr_words_with_counts():
     reader = SROIEReader(FIXTURES / "sroie", strict=True)
     docs = {d.doc_id: d for d in reader.read("train")}
     first = docs["X00016469612"]
-    tagged = [(w, l) for w, l in words_and_labels(first) if l != "O"]
+    tagged = [(w, lab) for w, lab in words_and_labels(first) if lab != "O"]
     assert tagged[:3] == [("BOOK", "B-company"), ("TA", "I-company"), (".K", "I-company")]
     # the address spans two OCR lines; the total "9.00" lies inside the word "RM9.00"
-    assert [w for w, l in tagged if l.endswith("address")] == ["NO.53", "55,57", "&", "59,", "JALAN", "SAGU", "18,",
+    assert [w for w, lab in tagged if lab.endswith("address")] == ["NO.53", "55,57", "&", "59,", "JALAN", "SAGU", "18,",
                                                                "TAMAN", "DAYA,"]
     assert ("RM9.00", "B-total") in tagged and ("25/12/2018", "B-date") in tagged and ("10.00", "O") in words_and_labels(first)
     # the total appears twice on TOTAL lines: the last one is labelled
     second = words_and_labels(docs["X00016469619"])
-    assert [i for i, (w, l) in enumerate(second) if l == "B-total"] == [10]
+    assert [i for i, (w, lab) in enumerate(second) if lab == "B-total"] == [10]
     # X00016469619's address is not in its OCR: counted, not raised
     assert reader.stats["entities not matched"] == 1 and reader.stats["address not matched"] == 1
     assert reader.stats["entities matched inside a word"] == 1
@@ -132,7 +132,7 @@ def test_sroie_flat_layout_and_latin1_files(tmp_path):
     docs = list(reader.read("test"))
     assert [d.doc_id for d in docs] == ["X51005200938", "X51005230605"]
     assert docs[1].words[0] == "GARDÉNIA" and reader.stats["decoded as latin-1"] == 1
-    assert docs[0].word_labels == [l for d in SROIEReader(FIXTURES / "sroie").read("test") for l in d.word_labels][:7]
+    assert docs[0].word_labels == [lab for d in SROIEReader(FIXTURES / "sroie").read("test") for lab in d.word_labels][:7]
 
 
 def test_find_spans_exact_inside_and_across_words():

@@ -23,10 +23,10 @@ from .alignment.aet import upgrade_checkpoint
 from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
+from .systems.base import DocumentSystem
 
 # Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
 CHECKPOINT_KEYS = ("tokenizer", "text_init", "pretrained")
-from .systems.base import DocumentSystem
 
 
 def _checkpoint_names(node: Any, path: str = "") -> list[tuple[str, str]]:
