@@ -23,11 +23,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from ..conventions import IGNORE_INDEX, PAGE_SCALE
 from .document import Document
 from .repairs import RepairLog
-
-IGNORE_INDEX = -100
-PAGE_SCALE = 1000  # boxes are integers on a 0-1000 grid, as in the LayoutLM family
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.utilities.data import dim_zero_cat
 
-IGNORE_INDEX = -100
+from ..conventions import IGNORE_INDEX
 
 
 class DocumentAccuracy(Metric):
