@@ -22,7 +22,7 @@ from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.readers.classification import RVL_CDIP_CLASSES, TOBACCO3482_CLASSES
 from docalign.data.repairs import DataError, RepairLog
 from docalign.losses import token_patch_index
-from docalign.metrics.doc_accuracy import DocumentAccuracy, window_ids
+from docalign.metrics.doc_accuracy import DocumentAccuracy
 from docalign.models.alignment import ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
 from docalign.alignment import AETAlignment
@@ -55,10 +55,24 @@ def test_accuracy_averages_window_logits_per_document_and_drops_repeated_windows
     assert float(metric.compute()) == 0.0  # nothing seen: 0, not an error
 
 
-def test_window_ids_are_the_first_scored_word_and_differ_between_windows_of_a_document():
-    word_ids = torch.tensor([[-1, 0, 1, 2, 3, -1], [-1, 2, 3, 4, 5, -1], [-1, -1, -1, -1, -1, -1]])
-    scored = torch.tensor([[0, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
-    assert window_ids(word_ids, scored).tolist() == [0, 4, -1]
+def test_windows_are_told_apart_by_the_encoders_window_index(minilm_tokenizer):
+    """Evaluation and prediction name a window by the batch's ``window_index`` (0, 1, ... per document), whatever
+    its tokens: a consumer that named windows by the words they score again would merge windows that score none."""
+    encoder = DocumentEncoder(minilm_tokenizer, [], max_length=16, stride=4, image_size=32, doc_label_names=["a", "b"])
+    windows = encoder.encode(page("b", 40), 3)
+    batch = collate_windows(windows, pad_token_id=minilm_tokenizer.pad_token_id)
+    assert batch["window_index"].tolist() == list(range(len(windows))) and len(windows) > 2
+    model = DocumentClassification(backbone=TINY, label_names=["a", "b"], vocab_size=minilm_tokenizer.vocab_size,
+                                   classifier_dropout=0.0).eval()
+    with torch.no_grad():
+        rows = model.predict_step(batch, 0)
+        logits = model(batch)["logits"]
+        batch["scored"][:] = False  # windows that score no word: still one record each
+        model._evaluate(batch, "val")
+    assert [r["window"] for r in rows] == list(range(len(windows))) and {r["doc_index"] for r in rows} == {3}
+    docs, mean, gold = model.metrics["val"].documents()
+    assert docs.tolist() == [3] and gold.tolist() == [1]
+    torch.testing.assert_close(mean, logits.mean(0, keepdim=True))
 
 
 # ---- doc labels through encoding and collate ---------------------------------------------------------------------

@@ -403,8 +403,8 @@ def test_the_encoded_split_cache_keeps_qa_windows_and_counts(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="docalign.data"):
         second.setup("fit")
     assert second.cache_events == {"train": "hit", "val": "hit"}
-    fields = ("input_ids", "bbox", "word_ids", "doc_index", "question_index", "window_index", "start_position",
-              "end_position", "question", "answers", "words")
+    fields = ("input_ids", "bbox", "word_ids", "segment_ids", "doc_index", "question_index", "window_index",
+              "start_position", "end_position", "question", "answers", "words")
     for split in ("train", "val"):
         assert [[getattr(w, f) for f in fields] for w in second.windows[split]] == \
                [[getattr(w, f) for f in fields] for w in first.windows[split]]

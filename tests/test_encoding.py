@@ -133,3 +133,47 @@ def test_receipt_encodes_with_cord_labels(minilm_tokenizer):
     assert sum(w.scored) == len(doc.words)
     gold = [LABEL_NAMES.index(lab) for lab in doc.word_labels]
     assert [lab for lab in w.labels if lab != IGNORE_INDEX] == gold
+
+
+def test_segment_ids_are_runs_of_equal_boxes_and_windows_are_numbered(minilm_tokenizer):
+    # words 0-1 share a box, word 2 has its own, word 3 has the first box again: a run of its own, so a segment
+    # of its own (segment decoding has always grouped runs, not equal boxes across the page)
+    first, second = (0, 0, 50, 10), (60, 0, 90, 10)
+    doc = page(["a", "b", "c", "d"], [first, first, second, first], ["O"] * 4)
+    (w,) = encoder(minilm_tokenizer).encode(doc, 0)
+    assert w.word_ids == [-1, 0, 1, 2, 3, -1] and w.segment_ids == [-1, 0, 0, 1, 2, -1] and w.window_index == 0
+    # a long document: its windows are numbered 0, 1, ...; a token's segment is its word's, in every window
+    words = [f"word{i}" for i in range(120)]
+    windows = encoder(minilm_tokenizer, max_length=32, stride=8).encode(
+        page(words, [(10 * (i // 3), 0, 10 * (i // 3) + 5, 10) for i in range(120)], ["O"] * 120, (400, 100)), 4)
+    assert [w.window_index for w in windows] == list(range(len(windows))) and len(windows) > 3
+    assert all(s == (-1 if wid < 0 else wid // 3) for w in windows for wid, s in zip(w.word_ids, w.segment_ids))
+    batch = collate_windows([windows[1], windows[-1]], pad_token_id=minilm_tokenizer.pad_token_id)
+    assert batch["window_index"].tolist() == [1, len(windows) - 1] and batch["window_index"].dtype == torch.long
+    assert batch["segment_ids"].dtype == torch.long and batch["segment_ids"].shape == batch["word_ids"].shape
+    assert torch.equal(batch["segment_ids"] < 0, batch["word_ids"] < 0)  # -1 on special and padding tokens
+    assert batch["segment_ids"][1, len(windows[-1].input_ids):].eq(-1).all()
+
+
+def test_the_window_cache_keeps_segment_ids_and_window_index_and_refuses_entries_without_them(minilm_tokenizer,
+                                                                                              tmp_path):
+    import dataclasses
+
+    from docalign.data.cache import WindowCache
+
+    words = [f"word{i}" for i in range(60)]
+    windows = encoder(minilm_tokenizer, max_length=32, stride=8).encode(
+        page(words, [(10 * (i // 4), 0, 10 * (i // 4) + 5, 10) for i in range(60)], ["O"] * 60), 0)
+    cache = WindowCache(tmp_path)
+    cache.save("funsd-test", "k" * 40, windows, {}, {}, {})
+    status, entry = cache.load("funsd-test", "k" * 40)
+    assert status == "hit" and len(windows) > 1
+    kept = [(w.segment_ids, w.window_index) for w in entry["windows"]]
+    assert kept == [(w.segment_ids, w.window_index) for w in windows]
+    # An entry written before windows carried them (the code fingerprint in the key changed with this module, so
+    # it would not even be looked up): not served as a hit, recomputed.
+    old = [{f.name: getattr(w, f.name) for f in dataclasses.fields(w) if f.name not in ("segment_ids", "window_index")}
+           for w in windows]
+    data = torch.load(cache.path("funsd-test", "k" * 40), weights_only=True)
+    torch.save({**data, "windows": old}, cache.path("funsd-test", "k" * 40))
+    assert cache.load("funsd-test", "k" * 40) == ("corrupt", None)

@@ -1,6 +1,12 @@
+import os
+
+import pytest
 import torch
 from seqeval.metrics import f1_score
 
+from conftest import FUNSD_MISSING
+
+from docalign.data.encoding import IGNORE_INDEX
 from docalign.metrics.entity_f1 import EntityF1
 
 NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -63,14 +69,6 @@ def test_segment_vote_by_hand():
     assert segment_vote([], []) == []
 
 
-def test_box_key_is_equal_exactly_for_equal_boxes():
-    from docalign.metrics.entity_f1 import box_key
-
-    boxes = torch.tensor([[0, 0, 1000, 1000], [1000, 1000, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1000, 1000]])
-    keys = box_key(boxes).tolist()
-    assert keys[0] == keys[4] and len(set(keys)) == 4
-
-
 def test_segment_decoding_scores_decoded_and_reports_undecoded():
     # one document, gold: a 3-word question then a 2-word location; the model splits the question in two
     gold = ["B-PER", "I-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -88,3 +86,94 @@ def test_segment_decoding_scores_decoded_and_reports_undecoded():
         assert "segment" in str(error)
     else:
         raise AssertionError("segment decoding without segment keys must be refused")
+
+
+# ---- segments reach the metric as the encoder's segment_ids ------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.environ.get("DOCALIGN_FUNSD"), reason=FUNSD_MISSING)
+def test_funsd_segment_ids_group_words_as_equal_boxes_did_and_decode_to_the_same_f1(minilm_tokenizer):
+    """On the real FUNSD test split with segment boxes (funsd_ft's layout): two consecutive words share a segment id
+    exactly when they share a 0-1000 box (the rule segment decoding applied to the boxes before the encoder emitted
+    the ids), and noisy predictions decoded by segment id score bit for bit what decoding by box scored."""
+    from docalign.data.encoding import DocumentEncoder, collate_windows
+    from docalign.data.readers.funsd import FUNSD_LABELS, FUNSDReader
+    from docalign.data.repairs import RepairLog
+
+    docs = list(FUNSDReader(os.environ["DOCALIGN_FUNSD"], segment_boxes=True).read("test"))
+    names, repairs = FUNSD_LABELS, RepairLog(strict=True)
+    encoder = DocumentEncoder(minilm_tokenizer, names, max_length=128, stride=32, image_size=None, repairs=repairs)
+    windows = [w for i, doc in enumerate(docs) for w in encoder.encode(doc, i)]
+    assert len(windows) > len(docs)  # long pages: segments are numbered per document, across its windows
+    by_ids, by_boxes = EntityF1(names, segment_decoding=True), EntityF1(names, segment_decoding=True)
+    box_keys: dict[tuple[int, ...], int] = {}
+    words: dict[int, dict[int, tuple[tuple[int, ...], int]]] = {}
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, len(windows), 8):
+        batch = collate_windows(windows[start:start + 8], minilm_tokenizer.pad_token_id)
+        scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
+        pred = batch["labels"].clone()
+        noise = torch.rand(pred.shape, generator=generator) < 0.3
+        pred[noise] = torch.randint(0, len(names), pred.shape, generator=generator)[noise]
+        doc = batch["doc_index"].unsqueeze(1).expand_as(scored)
+        boxes = [tuple(b) for b in batch["bbox"][scored].tolist()]
+        keys = torch.tensor([box_keys.setdefault(b, len(box_keys)) for b in boxes])
+        args = (doc[scored], batch["word_ids"][scored], pred[scored], batch["labels"][scored])
+        by_ids.update(*args, batch["segment_ids"][scored])
+        by_boxes.update(*args, keys)
+        for d, w, b, s in zip(doc[scored].tolist(), batch["word_ids"][scored].tolist(), boxes,
+                              batch["segment_ids"][scored].tolist()):
+            words.setdefault(d, {})[w] = (b, s)
+    assert sorted(words) == list(range(len(docs)))
+    for d, by_word in words.items():
+        assert sorted(by_word) == list(range(len(docs[d].words)))  # every word scored once
+        boxes, segments = zip(*(by_word[w] for w in sorted(by_word)))
+        assert segments[0] == 0
+        for i in range(1, len(segments)):
+            assert segments[i] - segments[i - 1] == (boxes[i] != boxes[i - 1])
+    assert by_ids.compute() == by_boxes.compute()  # every value equal, f1 and f1_tokens included
+    assert 0.5 < float(by_ids.compute()["f1"]) < 1  # real entities, really decoded
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in backbone: text states that make the classifier's argmax a fixed function of the token."""
+
+    hidden_size = 4
+
+    def forward(self, input_ids, bbox, attention_mask, pixel_values=None):
+        return {"text": torch.nn.functional.one_hot(input_ids % 4, 4).float()}
+
+
+def test_token_classification_takes_segments_from_segment_ids_not_from_boxes():
+    """Every word of the page has one box, but the encoder said the page has two segments (e.g. two entities that
+    a reader kept apart): predictions, the metric and ``document_tags`` must follow ``segment_ids``. A consumer that
+    grouped words by their boxes again would make one segment of the four words."""
+    from docalign.models.backbone import BackboneConfig
+    from docalign.systems.token_classification import TokenClassification, document_tags
+
+    tiny = BackboneConfig(text_init=None, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8,
+                          image_size=32, patch_size=16)
+    model = TokenClassification(backbone=tiny, label_names=NAMES, vocab_size=8, segment_decoding=True)
+    model.backbone = _Fixed()
+    model.classifier = torch.nn.Linear(4, len(NAMES))
+    with torch.no_grad():  # token id t -> class t % 4 + 1: B-PER, I-PER, B-LOC, I-LOC
+        model.classifier.weight.copy_(torch.cat([torch.zeros(1, 4), torch.eye(4)]) * 10)
+        model.classifier.bias.zero_()
+    model.eval()
+    batch = {
+        "input_ids": torch.tensor([[0, 4, 1, 2, 3, 0]]), "attention_mask": torch.ones(1, 6, dtype=torch.long),
+        "bbox": torch.tensor([[[0] * 4] + [[10, 10, 90, 20]] * 4 + [[1000] * 4]]),
+        "labels": ids(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "O"]).unsqueeze(0).masked_fill(
+            torch.tensor([[True, False, False, False, False, True]]), IGNORE_INDEX),
+        "word_ids": torch.tensor([[-1, 0, 1, 2, 3, -1]]), "segment_ids": torch.tensor([[-1, 0, 0, 1, 1, -1]]),
+        "scored": torch.tensor([[False, True, True, True, True, False]]), "doc_index": torch.tensor([7]),
+        "window_index": torch.tensor([0]),
+    }
+    with torch.no_grad():
+        rows = model.predict_step(batch, 0)
+        model._evaluate(batch, "val")
+    assert [r["label"] for r in rows] == ["B-PER", "I-PER", "B-LOC", "I-LOC"]  # the undecoded predictions
+    assert [r["segment"] for r in rows] == [0, 0, 1, 1]
+    assert document_tags(rows, segment_decoding=True) == {7: ["B-PER", "I-PER", "B-LOC", "I-LOC"]}
+    out = model.metrics["val"].compute()
+    assert float(out["f1"]) == 1.0  # by box, the four words would be one PER entity: F1 0

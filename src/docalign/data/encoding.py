@@ -2,7 +2,16 @@
 
 Long documents are cut into overlapping windows of ``max_length`` tokens instead of being truncated.
 Every word is *scored* by exactly one window (the one in which its first sub-token lies furthest from
-the window's edges), so predictions merge back to one label per word and no word is lost.
+the window's edges), so predictions merge back to one label per word and no word is lost. Each window
+carries its ``window_index`` (0, 1, ... in page order), so a (document, window) pair names one window.
+
+Segments (``word_segments``): a segment is a maximal run of consecutive words, in reading order, whose
+0-1000 boxes are equal (segment-level boxes, ``segment_boxes: true``, give an entity's or a line's words
+one box). Every token carries its word's segment index within the document (``segment_ids``, -1 on
+special tokens); segment decoding (``metrics.entity_f1``) reads these ids and nothing downstream looks at
+boxes again. The rule uses the model's inputs only: two runs of one box separated by another box are two
+segments, and two adjacent entities that share one box are one segment (FUNSD has none: on its train and
+test splits the runs are exactly the annotation's entities).
 """
 
 from __future__ import annotations
@@ -27,8 +36,10 @@ class EncodedWindow:
     bbox: list[list[int]]           # (L, 4), 0-1000
     labels: list[int]               # (L,), label id on a word's first sub-token, -100 elsewhere
     word_ids: list[int]             # (L,), index of the word in the document, -1 for special tokens
+    segment_ids: list[int]          # (L,), index of the word's segment in the document (word_segments), -1 special
     scored: list[bool]              # (L,), True on the one token whose prediction counts for its word
     doc_index: int                  # index of the document in its split
+    window_index: int               # index of the window among its document's windows (QA: its question's)
     image: torch.Tensor | None      # (3, S, S) uint8, shared by the windows of one document
     doc_label: int = IGNORE_INDEX   # the document's class id (classification), -100 when it has none
 
@@ -57,6 +68,19 @@ def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
             int(PAGE_SCALE * x0 / width), int(PAGE_SCALE * y0 / height),
             int(PAGE_SCALE * x1 / width), int(PAGE_SCALE * y1 / height),
         ])
+    return out
+
+
+def word_segments(boxes: list[list[int]]) -> list[int]:
+    """Per word, the index of its segment: a new segment starts at every word whose box differs from the
+    previous word's (see the module docstring).
+
+    >>> word_segments([[1, 1, 5, 5], [1, 1, 5, 5], [6, 1, 9, 5], [1, 1, 5, 5]])
+    [0, 0, 1, 2]
+    """
+    out: list[int] = []
+    for i, box in enumerate(boxes):
+        out.append(0 if i == 0 else out[-1] + (box != boxes[i - 1]))
     return out
 
 
@@ -157,6 +181,7 @@ class DocumentEncoder:
         boxes = normalise_boxes(doc, self.repairs)
         labels = self._label_ids(doc)
         doc_label = self._doc_label_id(doc)
+        segments = word_segments(boxes)
         token_ids, token_words = self._tokenize(doc)
         image = image_to_tensor(doc.image, self.image_size) if self.image_size else None
 
@@ -173,11 +198,12 @@ class DocumentEncoder:
 
         tok = self.tokenizer
         windows = []
-        for s in starts:
+        for index, s in enumerate(starts):
             span = range(s, min(s + content, len(token_ids)))
             ids = [tok.cls_token_id] + [token_ids[t] for t in span] + [tok.sep_token_id]
             bbox = [[0, 0, 0, 0]] + [boxes[token_words[t]] for t in span] + [[PAGE_SCALE] * 4]
             word_ids = [-1] + [token_words[t] for t in span] + [-1]
+            segment_ids = [-1] + [segments[token_words[t]] for t in span] + [-1]
             scored = [False] + [owner.get(t) == s for t in span] + [False]
             if labels is None:
                 lab = [IGNORE_INDEX] * len(ids)
@@ -185,7 +211,8 @@ class DocumentEncoder:
                 # Train on every window's first sub-tokens; only the owner's prediction is scored.
                 lab = [IGNORE_INDEX] + [labels[token_words[t]] if first_token[token_words[t]] == t
                                         else IGNORE_INDEX for t in span] + [IGNORE_INDEX]
-            windows.append(EncodedWindow(ids, bbox, lab, word_ids, scored, doc_index, image, doc_label))
+            windows.append(EncodedWindow(ids, bbox, lab, word_ids, segment_ids, scored, doc_index,
+                                         window_index=index, image=image, doc_label=doc_label))
         return windows
 
 
@@ -193,10 +220,11 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
     """Pad a list of windows to the longest one.
 
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
-    ``word_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool, ``doc_index (B,)``,
-    ``doc_label (B,)`` (class id, -100 when the document has none) and ``pixel_values (B, 3, S, S)`` float,
-    in [0, 1] (each consumer normalises it once for itself: the backbones with ``conventions.PIXEL_MEAN``/``PIXEL_STD``,
-    the alignment ViT with its own statistics; the alignment views augment it as it is).
+    ``word_ids (B, L)`` and ``segment_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool,
+    ``doc_index (B,)``, ``window_index (B,)``, ``doc_label (B,)`` (class id, -100 when the document has none)
+    and ``pixel_values (B, 3, S, S)`` float in [0, 1] (each consumer normalises it once for itself: the backbones
+    with ``conventions.PIXEL_MEAN``/``PIXEL_STD``, the alignment ViT with its own statistics; the alignment views
+    augment it as it is).
     """
     length = max(len(w.input_ids) for w in windows)
     batch = len(windows)
@@ -206,8 +234,10 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
         "bbox": torch.zeros((batch, length, 4), dtype=torch.long),
         "labels": torch.full((batch, length), IGNORE_INDEX, dtype=torch.long),
         "word_ids": torch.full((batch, length), -1, dtype=torch.long),
+        "segment_ids": torch.full((batch, length), -1, dtype=torch.long),
         "scored": torch.zeros((batch, length), dtype=torch.bool),
         "doc_index": torch.tensor([w.doc_index for w in windows], dtype=torch.long),
+        "window_index": torch.tensor([w.window_index for w in windows], dtype=torch.long),
         "doc_label": torch.tensor([w.doc_label for w in windows], dtype=torch.long),
     }
     for i, w in enumerate(windows):
@@ -217,6 +247,7 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
         out["bbox"][i, :n] = torch.tensor(w.bbox)
         out["labels"][i, :n] = torch.tensor(w.labels)
         out["word_ids"][i, :n] = torch.tensor(w.word_ids)
+        out["segment_ids"][i, :n] = torch.tensor(w.segment_ids)
         out["scored"][i, :n] = torch.tensor(w.scored)
     if windows[0].image is not None:
         out["pixel_values"] = torch.stack([w.image for w in windows]).float().div_(255.0)

@@ -7,8 +7,9 @@ its image resized once, then every question gets its own windows.
 Layout of a window: ``[CLS]``, the question's sub-tokens (at most ``max_question_tokens``; a longer
 question is cut and the repair counted), ``[SEP]``, a run of the page's sub-tokens, ``[SEP]``. Boxes:
 ``[0, 0, 0, 0]`` for ``[CLS]`` and the question tokens, ``[1000] * 4`` for ``[SEP]`` (the encoder's
-special-token convention), the word's box for page tokens. ``word_ids`` is -1 on special and question
-tokens, so ``word_ids >= 0`` marks exactly the tokens an answer may be made of.
+special-token convention), the word's box for page tokens. ``word_ids`` and ``segment_ids`` (the encoder's
+segments of the page) are -1 on special and question tokens, so ``word_ids >= 0`` marks exactly the tokens an
+answer may be made of. ``window_index`` counts the windows of each question from 0.
 
 Long pages: the page's sub-tokens are cut into overlapping runs of ``max_length - 3 - len(question)``
 tokens sharing ``stride`` tokens (``encoding.window_starts``), so no page word is lost.
@@ -35,7 +36,7 @@ import torch
 from ..conventions import IGNORE_INDEX, PAGE_SCALE
 from .document import Document
 from .encoding import DocumentEncoder, EncodedWindow, collate_windows, image_to_tensor
-from .encoding import normalise_boxes, window_starts
+from .encoding import normalise_boxes, window_starts, word_segments
 from .repairs import RepairLog
 
 SKIPPED = "training questions skipped (no answer located in the OCR)"
@@ -47,7 +48,6 @@ class QAWindow(EncodedWindow):
     question, its targets and what decoding needs to turn a span back into text."""
 
     question_index: int = 0                 # the question's index among its page's questions (QAPair order)
-    window_index: int = 0                   # the window's index among the question's windows
     start_position: int = IGNORE_INDEX      # token index of the answer's first sub-token; 0: not in this window
     end_position: int = IGNORE_INDEX        # token index of the answer's last sub-token; -100: no located answer
     question: str = ""
@@ -110,6 +110,7 @@ class QAEncoder(DocumentEncoder):
         if not doc.words:
             self.repairs.report(where, "words", "page with no words", "keep it as an image-only sample")
         boxes = normalise_boxes(doc, self.repairs)
+        segments = word_segments(boxes)
         token_ids, token_words = self._tokenize(doc)
         first_token: dict[int, int] = {}
         last_token: dict[int, int] = {}
@@ -136,6 +137,7 @@ class QAEncoder(DocumentEncoder):
                 bbox = ([[0, 0, 0, 0]] * (len(question) + 1) + [[PAGE_SCALE] * 4]
                         + [boxes[token_words[t]] for t in page] + [[PAGE_SCALE] * 4])
                 word_ids = [-1] * offset + [token_words[t] for t in page] + [-1]
+                segment_ids = [-1] * offset + [segments[token_words[t]] for t in page] + [-1]
                 if answer_tokens is None:
                     start = end = IGNORE_INDEX
                 elif s <= answer_tokens[0] and answer_tokens[1] < s + content:
@@ -143,21 +145,20 @@ class QAEncoder(DocumentEncoder):
                 else:
                     start = end = 0
                 windows.append(QAWindow(
-                    ids, bbox, [IGNORE_INDEX] * len(ids), word_ids, [False] * len(ids), doc_index, image,
-                    question_index=q, window_index=w, start_position=start, end_position=end,
+                    ids, bbox, [IGNORE_INDEX] * len(ids), word_ids, segment_ids, [False] * len(ids), doc_index,
+                    window_index=w, image=image, question_index=q, start_position=start, end_position=end,
                     question=pair.question, answers=list(pair.answers), words=doc.words))
         return windows
 
 
 def collate_qa(windows: Sequence[QAWindow], pad_token_id: int) -> dict[str, Any]:
-    """``collate_windows`` plus ``start_positions``, ``end_positions``, ``question_index``, ``window_index``
-    (all (B,) long) and the lists ``question`` (B strings), ``answers`` (B lists of strings) and ``words``
-    (B lists of the page's words, indexed by ``word_ids``)."""
+    """``collate_windows`` (``window_index`` included) plus ``start_positions``, ``end_positions``,
+    ``question_index`` (all (B,) long) and the lists ``question`` (B strings), ``answers`` (B lists of strings)
+    and ``words`` (B lists of the page's words, indexed by ``word_ids``)."""
     out: dict[str, Any] = collate_windows(windows, pad_token_id)
     for name in ("start_position", "end_position"):
         out[f"{name}s"] = torch.tensor([getattr(w, name) for w in windows], dtype=torch.long)
-    for name in ("question_index", "window_index"):
-        out[name] = torch.tensor([getattr(w, name) for w in windows], dtype=torch.long)
+    out["question_index"] = torch.tensor([w.question_index for w in windows], dtype=torch.long)
     out["question"] = [w.question for w in windows]
     out["answers"] = [list(w.answers) for w in windows]
     out["words"] = [w.words for w in windows]

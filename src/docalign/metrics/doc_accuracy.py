@@ -1,9 +1,9 @@
 """Document-level classification accuracy: each document scored once, whatever its number of windows.
 
 A long document is cut into several windows (``data.encoding``), each classified on its own. ``update``
-receives one record per window (document index, window identifier, logits, gold class); ``compute``
-gathers the records of every process, drops duplicated windows (the distributed sampler repeats samples
-to even out the ranks: a repeated window has the same document index *and* window identifier), averages
+receives one record per window (document index, the batch's ``window_index``, logits, gold class);
+``compute`` gathers the records of every process, drops duplicated windows (the distributed sampler repeats
+samples to even out the ranks: a repeated window has the same document index *and* window index), averages
 the logits of each document's windows, takes the argmax and scores it with torchmetrics'
 ``multiclass_accuracy`` (micro: the fraction of documents classified right).
 """
@@ -16,24 +16,6 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.utilities.data import dim_zero_cat
 
 from ..conventions import IGNORE_INDEX
-
-
-def window_ids(word_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """An identifier of each window within its document: the smallest word index it scores, -1 if none.
-
-    Every word is scored by exactly one window of its document (``data.encoding``), so two different windows
-    of one document never share a scored word and thus never share this identifier (a window scoring no
-    word gets -1: a page without words, which has a single window).
-
-    Args:
-        word_ids: (B, L) long, word index per token, -1 on special and padding tokens.
-        scored: (B, L) bool, the tokens whose prediction counts for their word.
-    Returns:
-        (B,) long.
-    """
-    big = torch.iinfo(torch.long).max
-    first = word_ids.long().masked_fill(~scored, big).min(dim=1).values
-    return first.masked_fill(first == big, -1)
 
 
 class DocumentAccuracy(Metric):

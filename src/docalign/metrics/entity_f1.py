@@ -6,8 +6,9 @@ Windows of one long document may be scored in different batches or on different 
 the ranks), rebuilds each document's word sequence in order and runs seqeval on the documents.
 
 Segment decoding (``segment_decoding=True``, for data with segment-level boxes such as FUNSD as
-LayoutLMv3 reads it): consecutive words that share one box are one segment, and a segment is one entity
-or none. ``segment_vote`` gives every word of a segment the segment's most frequent predicted type
+LayoutLMv3 reads it): the encoder's segments (``data.encoding``: consecutive words that share one box;
+``update`` receives each word's segment id from the batch's ``segment_ids``) are decoded as one entity or
+none each. ``segment_vote`` gives every word of a segment the segment's most frequent predicted type
 (ties: the type seen first), ``B-`` on its first word and ``I-`` on the rest. The boxes are model
 inputs, not gold labels, so this is a decoding rule, not a peek at the answers; ``compute`` then also
 returns ``f1_tokens``, the F1 of the undecoded per-word predictions, so the two can be compared.
@@ -42,19 +43,13 @@ def segment_vote(tags: Sequence[str], segments: Sequence[int]) -> list[str]:
     return out
 
 
-def box_key(bbox: torch.Tensor) -> torch.Tensor:
-    """(..., 4) boxes in 0-1000 -> (...) int64, equal exactly when the boxes are equal."""
-    b = bbox.long().clamp(0, 1000)
-    return ((b[..., 0] * 1001 + b[..., 1]) * 1001 + b[..., 2]) * 1001 + b[..., 3]
-
-
 class EntityF1(Metric):
     """Micro entity precision, recall and F1 over BIO-tagged words (conlleval rules, as seqeval).
 
     Args:
         label_names: the tag set, ``O`` and ``B-``/``I-`` tags.
-        segment_decoding: decode predictions per segment (words sharing a box) before scoring; needs
-            ``segment`` in ``update``.
+        segment_decoding: decode predictions per segment (the encoder's ``segment_ids``) before scoring;
+            needs ``segment`` in ``update``.
     """
 
     full_state_update = False
@@ -68,9 +63,9 @@ class EntityF1(Metric):
 
     def update(self, doc: torch.Tensor, word: torch.Tensor, pred: torch.Tensor, gold: torch.Tensor,
                segment: Optional[torch.Tensor] = None) -> None:
-        """All arguments (N,) long: one entry per scored word; ``segment``: its box key (``box_key``)."""
+        """All arguments (N,) long: one entry per scored word; ``segment``: its segment id (``segment_ids``)."""
         if self.segment_decoding and segment is None:
-            raise ValueError("EntityF1(segment_decoding=True) needs the words' segment keys in update()")
+            raise ValueError("EntityF1(segment_decoding=True) needs the words' segment ids in update()")
         self.doc.append(doc.long())
         self.word.append(word.long())
         self.pred.append(pred.long())

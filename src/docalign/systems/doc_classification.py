@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conventions import IGNORE_INDEX
-from ..metrics.doc_accuracy import DocumentAccuracy, window_ids
+from ..metrics.doc_accuracy import DocumentAccuracy
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
@@ -65,8 +65,7 @@ class DocumentClassification(DocumentSystem):
         logits = self(batch)["logits"]
         self.log(f"{stage}/loss", self._loss(logits, batch["doc_label"]), sync_dist=True,
                  batch_size=batch["input_ids"].shape[0])
-        self.metrics[stage].update(batch["doc_index"], window_ids(batch["word_ids"], batch["scored"]), logits,
-                                   batch["doc_label"])
+        self.metrics[stage].update(batch["doc_index"], batch["window_index"], logits, batch["doc_label"])
 
     def _log_metrics(self, stage: str) -> None:
         value = self.metrics[stage].compute()
@@ -75,9 +74,9 @@ class DocumentClassification(DocumentSystem):
         self.log(f"hp/{stage}_acc", value)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Per window: ``{"doc_index", "window", "logits"}`` (average a document's windows to classify it,
-        as evaluation does) and ``label``, the window's own argmax class."""
+        """Per window: ``{"doc_index", "window", "logits"}`` (``window``: its ``window_index``; average a
+        document's windows to classify it, as evaluation does) and ``label``, the window's own argmax class."""
         logits = self(batch)["logits"]
-        windows = window_ids(batch["word_ids"], batch["scored"])
+        windows = batch["window_index"]
         return [{"doc_index": int(batch["doc_index"][b]), "window": int(windows[b]), "logits": logits[b].tolist(),
                  "label": self.label_names[int(logits[b].argmax())]} for b in range(logits.shape[0])]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conventions import IGNORE_INDEX
-from ..metrics.entity_f1 import EntityF1, box_key, segment_vote
+from ..metrics.entity_f1 import EntityF1, segment_vote
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
@@ -20,10 +20,11 @@ class TokenClassification(DocumentSystem):
     Args:
         label_names: the tag set, linked from ``data.label_names``.
         classifier_dropout: dropout before the classifier.
-        segment_decoding: score entities per segment: words that share one box (segment-level boxes, e.g.
-            ``data.segment_boxes: true``) get one entity, the majority of their predicted types (see
-            ``docalign.metrics.entity_f1``); ``f1_tokens`` logs the undecoded F1 beside it. Leave it off with
-            word-level boxes, where every word would become an entity of its own.
+        segment_decoding: score entities per segment: the words of a segment (the batch's ``segment_ids``:
+            consecutive words that share one box, e.g. with ``data.segment_boxes: true``) get one entity, the
+            majority of their predicted types (see ``docalign.metrics.entity_f1``); ``f1_tokens`` logs the
+            undecoded F1 beside it. Leave it off with word-level boxes, where every word would become an entity
+            of its own.
         See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``).
     """
 
@@ -63,7 +64,7 @@ class TokenClassification(DocumentSystem):
         scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
         doc = batch["doc_index"].unsqueeze(1).expand_as(scored)
         self.metrics[stage].update(doc[scored], batch["word_ids"][scored], logits.argmax(-1)[scored],
-                                   batch["labels"][scored], box_key(batch["bbox"][scored]))
+                                   batch["labels"][scored], batch["segment_ids"][scored])
 
     def _log_metrics(self, stage: str) -> None:
         values = self.metrics[stage].compute()
@@ -73,13 +74,13 @@ class TokenClassification(DocumentSystem):
         self.log(f"hp/{stage}_f1", values["f1"])
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Per scored word: ``{"doc_index", "word_index", "label", "segment"}`` (``segment``: its box key).
+        """Per scored word: ``{"doc_index", "word_index", "label", "segment"}`` (``segment``: its segment id).
 
         Labels are the undecoded per-word predictions; ``document_tags`` merges the rows of all batches into
         one tag sequence per document and applies segment decoding when the model scores that way.
         """
         pred = self(batch)["logits"].argmax(-1)
-        segments = box_key(batch["bbox"])
+        segments = batch["segment_ids"]
         rows = []
         for b, t in batch["scored"].nonzero().tolist():
             rows.append({"doc_index": int(batch["doc_index"][b]), "word_index": int(batch["word_ids"][b, t]),
