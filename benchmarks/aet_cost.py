@@ -44,10 +44,10 @@ GOAL = 2.5  # AET step time at most this many times the plain step
 
 
 def build(system: str, args: argparse.Namespace):
+    import functools
+
     import torch
     import torch.nn.functional as F
-
-    import functools
 
     from docalign.alignment import AETAlignment
     from docalign.models.alignment import ImageEncoderConfig, TextEncoderConfig
@@ -58,9 +58,15 @@ def build(system: str, args: argparse.Namespace):
     common = dict(backbone=backbone, label_names=[f"L{i}" for i in range(LABELS)], vocab_size=VOCAB, lr=5e-5)
     if system == "plain":
         return TokenClassification(**common)
-    model = TokenClassification(**common, alignment=functools.partial(
-        AETAlignment, image_encoder=ImageEncoderConfig(mlp_ratio=FFN / SIZE["hidden_size"], **SIZE),
-        text_encoder=TextEncoderConfig(pretrained=None, intermediate_size=FFN, **SIZE), queue_size=args.queue_size))
+    model = TokenClassification(
+        **common,
+        alignment=functools.partial(
+            AETAlignment,
+            image_encoder=ImageEncoderConfig(mlp_ratio=FFN / SIZE["hidden_size"], **SIZE),
+            text_encoder=TextEncoderConfig(pretrained=None, intermediate_size=FFN, **SIZE),
+            queue_size=args.queue_size,
+        ),
+    )
     with torch.no_grad():  # steady state: full queues of unit features
         for queue in (model.alignment.image_queue, model.alignment.text_queue):
             queue.features.copy_(F.normalize(torch.randn_like(queue.features), dim=-1))
@@ -76,11 +82,16 @@ def batch(args: argparse.Namespace) -> dict:
     x0 = torch.randint(0, 600, (b, n, 2), generator=g)
     word_ids = torch.arange(n).expand(b, n).clone()
     word_ids[:, [0, -1]] = -1  # CLS and SEP
-    return {"input_ids": torch.randint(1000, 30000, (b, n), generator=g), "attention_mask": torch.ones(b, n, dtype=torch.long),
-            "bbox": torch.cat([x0, x0 + torch.randint(1, 400, (b, n, 2), generator=g)], -1),
-            "labels": torch.randint(0, LABELS, (b, n), generator=g), "word_ids": word_ids,
-            "scored": word_ids >= 0, "doc_index": torch.arange(b),
-            "pixel_values": torch.rand(b, 3, IMAGE, IMAGE, generator=g)}
+    return {
+        "input_ids": torch.randint(1000, 30000, (b, n), generator=g),
+        "attention_mask": torch.ones(b, n, dtype=torch.long),
+        "bbox": torch.cat([x0, x0 + torch.randint(1, 400, (b, n, 2), generator=g)], -1),
+        "labels": torch.randint(0, LABELS, (b, n), generator=g),
+        "word_ids": word_ids,
+        "scored": word_ids >= 0,
+        "doc_index": torch.arange(b),
+        "pixel_values": torch.rand(b, 3, IMAGE, IMAGE, generator=g),
+    }
 
 
 def child(system: str, args: argparse.Namespace) -> dict:
@@ -106,17 +117,29 @@ def child(system: str, args: argparse.Namespace) -> dict:
         def on_train_end(self, *unused) -> None:
             self._tick()
 
-    trainer = L.Trainer(accelerator=args.device, devices=1, max_steps=len(data), limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[Clock()])
+    trainer = L.Trainer(
+        accelerator=args.device,
+        devices=1,
+        max_steps=len(data),
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Clock()],
+    )
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
     loader = torch.utils.data.DataLoader(data, batch_size=None)
     trainer.fit(model, train_dataloaders=loader)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = [b - a for a, b in zip(starts, starts[1:])][args.warmup:]
-    result = {"steps": steps, "base_mib": base, "peak_mib": peak,
-              "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-              "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6}
+    steps = [b - a for a, b in zip(starts, starts[1:])][args.warmup :]
+    result = {
+        "steps": steps,
+        "base_mib": base,
+        "peak_mib": peak,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+    }
     if args.device == "cuda":
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -149,58 +172,80 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args)))
         return
-    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                 if k in {"steps", "warmup", "batch", "length", "queue_size", "threads", "device"}]
+    forwarded = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k in {"steps", "warmup", "batch", "length", "queue_size", "threads", "device"}
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     started, load_before = time.time(), os.getloadavg()[0]
     results = {}
     for system in ("plain", "aet"):
-        out = subprocess.run([sys.executable, __file__, "--child", system, *forwarded], env=env, capture_output=True,
-                             text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", system, *forwarded], env=env, capture_output=True, text=True
+        )
         if out.returncode:
             raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
         results[system] = run = json.loads(out.stdout.strip().splitlines()[-1])
         run["step_s"], run["median_s"] = min(run["steps"]), statistics.median(run["steps"])
-        print(f"{system}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, peak {run['peak_mib']:,.0f} MiB",
-              flush=True)
+        print(
+            f"{system}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, peak {run['peak_mib']:,.0f} MiB",
+            flush=True,
+        )
     load_after = os.getloadavg()[0]
     plain, aet = results["plain"], results["aet"]
     cuda = args.device == "cuda"
     memory = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"])
     added = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"] - r["base_mib"])
     ratio = aet["step_s"] / plain["step_s"]
-    rows = ["| system | params M (trainable) | step s: best (median) | time vs plain | "
-            f"{'CUDA peak MiB' if cuda else 'peak RSS MiB'} | {'' if cuda else 'step adds MiB | '}memory vs plain |",
-            "|---|---|---|---|---|---|" + ("" if cuda else "---|")]
-    for name, r in (("plain fine-tuning (LayoutLMv3 + linear head)", plain),
-                    ("AET (+ ViT, text encoder, momentum copies, queues, 4 losses)", aet)):
-        cells = [name, f"{r['params_m']:.1f} ({r['trainable_m']:.1f})", f"{r['step_s']:.2f} ({r['median_s']:.2f})",
-                 f"{r['step_s'] / plain['step_s']:.2f}", f"{memory(r):,.0f}"]
+    rows = [
+        "| system | params M (trainable) | step s: best (median) | time vs plain | "
+        f"{'CUDA peak MiB' if cuda else 'peak RSS MiB'} | {'' if cuda else 'step adds MiB | '}memory vs plain |",
+        "|---|---|---|---|---|---|" + ("" if cuda else "---|"),
+    ]
+    for name, r in (
+        ("plain fine-tuning (LayoutLMv3 + linear head)", plain),
+        ("AET (+ ViT, text encoder, momentum copies, queues, 4 losses)", aet),
+    ):
+        cells = [
+            name,
+            f"{r['params_m']:.1f} ({r['trainable_m']:.1f})",
+            f"{r['step_s']:.2f} ({r['median_s']:.2f})",
+            f"{r['step_s'] / plain['step_s']:.2f}",
+            f"{memory(r):,.0f}",
+        ]
         if not cuda:
             cells.append(f"{added(r):,.0f}")
         cells.append(f"{added(r) / added(plain):.2f}")
         rows.append("| " + " | ".join(cells) + " |")
     loaded = load_before > 1.5 or load_after > 1.5
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/aet_cost.py " + " ".join(
-        a for a in sys.argv[1:] if a != "--no-write")
-    body = "\n".join([
-        f"- command: `{command.strip()}`",
-        f"- machine: {machine(args)}",
-        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total "
-        f"{time.time() - started:.0f} s; load average {load_before:.1f} before, {load_after:.1f} after"
-        + (" (measured under load: other jobs shared the cores, so absolute times are inflated; both systems "
-           "ran back to back under similar load)" if loaded else ""),
-        f"- encoder ratio (the paper's: all equal): fusion LayoutLMv3, ViT and BERT text encoder each hidden "
-        f"{SIZE['hidden_size']}, {SIZE['num_layers']} layers, {SIZE['num_heads']} heads, FFN {FFN}; batch {args.batch} "
-        f"x {args.length} tokens + {IMAGE} px image ({(IMAGE // PATCH) ** 2} patches); queues {args.queue_size:,} "
-        f"(pre-filled); fp32; {args.warmup} warm-up + {args.steps} timed steps per system, each in a fresh process.",
-        f"- one step = forward, losses, backward, AdamW step (+ EMA and enqueue for AET) inside a real Lightning "
-        f"`Trainer`; memory: {'torch.cuda.max_memory_allocated' if cuda else 'ru_maxrss; step adds = peak - RSS after building'}.",
-        "",
-        *rows,
-        "",
-        f"AET / plain step time: **{ratio:.2f}x** (goal: at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}).",
-    ])
+        a for a in sys.argv[1:] if a != "--no-write"
+    )
+    body = "\n".join(
+        [
+            f"- command: `{command.strip()}`",
+            f"- machine: {machine(args)}",
+            f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total "
+            f"{time.time() - started:.0f} s; load average {load_before:.1f} before, {load_after:.1f} after"
+            + (
+                " (measured under load: other jobs shared the cores, so absolute times are inflated; both systems "
+                "ran back to back under similar load)"
+                if loaded
+                else ""
+            ),
+            f"- encoder ratio (the paper's: all equal): fusion LayoutLMv3, ViT and BERT text encoder each hidden "
+            f"{SIZE['hidden_size']}, {SIZE['num_layers']} layers, {SIZE['num_heads']} heads, FFN {FFN}; batch {args.batch} "
+            f"x {args.length} tokens + {IMAGE} px image ({(IMAGE // PATCH) ** 2} patches); queues {args.queue_size:,} "
+            f"(pre-filled); fp32; {args.warmup} warm-up + {args.steps} timed steps per system, each in a fresh process.",
+            f"- one step = forward, losses, backward, AdamW step (+ EMA and enqueue for AET) inside a real Lightning "
+            f"`Trainer`; memory: {'torch.cuda.max_memory_allocated' if cuda else 'ru_maxrss; step adds = peak - RSS after building'}.",
+            "",
+            *rows,
+            "",
+            f"AET / plain step time: **{ratio:.2f}x** (goal: at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}).",
+        ]
+    )
     print("\n" + body)
     if not args.no_write:
         write_section(body)

@@ -43,8 +43,9 @@ RUNS = {  # label -> BackboneConfig overrides
     "v3 (layoutlmv3)": {"arch": "layoutlmv3"},
 }
 REFERENCE = "v3 (layoutlmv3)"
-SIZE = dict(text_init=None, hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, image_size=224,
-            patch_size=16)
+SIZE = dict(
+    text_init=None, hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, image_size=224, patch_size=16
+)
 
 
 def child(overrides: dict, args: argparse.Namespace) -> dict:
@@ -81,8 +82,12 @@ def child(overrides: dict, args: argparse.Namespace) -> dict:
         step()
     times = [step() for _ in range(args.steps)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6, "steps": times, "base_mib": base,
-              "peak_mib": peak}
+    result = {
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "steps": times,
+        "base_mib": base,
+        "peak_mib": peak,
+    }
     if device.type == "cuda":
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     with torch.no_grad():
@@ -101,14 +106,19 @@ def machine(args: argparse.Namespace) -> str:
 def table(results: dict[str, dict], args: argparse.Namespace) -> str:
     ref = results[REFERENCE]
     memory = "CUDA peak MiB" if args.device == "cuda" else "peak RSS MiB"
-    lines = [f"| backbone | params (M) | tokens (text + visual) | step s: best (median) | time vs v3 "
-             f"| {memory} | step adds MiB | memory added vs v3 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| backbone | params (M) | tokens (text + visual) | step s: best (median) | time vs v3 "
+        f"| {memory} | step adds MiB | memory added vs v3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, r in results.items():
         added = r["cuda_peak_mib"] if args.device == "cuda" else r["peak_mib"] - r["base_mib"]
         ref_added = ref["cuda_peak_mib"] if args.device == "cuda" else ref["peak_mib"] - ref["base_mib"]
         peak = r["cuda_peak_mib"] if args.device == "cuda" else r["peak_mib"]
-        lines.append(f"| {label} | {r['params_m']:.1f} | {r['tokens']} | {r['step_s']:.2f} ({r['median_s']:.2f}) | "
-                     f"{r['step_s'] / ref['step_s']:.2f} | {peak:,.0f} | {added:,.0f} | {added / ref_added:.2f} |")
+        lines.append(
+            f"| {label} | {r['params_m']:.1f} | {r['tokens']} | {r['step_s']:.2f} ({r['median_s']:.2f}) | "
+            f"{r['step_s'] / ref['step_s']:.2f} | {peak:,.0f} | {added:,.0f} | {added / ref_added:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -134,18 +144,28 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child), args)))
         return
     results: dict[str, dict] = {}
-    forwarded = [f"--{k}={v}" for k, v in vars(args).items() if k in {"steps", "warmup", "batch", "length", "threads", "device"}]
+    forwarded = [
+        f"--{k}={v}" for k, v in vars(args).items() if k in {"steps", "warmup", "batch", "length", "threads", "device"}
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     load_before = os.getloadavg()[0]
     # Rounds interleave the backbones so that other jobs on a shared machine slow all of them alike;
     # a fresh process per run, because ru_maxrss is a per-process high-water mark.
     for round_ in range(args.rounds):
         for label, overrides in RUNS.items():
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(overrides), *forwarded], env=env,
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(overrides), *forwarded],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             run = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"round {round_}, {label}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, "
-                  f"peak {run['peak_mib']:,.0f} MiB", flush=True)
+            print(
+                f"round {round_}, {label}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, "
+                f"peak {run['peak_mib']:,.0f} MiB",
+                flush=True,
+            )
             if label in results:
                 run["steps"] += results[label]["steps"]
                 run["peak_mib"] = max(run["peak_mib"], results[label]["peak_mib"])
@@ -155,18 +175,20 @@ def main() -> None:
         run["step_s"], run["median_s"] = min(run["steps"]), statistics.median(run["steps"])
     load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     command = "python benchmarks/backbones.py " + " ".join(a for a in sys.argv[1:] if a != "--no-write")
-    text = "\n".join([
-        "## Backbone step time and memory",
-        "",
-        f"`{command.strip()}` on {datetime.date.today().isoformat()}. Machine: {machine(args)}; {load} "
-        f"(a shared machine: other jobs ran beside it, so times are the fastest of {args.rounds} interleaved "
-        f"rounds x {args.steps} steps; medians in parentheses).",
-        f"Forward + backward of a random-init backbone at MiniLM size (hidden 384, 6 layers, 12 heads), batch "
-        f"{args.batch} x {args.length} tokens + a 224 px image, fp32, train mode; each run in a fresh process. "
-        "'step adds' = peak minus the resident set after building the model and inputs (see the script's docstring).",
-        "",
-        table(results, args),
-    ])
+    text = "\n".join(
+        [
+            "## Backbone step time and memory",
+            "",
+            f"`{command.strip()}` on {datetime.date.today().isoformat()}. Machine: {machine(args)}; {load} "
+            f"(a shared machine: other jobs ran beside it, so times are the fastest of {args.rounds} interleaved "
+            f"rounds x {args.steps} steps; medians in parentheses).",
+            f"Forward + backward of a random-init backbone at MiniLM size (hidden 384, 6 layers, 12 heads), batch "
+            f"{args.batch} x {args.length} tokens + a 224 px image, fp32, train mode; each run in a fresh process. "
+            "'step adds' = peak minus the resident set after building the model and inputs (see the script's docstring).",
+            "",
+            table(results, args),
+        ]
+    )
     print(text)
     if not args.no_write:
         write_section(text)

@@ -45,14 +45,19 @@ def main() -> None:
             start = time.perf_counter()
             windows = [w for i, d in enumerate(every) for w in encoder.encode(d, i)]
             best = min(best, time.perf_counter() - start)
-        rows.append(f"| windows of 512, stride 128, image {image_size or 'none'} | {len(every) / best:.1f} | "
-                    f"{len(windows)} windows for {len(every)} documents |")
+        rows.append(
+            f"| windows of 512, stride 128, image {image_size or 'none'} | {len(every) / best:.1f} | "
+            f"{len(windows)} windows for {len(every)} documents |"
+        )
 
     encoder = DocumentEncoder(tokenizer, FUNSD_LABELS, max_length=512, stride=128, image_size=None)
     test_words = truncated_lost = ours_lost = long_docs = 0
     for i, doc in enumerate(docs["test"]):
-        kept = {w for w in tokenizer(doc.words, is_split_into_words=True, truncation=True, max_length=512).word_ids()
-                if w is not None}
+        kept = {
+            w
+            for w in tokenizer(doc.words, is_split_into_words=True, truncation=True, max_length=512).word_ids()
+            if w is not None
+        }
         truncated_lost += len(doc.words) - len(kept)
         windows = encoder.encode(doc, i)
         long_docs += len(windows) > 1
@@ -60,12 +65,14 @@ def main() -> None:
         ours_lost += len(doc.words) - len(set(scored))
         assert len(scored) == len(set(scored)), "a word was scored twice"
         test_words += len(doc.words)
-    body = (f"Command: `DOCALIGN_FUNSD=... python benchmarks/encoding_funsd.py`. Machine: {machine()}. "
-            "Single process, MiniLM WordPiece tokenizer, reading the files excluded.\n\n"
-            "| encoding | documents / s | output |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
-            f"FUNSD test split: {test_words} words, {long_docs} of {len(docs['test'])} forms need more than one "
-            f"512-token window. Plain truncation at 512 tokens loses **{truncated_lost}** test words; docalign's "
-            f"windows lose **{ours_lost}** (every word scored exactly once).")
+    body = (
+        f"Command: `DOCALIGN_FUNSD=... python benchmarks/encoding_funsd.py`. Machine: {machine()}. "
+        "Single process, MiniLM WordPiece tokenizer, reading the files excluded.\n\n"
+        "| encoding | documents / s | output |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        f"FUNSD test split: {test_words} words, {long_docs} of {len(docs['test'])} forms need more than one "
+        f"512-token window. Plain truncation at 512 tokens loses **{truncated_lost}** test words; docalign's "
+        f"windows lose **{ours_lost}** (every word scored exactly once)."
+    )
     write_section("encoding_funsd", "Encoding on FUNSD", body)
     print(body)
 

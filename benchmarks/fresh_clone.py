@@ -38,8 +38,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-test", action="store_true", help="time make train only")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(dir=REPO.parent, prefix="fresh-clone-") as tmp:
         clone = Path(tmp) / "docalign"
         shared = REPO.parent / "shared"
@@ -50,15 +51,21 @@ def main() -> int:
         metrics = sorted(clone.glob("logs/demo/version_*/metrics.json"))
         f1 = json.loads(metrics[-1].read_text())["test"]["test/f1"] if metrics else float("nan")
         fit_s = json.loads(metrics[-1].read_text())["fit_seconds"] if metrics else float("nan")
-        rows = [f"| `make train` (creates .venv, installs, trains and tests `demo`, i.e. AET) | {train_s / 60:.1f} min "
-                f"(exit {train_code}) | test entity F1 = {f1:.4f}; fit + test {fit_s / 60:.1f} min |"]
+        rows = [
+            f"| `make train` (creates .venv, installs, trains and tests `demo`, i.e. AET) | {train_s / 60:.1f} min "
+            f"(exit {train_code}) | test entity F1 = {f1:.4f}; fit + test {fit_s / 60:.1f} min |"
+        ]
         if not args.skip_test:
             test_s, test_code, test_log = timed(["make", "test"], clone, Path(tmp) / "test.log")
             summary = [line for line in test_log.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-            rows.append(f"| `make test` (.venv already there) | {test_s / 60:.1f} min (exit {test_code}) | "
-                        f"{summary[-1].strip('= ') if summary else 'no summary'} |")
-    body = (f"Command: `python benchmarks/fresh_clone.py` (commit {commit}). Machine: {machine()}.\n\n"
-            "| command | wall time | result |\n|---|---|---|\n" + "\n".join(rows))
+            rows.append(
+                f"| `make test` (.venv already there) | {test_s / 60:.1f} min (exit {test_code}) | "
+                f"{summary[-1].strip('= ') if summary else 'no summary'} |"
+            )
+    body = (
+        f"Command: `python benchmarks/fresh_clone.py` (commit {commit}). Machine: {machine()}.\n\n"
+        "| command | wall time | result |\n|---|---|---|\n" + "\n".join(rows)
+    )
     write_section("fresh_clone", "Fresh clone: the README's commands", body)
     print(body)
     return 0 if train_code == 0 else 1

@@ -32,8 +32,15 @@ from results import machine, write_section  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "logs" / "benchmarks" / "funsd_aet"
 RUNS = OUT / "runs"
-EXPERIMENTS = ["funsd_ft", "funsd_aet", "funsd_aet_no_ditc", "funsd_aet_no_imc", "funsd_aet_no_glitc",
-               "funsd_aet_no_pita", "funsd_aet_no_momentum"]
+EXPERIMENTS = [
+    "funsd_ft",
+    "funsd_aet",
+    "funsd_aet_no_ditc",
+    "funsd_aet_no_imc",
+    "funsd_aet_no_glitc",
+    "funsd_aet_no_pita",
+    "funsd_aet_no_momentum",
+]
 
 
 def command(experiment: str, seed: int, epochs: int) -> list[str]:
@@ -43,10 +50,22 @@ def command(experiment: str, seed: int, epochs: int) -> list[str]:
     cmd = [str(Path(sys.executable).parent / "docalign"), "fit"]
     for config in configs:
         cmd += ["--config", config]
-    return cmd + ["--seed_everything", str(seed), "--trainer.max_steps", "-1", "--trainer.max_epochs", str(epochs),
-                  "--data.batch_size", "8", "--trainer.enable_progress_bar", "false",
-                  "--trainer.logger.init_args.save_dir", str(RUNS),
-                  "--trainer.logger.init_args.version", f"version_seed{seed}"]
+    return cmd + [
+        "--seed_everything",
+        str(seed),
+        "--trainer.max_steps",
+        "-1",
+        "--trainer.max_epochs",
+        str(epochs),
+        "--data.batch_size",
+        "8",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(RUNS),
+        "--trainer.logger.init_args.version",
+        f"version_seed{seed}",
+    ]
 
 
 def run_one(experiment: str, seed: int, epochs: int) -> str:
@@ -70,13 +89,23 @@ def run(args) -> None:
     if (OUT / "matrix.json").exists():  # a run that adds experiments to an earlier matrix keeps its rows
         earlier = json.loads((OUT / "matrix.json").read_text())
         if earlier["epochs"] != args.epochs:
-            raise SystemExit(f"the matrix in {OUT} ran {earlier['epochs']} epochs; this run asks for {args.epochs}: "
-                             "one table compares one budget (move the folder away to start another)")
+            raise SystemExit(
+                f"the matrix in {OUT} ran {earlier['epochs']} epochs; this run asks for {args.epochs}: "
+                "one table compares one budget (move the folder away to start another)"
+            )
         experiments = earlier["experiments"] + [e for e in experiments if e not in earlier["experiments"]]
         where = earlier["machine"]
-    (OUT / "matrix.json").write_text(json.dumps({"epochs": args.epochs, "seeds": args.seeds,
-                                                 "experiments": experiments, "jobs": args.jobs,
-                                                 "machine": where}))
+    (OUT / "matrix.json").write_text(
+        json.dumps(
+            {
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "experiments": experiments,
+                "jobs": args.jobs,
+                "machine": where,
+            }
+        )
+    )
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda job: run_one(*job, args.epochs), jobs):
             print(line, flush=True)
@@ -91,8 +120,7 @@ def term_table(experiments: list[str]) -> str:
 
     from docalign.compare import read_scalars
 
-    rows = ["| experiment | " + " | ".join(f"`{t}` first -> last" for t in TERMS) + " |",
-            "|---|" + "---|" * len(TERMS)]
+    rows = ["| experiment | " + " | ".join(f"`{t}` first -> last" for t in TERMS) + " |", "|---|" + "---|" * len(TERMS)]
     for experiment in experiments:
         runs = sorted(p for p in (RUNS / experiment).glob("version_seed*") if (p / "metrics.json").exists())
         if "aet" not in experiment or not runs:
@@ -103,8 +131,10 @@ def term_table(experiments: list[str]) -> str:
                 term = tag.removeprefix("train/")
                 firsts[term].append(values[0].value)
                 lasts[term].append(values[-1].value)
-        cells = [f"{statistics.mean(firsts[t]):.3f} -> {statistics.mean(lasts[t]):.3f}" if firsts[t] else "not computed"
-                 for t in TERMS]
+        cells = [
+            f"{statistics.mean(firsts[t]):.3f} -> {statistics.mean(lasts[t]):.3f}" if firsts[t] else "not computed"
+            for t in TERMS
+        ]
         rows.append(f"| {experiment} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -118,8 +148,21 @@ def report(args) -> None:
     for metric, name in (("test/f1", "compare"), ("test/f1_tokens", "compare_tokens")):
         out = OUT / f"{name}.md"
         val = metric.replace("test/", "val/")
-        compare([*experiments, "--logs", str(RUNS), "--out", str(out), "--metric", val, "--test-metric", metric,
-                 "--plot", str(REPO / "docs" / f"funsd_aet_{name}.png")])
+        compare(
+            [
+                *experiments,
+                "--logs",
+                str(RUNS),
+                "--out",
+                str(out),
+                "--metric",
+                val,
+                "--test-metric",
+                metric,
+                "--plot",
+                str(REPO / "docs" / f"funsd_aet_{name}.png"),
+            ]
+        )
         tables[metric] = out.read_text().strip()
     lines = [
         f"Command: `python benchmarks/funsd_aet.py run --epochs {matrix['epochs']} --seeds "
@@ -132,7 +175,7 @@ def report(args) -> None:
         f"6-layer 384-wide ViT), 112 px pages, segment boxes, batch 8, {matrix['epochs']} epochs for every run, seeds "
         f"{', '.join(map(str, matrix['seeds']))}; best validation checkpoint tested. The s/step column is not a cost "
         "figure here: two runs shared the 2 cores, and with 51 steps logged every 10 most logged intervals include a "
-        "validation pass. AET's cost is measured side by side by `benchmarks/aet_cost.py` (\"AET cost\" above).",
+        'validation pass. AET\'s cost is measured side by side by `benchmarks/aet_cost.py` ("AET cost" above).',
         "",
         "Test entity F1 with segment decoding (`test/f1`; best `val/f1`):",
         "",
@@ -161,8 +204,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS)
-    parser.add_argument("--notes", default=str(Path(__file__).with_name("funsd_aet_findings.md")),
-                        help="report: a markdown file of findings to append (default: funsd_aet_findings.md, if there)")
+    parser.add_argument(
+        "--notes",
+        default=str(Path(__file__).with_name("funsd_aet_findings.md")),
+        help="report: a markdown file of findings to append (default: funsd_aet_findings.md, if there)",
+    )
     args = parser.parse_args()
     run(args) if args.part == "run" else report(args)
 

@@ -38,7 +38,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402  (benchmarks/results.py)
-
 from PIL import Image
 
 from docalign.ocr import CachedEngine, OcrCache, engine_from_spec, split_line
@@ -68,8 +67,10 @@ def match(gt: list[tuple[str, tuple]], ocr: list[tuple[str, tuple]]) -> int:
     by_text: dict[str, list[int]] = {}
     for j, (text, _) in enumerate(ocr):
         by_text.setdefault(text, []).append(j)
-    pairs = sorted(((iou(g_box, ocr[j][1]), i, j) for i, (text, g_box) in enumerate(gt)
-                    for j in by_text.get(text, [])), reverse=True)
+    pairs = sorted(
+        ((iou(g_box, ocr[j][1]), i, j) for i, (text, g_box) in enumerate(gt) for j in by_text.get(text, [])),
+        reverse=True,
+    )
     used_g, used_o = set(), set()
     for score, i, j in pairs:
         if score > 0 and i not in used_g and j not in used_o:
@@ -123,8 +124,9 @@ def run_pass(spec: str, cache_dir: str, paths: list[str], workers: int):
     if workers <= 1:
         _init(spec, cache_dir)
         return [_ocr(p) for p in paths]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init,
-                             initargs=(spec, cache_dir)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init, initargs=(spec, cache_dir)
+    ) as pool:
         return list(pool.map(_ocr, paths))
 
 
@@ -146,9 +148,17 @@ def evaluate(spec: str, pages: list[tuple[Path, Path]], workers: int) -> dict:
         gt_total += len(gt)
         ocr_total += len(ocr)
     n = len(pages)
-    return {"spec": spec, "pages": n, "gt_words": gt_total, "ocr_words": ocr_total, "matched": matched,
-            "recall": matched / max(gt_total, 1), "precision": matched / max(ocr_total, 1),
-            "s_per_page": sum(s for s, _, _ in first) / n, "cache_s_per_page": sum(s for s, _, _ in second) / n}
+    return {
+        "spec": spec,
+        "pages": n,
+        "gt_words": gt_total,
+        "ocr_words": ocr_total,
+        "matched": matched,
+        "recall": matched / max(gt_total, 1),
+        "precision": matched / max(ocr_total, 1),
+        "s_per_page": sum(s for s, _, _ in first) / n,
+        "cache_s_per_page": sum(s for s, _, _ in second) / n,
+    }
 
 
 def machine() -> str:
@@ -163,10 +173,16 @@ def write_section(path: Path, body: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("funsd", nargs="?", default=os.environ.get("DOCALIGN_FUNSD"),
-                        help="FUNSD folder (default $DOCALIGN_FUNSD)")
-    parser.add_argument("--engine", action="append", dest="engines", metavar="SPEC[@PAGES]",
-                        help="engine spec, repeatable (default: tesseract)")
+    parser.add_argument(
+        "funsd", nargs="?", default=os.environ.get("DOCALIGN_FUNSD"), help="FUNSD folder (default $DOCALIGN_FUNSD)"
+    )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        dest="engines",
+        metavar="SPEC[@PAGES]",
+        help="engine spec, repeatable (default: tesseract)",
+    )
     parser.add_argument("--pages", type=int, default=50, help="test pages (default all 50)")
     parser.add_argument("--workers", type=int, default=1, help="processes per engine (default 1)")
     parser.add_argument("--results", default=str(REPO / "docs" / "RESULTS.md"))
@@ -182,30 +198,44 @@ def main(argv=None) -> int:
         pages = funsd_test_pages(Path(args.funsd), min(args.pages, int(cap)) if cap else args.pages)
         row = evaluate(spec, pages, args.workers)
         rows.append(row)
-        print(f"{spec:45s} pages {row['pages']:3d}  recall {row['recall']:.3f}  precision {row['precision']:.3f}  "
-              f"{row['s_per_page']:.2f} s/page  cache {row['cache_s_per_page'] * 1000:.1f} ms/page", flush=True)
-    table = ["| engine and settings | pages | GT words | recall | precision | s/page | cache pass ms/page |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+        print(
+            f"{spec:45s} pages {row['pages']:3d}  recall {row['recall']:.3f}  precision {row['precision']:.3f}  "
+            f"{row['s_per_page']:.2f} s/page  cache {row['cache_s_per_page'] * 1000:.1f} ms/page",
+            flush=True,
+        )
+    table = [
+        "| engine and settings | pages | GT words | recall | precision | s/page | cache pass ms/page |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        table.append(f"| `{r['spec']}` | {r['pages']} | {r['gt_words']} | {r['recall']:.3f} | {r['precision']:.3f} | "
-                     f"{r['s_per_page']:.2f} | {r['cache_s_per_page'] * 1000:.1f} |")
+        table.append(
+            f"| `{r['spec']}` | {r['pages']} | {r['gt_words']} | {r['recall']:.3f} | {r['precision']:.3f} | "
+            f"{r['s_per_page']:.2f} | {r['cache_s_per_page'] * 1000:.1f} |"
+        )
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--notes-file" in shown:  # notes change no number: keep the command short
         i = shown.index("--notes-file")
-        del shown[i:i + 2]
+        del shown[i : i + 2]
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ocr_funsd.py " + " ".join(shlex.quote(a) for a in shown)
     notes = Path(args.notes_file).read_text() if args.notes_file else ""
-    body = "\n".join([
-        "## OCR engines on FUNSD (word recall, speed, cache)", "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total {time.time() - started:.0f} s",
-        "- recall = FUNSD ground-truth words (normalised: NFKC, lower case, letters and digits only; empty ones"
-        " dropped) matched one-to-one by an OCR word with the same normalised text and a box overlap"
-        " (IoU > 0), greedy by IoU; precision = matched OCR words / OCR words. s/page = wall clock of"
-        " the OCR call, first pass (model already loaded); cache pass = the same pages again, served"
-        " from the on-disk cache (hash + JSON read), checked identical.", "",
-        *table, "", notes.strip()])
+    body = "\n".join(
+        [
+            "## OCR engines on FUNSD (word recall, speed, cache)",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {machine()}",
+            f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total {time.time() - started:.0f} s",
+            "- recall = FUNSD ground-truth words (normalised: NFKC, lower case, letters and digits only; empty ones"
+            " dropped) matched one-to-one by an OCR word with the same normalised text and a box overlap"
+            " (IoU > 0), greedy by IoU; precision = matched OCR words / OCR words. s/page = wall clock of"
+            " the OCR call, first pass (model already loaded); cache pass = the same pages again, served"
+            " from the on-disk cache (hash + JSON read), checked identical.",
+            "",
+            *table,
+            "",
+            notes.strip(),
+        ]
+    )
     print("\n" + body)
     if not args.no_write:
         write_section(Path(args.results), body)

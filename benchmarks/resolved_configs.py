@@ -22,9 +22,23 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 # Renamed keys (old flat key prefix -> new flat key prefix), applied to the "before" file by ``diff``.
-AET_ARGS = ("image_encoder", "text_encoder", "embed_dim", "task_weight", "ditc_weight", "imc_weight", "glitc_weight",
-            "pita_weight", "pita_mode", "momentum", "use_momentum", "queue_size", "temperature", "views",
-            "mask_same_document")
+AET_ARGS = (
+    "image_encoder",
+    "text_encoder",
+    "embed_dim",
+    "task_weight",
+    "ditc_weight",
+    "imc_weight",
+    "glitc_weight",
+    "pita_weight",
+    "pita_mode",
+    "momentum",
+    "use_momentum",
+    "queue_size",
+    "temperature",
+    "views",
+    "mask_same_document",
+)
 RENAMES: dict[str, str] = {f"model.init_args.{k}": f"model.init_args.alignment.init_args.{k}" for k in AET_ARGS}
 
 
@@ -42,10 +56,25 @@ def flatten(node: Any, path: str = "", out: dict | None = None) -> dict:
 def parser():
     from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
 
-    cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                      parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
-                      args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_ft.yaml"),
-                            "--trainer.max_epochs", "1", "--data.max_docs", "2"])
+    cli = DocAlignCLI(
+        DocumentSystem,
+        DocumentDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,
+        run=False,
+        args=[
+            "--config",
+            str(EXPERIMENTS / "_base.yaml"),
+            "--config",
+            str(EXPERIMENTS / "demo_ft.yaml"),
+            "--trainer.max_epochs",
+            "1",
+            "--data.max_docs",
+            "2",
+        ],
+    )
     return cli.parser
 
 
@@ -80,7 +109,7 @@ def dump(path: Path) -> None:
 def renamed(key: str) -> str:
     for old, new in RENAMES.items():
         if key == old or key.startswith(old + "."):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -91,7 +120,9 @@ def diff(before_path: Path, after_path: Path) -> int:
     for variant in sorted(before.keys() | after.keys()):
         a = {renamed(k): v for k, v in before.get(variant, {}).items()}
         b = after.get(variant, {})
-        rows = [(k, a.get(k, "-"), b.get(k, "-")) for k in sorted(a.keys() | b.keys()) if a.get(k, "-") != b.get(k, "-")]
+        rows = [
+            (k, a.get(k, "-"), b.get(k, "-")) for k in sorted(a.keys() | b.keys()) if a.get(k, "-") != b.get(k, "-")
+        ]
         if variant not in before or variant not in after:
             print(f"{variant}: only in {'after' if variant in after else 'before'}")
             changed += 1

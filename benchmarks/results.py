@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
-HEADER = ("# docalign: measured results\n\nEvery figure below was written by the benchmark script named in "
-          "its section, with the command and the machine.\n")
+HEADER = (
+    "# docalign: measured results\n\nEvery figure below was written by the benchmark script named in "
+    "its section, with the command and the machine.\n"
+)
 
 
 def cpu_model() -> str:
@@ -38,8 +40,10 @@ def machine(extra: str = "") -> str:
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = f", {extra}" if extra else ""
-    return (f"{os.cpu_count()} cores ({cpu_model()}){memory}, Python {platform.python_version()}{extra}; "
-            f"load average {load} (1/5/15 min) when written; {when}")
+    return (
+        f"{os.cpu_count()} cores ({cpu_model()}){memory}, Python {platform.python_version()}{extra}; "
+        f"load average {load} (1/5/15 min) when written; {when}"
+    )
 
 
 def write_section(key: str, title: str, body: str, path: Path = RESULTS) -> None:

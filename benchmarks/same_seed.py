@@ -26,10 +26,26 @@ SHORT = ["--trainer.max_epochs", "2", "--data.max_docs", "200", "--trainer.enabl
 RUNS = {
     "demo": ["--config", E / "_base.yaml", "--config", E / "demo.yaml", *SHORT],
     "demo_ft": ["--config", E / "_base.yaml", "--config", E / "demo_ft.yaml", *SHORT],
-    "funsd_aet_tiny": ["--config", E / "_base.yaml", "--config", E / "funsd_aet.yaml", "--config", E / "_offline.yaml",
-                       "--config", E / "_offline_aet.yaml", "--config", T / "tiny.yaml", "--config", T / "tiny_aet.yaml",
-                       "--data.init_args.root", FUNSD, "--trainer.limit_test_batches", "null",
-                       "--data.init_args.cache_dir", "{tmp}/cache"],
+    "funsd_aet_tiny": [
+        "--config",
+        E / "_base.yaml",
+        "--config",
+        E / "funsd_aet.yaml",
+        "--config",
+        E / "_offline.yaml",
+        "--config",
+        E / "_offline_aet.yaml",
+        "--config",
+        T / "tiny.yaml",
+        "--config",
+        T / "tiny_aet.yaml",
+        "--data.init_args.root",
+        FUNSD,
+        "--trainer.limit_test_batches",
+        "null",
+        "--data.init_args.cache_dir",
+        "{tmp}/cache",
+    ],
 }
 
 
@@ -39,9 +55,20 @@ def run(out: Path) -> None:
         if name in results:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "docalign.cli", "fit", *(str(a).format(tmp=tmp) for a in args),
-                   "--experiment", name, "--trainer.logger.init_args.save_dir", f"{tmp}/logs"]
-            done = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+            cmd = [
+                sys.executable,
+                "-m",
+                "docalign.cli",
+                "fit",
+                *(str(a).format(tmp=tmp) for a in args),
+                "--experiment",
+                name,
+                "--trainer.logger.init_args.save_dir",
+                f"{tmp}/logs",
+            ]
+            done = subprocess.run(
+                cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True
+            )
             if done.returncode:
                 raise SystemExit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
             metrics = json.loads(next(Path(tmp, "logs").glob("*/version_0/metrics.json")).read_text())

@@ -33,7 +33,9 @@ FIXTURE_ARGS = {  # the fixtures have 3 training documents: carve 1 for validati
 }
 RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "DocVQA")
 OCR_DATAMODULES = ("RVLCDIP",)  # their OCR cache goes to the test's tmp folder too
-FUNSD_MISSING = "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
+FUNSD_MISSING = (
+    "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
+)
 
 
 def experiment_names() -> list[str]:
@@ -48,9 +50,21 @@ def cli_args(experiment: str, tmp_path: Path, *extra: str) -> list[str]:
     hub; release-folder DataModules read the test data (see ``data_args``).
     """
     tiny = ["--config", str(TINY)] + (["--config", str(TINY_AET)] if is_aet(experiment) else [])
-    return ["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
-            "--config", str(OFFLINE), *tiny, "--experiment", experiment,
-            "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *data_args(experiment, tmp_path), *extra]
+    return [
+        "--config",
+        str(EXPERIMENTS / "_base.yaml"),
+        "--config",
+        str(EXPERIMENTS / f"{experiment}.yaml"),
+        "--config",
+        str(OFFLINE),
+        *tiny,
+        "--experiment",
+        experiment,
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "logs"),
+        *data_args(experiment, tmp_path),
+        *extra,
+    ]
 
 
 def class_name(experiment: str, section: str) -> str:
@@ -110,8 +124,19 @@ def bpe_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
-                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )

@@ -12,20 +12,21 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from conftest import EXPERIMENTS, FIXTURES, OFFLINE, TINY, TINY_AET, cli_args, is_aet
 from docalign.alignment import AETAlignment, AlignmentViews
 from docalign.alignment import aet as aet_module
 from docalign.conventions import PIXEL_MEAN, PIXEL_STD
-from docalign.models.alignment import AlignmentImageEncoder
 from docalign.data import SyntheticReceipts
 from docalign.data.encoding import collate_windows
 from docalign.hub import CheckpointError
-from docalign.models.alignment import AdditiveFusion, ImageEncoderConfig, TextEncoderConfig
+from docalign.models.alignment import AdditiveFusion, AlignmentImageEncoder, ImageEncoderConfig, TextEncoderConfig
 from docalign.models.backbone import BackboneConfig
 from docalign.systems import ExtractiveQA, TokenClassification
 
-BACKBONE = BackboneConfig(text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                          image_size=32, patch_size=16)
+from conftest import EXPERIMENTS, FIXTURES, OFFLINE, TINY, TINY_AET, cli_args, is_aet
+
+BACKBONE = BackboneConfig(
+    text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, image_size=32, patch_size=16
+)
 # Three different widths (ViT 24, text 16, fusion 32): both fusion maps are real linear maps.
 IMAGE = ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2)
 TEXT = TextEncoderConfig(pretrained=None, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
@@ -53,10 +54,22 @@ def system(data, **overrides):
 
 
 def trainer(tmp_path, **overrides):
-    args = dict(accelerator="cpu", devices=1, max_steps=1, limit_train_batches=1, limit_val_batches=1,
-                limit_test_batches=1, limit_predict_batches=1, logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-                default_root_dir=str(tmp_path))
+    args = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        limit_test_batches=1,
+        limit_predict_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=str(tmp_path),
+    )
     return L.Trainer(**{**args, **overrides})
 
 
@@ -99,8 +112,10 @@ def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_the
     assert torch.equal(out["text"], manual["text"]) and torch.equal(out["visual"], manual["visual"])
     assert not torch.allclose(out["text"], plain["text"])
 
-    for encoder_param in (model.alignment.encoders.image.vit.norm.bias,
-                          model.alignment.encoders.text.model.embeddings.LayerNorm.bias):
+    for encoder_param in (
+        model.alignment.encoders.image.vit.norm.bias,
+        model.alignment.encoders.text.model.embeddings.LayerNorm.bias,
+    ):
         with torch.no_grad():
             encoder_param.add_(0.5)
             changed = model(batch)
@@ -110,8 +125,12 @@ def test_fusion_adds_the_alignment_encoders_outputs_and_the_task_loss_trains_the
     model.train()
     model._loss(model(batch)["logits"], batch["labels"]).backward()
     enc = model.alignment.encoders
-    for param in (enc.image.vit.blocks[0].attn.qkv.weight, enc.text.model.encoder.layer[0].attention.self.query.weight,
-                  model.alignment.fusion.image.weight, model.alignment.fusion.text.weight):
+    for param in (
+        enc.image.vit.blocks[0].attn.qkv.weight,
+        enc.text.model.encoder.layer[0].attention.self.query.weight,
+        model.alignment.fusion.image.weight,
+        model.alignment.fusion.text.weight,
+    ):
         assert param.grad is not None and param.grad.abs().sum() > 0
 
 
@@ -153,9 +172,9 @@ def test_mask_same_document_leaves_the_queued_copies_of_the_batch_documents_out_
     trainer(tmp_path, max_steps=3, limit_train_batches=None).fit(model, datamodule=data)
     ids = model.alignment.image_queue.item_ids()
     assert int(model.alignment.image_queue.filled) == 6 and torch.equal(ids, model.alignment.text_queue.item_ids())
-    assert set(ids.tolist()) <= {w.doc_index for w in data.windows["train"]}   # the documents' ids, none unknown
+    assert set(ids.tolist()) <= {w.doc_index for w in data.windows["train"]}  # the documents' ids, none unknown
     batch = first_batch(data)
-    assert set(batch["doc_index"].tolist()) & set(ids.tolist())                # older copies are queued
+    assert set(batch["doc_index"].tolist()) & set(ids.tolist())  # older copies are queued
     model.eval()  # no dropout; the same seed gives both calls the same augmented key view
     torch.manual_seed(5)
     masked, _ = model.alignment.loss_terms(batch, model(batch))
@@ -169,8 +188,11 @@ def test_mask_same_document_leaves_the_queued_copies_of_the_batch_documents_out_
 
 def test_evaluation_and_prediction_see_the_clean_image_and_leave_keys_bit_identical(data, tmp_path):
     model = system(data)
-    views, key_images, online_images = (count_calls(model.alignment.views), count_calls(model.alignment.encoders_m.image),
-                                         count_calls(model.alignment.encoders.image))
+    views, key_images, online_images = (
+        count_calls(model.alignment.views),
+        count_calls(model.alignment.encoders_m.image),
+        count_calls(model.alignment.encoders.image),
+    )
     trainer(tmp_path).fit(model, datamodule=data)
     # One training step (augmented view for the momentum ViT only), then fit's validation (neither).
     assert len(views) == 1 and len(key_images) == 1 and len(online_images) == 2
@@ -195,9 +217,9 @@ def test_views_are_per_sample_augmentations_of_the_collated_zero_one_pixels(data
     pixels = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one page
     view = AlignmentViews(32)(pixels)
     assert view.shape == pixels.shape and view.dtype == pixels.dtype
-    assert view.min() >= 0 and view.max() <= 1                        # still [0, 1]: no undo/redo of a normalisation
+    assert view.min() >= 0 and view.max() <= 1  # still [0, 1]: no undo/redo of a normalisation
     assert not torch.allclose(view, pixels)
-    assert not torch.allclose(view[0], view[1])                       # a fresh draw per sample
+    assert not torch.allclose(view[0], view[1])  # a fresh draw per sample
 
 
 def test_momentum_zero_makes_the_key_encoders_copies(data, tmp_path):
@@ -314,9 +336,10 @@ def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):
 
 def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_built(tmp_path, capsys):
     """Equal sizes are not enough: a tokenizer that numbers two tokens the other way round is refused by the CLI."""
+    from transformers import AutoConfig
+
     from docalign.cli import cli_main
     from docalign.hub import check_same_vocabulary, load_tokenizer, resolve_checkpoint
-    from transformers import AutoConfig
 
     swapped = tmp_path / "swapped-minilm"
     load_tokenizer("minilm").save_pretrained(swapped)
@@ -331,7 +354,12 @@ def test_a_same_size_vocabulary_with_other_ids_is_refused_before_anything_is_bui
     with pytest.raises(CheckpointError, match="2 tokens with another id"):
         check_same_vocabulary("minilm", str(swapped), "alignment text encoder")
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", *cli_args("demo_aet", tmp_path, "--model.alignment.init_args.text_encoder.pretrained", str(swapped))])
+        cli_main(
+            [
+                "fit",
+                *cli_args("demo_aet", tmp_path, "--model.alignment.init_args.text_encoder.pretrained", str(swapped)),
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert str(swapped) in err and "vocabulary differs" in err and "Traceback" not in err
@@ -346,7 +374,9 @@ def test_bad_alignment_configurations_are_refused_clearly(data):
     with pytest.raises(CheckpointError, match="checkpoint_file"):
         system(data, image_encoder=ImageEncoderConfig(timm_checkpoint="deit_base_patch16_224.fb_in1k"))
     with pytest.raises(ValueError, match="layoutlmv3"):
-        system(data, backbone=BackboneConfig(arch="layoutlm", text_init=None, hidden_size=32, num_layers=1, num_heads=2))
+        system(
+            data, backbone=BackboneConfig(arch="layoutlm", text_init=None, hidden_size=32, num_layers=1, num_heads=2)
+        )
     for bad in (dict(momentum=1.0), dict(momentum=-0.1), dict(pita_mode="dot"), dict(ditc_weight=-1.0)):
         with pytest.raises(ValueError):
             system(data, **bad)
@@ -358,11 +388,26 @@ def test_bad_alignment_configurations_are_refused_clearly(data):
 def _resolved(experiment):
     from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
 
-    cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                      parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
-                      args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
-                            "--config", str(OFFLINE), "--config", str(TINY),
-                            *(["--config", str(TINY_AET)] if is_aet(experiment) else [])])
+    cli = DocAlignCLI(
+        DocumentSystem,
+        DocumentDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,
+        run=False,
+        args=[
+            "--config",
+            str(EXPERIMENTS / "_base.yaml"),
+            "--config",
+            str(EXPERIMENTS / f"{experiment}.yaml"),
+            "--config",
+            str(OFFLINE),
+            "--config",
+            str(TINY),
+            *(["--config", str(TINY_AET)] if is_aet(experiment) else []),
+        ],
+    )
     return _flatten(cli.config.as_dict()), cli.model
 
 
@@ -381,10 +426,16 @@ def _flatten(config: dict) -> dict:
     return flat
 
 
-@pytest.mark.parametrize("ablation, key, value", [
-    ("demo_aet_no_ditc", "ditc_weight", 0.0), ("demo_aet_no_imc", "imc_weight", 0.0),
-    ("demo_aet_no_glitc", "glitc_weight", 0.0), ("demo_aet_no_pita", "pita_weight", 0.0),
-    ("demo_aet_no_momentum", "use_momentum", False)])
+@pytest.mark.parametrize(
+    "ablation, key, value",
+    [
+        ("demo_aet_no_ditc", "ditc_weight", 0.0),
+        ("demo_aet_no_imc", "imc_weight", 0.0),
+        ("demo_aet_no_glitc", "glitc_weight", 0.0),
+        ("demo_aet_no_pita", "pita_weight", 0.0),
+        ("demo_aet_no_momentum", "use_momentum", False),
+    ],
+)
 def test_each_ablation_is_demo_aet_with_exactly_one_change(ablation, key, value):
     base, _ = _resolved("demo_aet")
     config, model = _resolved(ablation)
@@ -405,10 +456,23 @@ def config_parser():
     """The CLI's parser (built once from a tiny run), to resolve experiment files without building them."""
     from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
 
-    cli = DocAlignCLI(DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                      parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, run=False,
-                      args=["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_ft.yaml"),
-                            "--config", str(TINY)])
+    cli = DocAlignCLI(
+        DocumentSystem,
+        DocumentDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,
+        run=False,
+        args=[
+            "--config",
+            str(EXPERIMENTS / "_base.yaml"),
+            "--config",
+            str(EXPERIMENTS / "demo_ft.yaml"),
+            "--config",
+            str(TINY),
+        ],
+    )
     return cli.parser
 
 
@@ -418,8 +482,16 @@ def _flat_config(parser, *files):
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["hub", "offline"])
-@pytest.mark.parametrize("aet, plain", [("demo_aet", "demo_ft"), ("funsd_aet", "funsd_ft"), ("cord_aet", "cord_ft"),
-                                        ("rvlcdip_aet", "rvlcdip_ft"), ("docvqa_aet", "docvqa_ft")])
+@pytest.mark.parametrize(
+    "aet, plain",
+    [
+        ("demo_aet", "demo_ft"),
+        ("funsd_aet", "funsd_ft"),
+        ("cord_aet", "cord_ft"),
+        ("rvlcdip_aet", "rvlcdip_ft"),
+        ("docvqa_aet", "docvqa_ft"),
+    ],
+)
 def test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only(config_parser, aet, plain, offline):
     """Same system, data, schedule, backbone, optimiser and scoring as the plain experiment it is compared with: only
     the alignment component is added (with the hub checkpoints and with the offline overlays)."""
@@ -439,8 +511,13 @@ def test_each_aet_experiment_is_its_plain_experiment_plus_alignment_only(config_
 @pytest.mark.parametrize("task", ["funsd", "cord", "rvlcdip"])
 def test_each_task_ablation_is_its_aet_experiment_with_exactly_one_change(config_parser, task):
     base = _flat_config(config_parser, f"{task}_aet")
-    for part, key, value in [("ditc", "ditc_weight", 0.0), ("imc", "imc_weight", 0.0), ("glitc", "glitc_weight", 0.0),
-                             ("pita", "pita_weight", 0.0), ("momentum", "use_momentum", False)]:
+    for part, key, value in [
+        ("ditc", "ditc_weight", 0.0),
+        ("imc", "imc_weight", 0.0),
+        ("glitc", "glitc_weight", 0.0),
+        ("pita", "pita_weight", 0.0),
+        ("momentum", "use_momentum", False),
+    ]:
         config = _flat_config(config_parser, f"{task}_aet_no_{part}")
         changed = {k for k in base.keys() | config.keys() if base.get(k) != config.get(k)}
         key = f"model.init_args.alignment.init_args.{key}"
@@ -457,9 +534,28 @@ def test_funsd_aet_mask_same_document_is_funsd_aet_with_the_mask_on(config_parse
 
 @pytest.mark.ddp
 def test_demo_aet_on_two_ddp_cpu_processes_fills_the_queues_with_the_global_batch(tmp_path):
-    args = [sys.executable, "-m", "docalign.cli", "fit", *cli_args(
-        "demo_aet", tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-        "--data.batch_size", "4", "--data.max_docs", "8", "--trainer.limit_val_batches", "null")]
+    args = [
+        sys.executable,
+        "-m",
+        "docalign.cli",
+        "fit",
+        *cli_args(
+            "demo_aet",
+            tmp_path,
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--data.batch_size",
+            "4",
+            "--data.max_docs",
+            "8",
+            "--trainer.limit_val_batches",
+            "null",
+        ),
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -490,10 +586,25 @@ def test_a_checkpoint_of_the_old_aet_subclass_tests_to_the_same_metrics_through_
     old = torch.load(OLD / "old_aet_tiny.ckpt", map_location="cpu", weights_only=True)
     assert old["hyper_parameters"]["_class_path"] == "docalign.systems.AETTokenClassification"
     assert any(k.startswith("alignment_m.") for k in old["state_dict"])  # the old layout
-    cli = cli_main(["test", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_aet.yaml"),
-                    "--config", str(TINY), "--config", str(TINY_AET), "--data.tokenizer", str(OLD / "tokenizer"),
-                    "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-                    "--ckpt_path", str(OLD / "old_aet_tiny.ckpt")])
+    cli = cli_main(
+        [
+            "test",
+            "--config",
+            str(EXPERIMENTS / "_base.yaml"),
+            "--config",
+            str(EXPERIMENTS / "demo_aet.yaml"),
+            "--config",
+            str(TINY),
+            "--config",
+            str(TINY_AET),
+            "--data.tokenizer",
+            str(OLD / "tokenizer"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),
+            "--ckpt_path",
+            str(OLD / "old_aet_tiny.ckpt"),
+        ]
+    )
     tested = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     assert {k: tested[k] for k in OLD_TEST_METRICS} == OLD_TEST_METRICS
     assert isinstance(cli.model, TokenClassification) and isinstance(cli.model.alignment, AETAlignment)
@@ -505,8 +616,9 @@ def test_upgrade_checkpoint_maps_old_keys_and_hparams_so_load_from_checkpoint_re
     old = torch.load(OLD / "old_aet_tiny.ckpt", map_location="cpu", weights_only=True)
     old_keys = set(old["state_dict"])
     new = upgrade_checkpoint(old)
-    assert len(new["state_dict"]) == len(old_keys) and all(k.startswith(("backbone.", "classifier.", "alignment."))
-                                                          for k in new["state_dict"])
+    assert len(new["state_dict"]) == len(old_keys) and all(
+        k.startswith(("backbone.", "classifier.", "alignment.")) for k in new["state_dict"]
+    )
     assert new["hyper_parameters"]["_class_path"] == "docalign.systems.TokenClassification"
     assert new["hyper_parameters"]["alignment"]["init_args"]["queue_size"] == 32
     torch.save(new, tmp_path / "new.ckpt")

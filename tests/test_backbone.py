@@ -1,11 +1,19 @@
 import pytest
 import torch
 
-from docalign.models.backbone import BackboneConfig, build_backbone
 from docalign.hub import CheckpointError, load_tokenizer
+from docalign.models.backbone import BackboneConfig, build_backbone
 
-TINY = BackboneConfig(text_init=None, hidden_size=36, num_layers=2, num_heads=2, intermediate_size=64,
-                      image_size=32, patch_size=16, dropout=0.0)
+TINY = BackboneConfig(
+    text_init=None,
+    hidden_size=36,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=64,
+    image_size=32,
+    patch_size=16,
+    dropout=0.0,
+)
 
 
 def inputs(batch=2, length=7, vocab=100, image=32):
@@ -14,8 +22,12 @@ def inputs(batch=2, length=7, vocab=100, image=32):
     bbox = torch.cat([x0, x0 + torch.randint(1, 400, (batch, length, 2), generator=g)], dim=-1)
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[1, 5:] = 0
-    return (torch.randint(5, vocab, (batch, length), generator=g), bbox, mask,
-            torch.randn(batch, 3, image, image, generator=g))
+    return (
+        torch.randint(5, vocab, (batch, length), generator=g),
+        bbox,
+        mask,
+        torch.randn(batch, 3, image, image, generator=g),
+    )
 
 
 def test_output_shapes_at_tiny_size():
@@ -68,7 +80,11 @@ def test_minilm_warm_start_accounts_for_every_tensor():
     assert all(f"encoder.layer.{i}.attention.self.query.weight" in report.loaded for i in range(6))
     assert "embeddings.word_embeddings.weight" in report.loaded
     new = set(report.new)
-    assert {"embeddings.x_position_embeddings.weight", "patch_embed.proj.weight", "encoder.rel_pos_x_bias.weight"} <= new
+    assert {
+        "embeddings.x_position_embeddings.weight",
+        "patch_embed.proj.weight",
+        "encoder.rel_pos_x_bias.weight",
+    } <= new
     assert not any(n.startswith("encoder.layer.") for n in new)
     # the copy is exact (BERT positions start at 0, as ours do)
     from transformers import AutoModel
@@ -110,14 +126,17 @@ def test_layout_init_applies_to_new_tables_only_and_is_selectable():
 
     for mode in ("sinusoidal", "random"):
         for arch in ("layoutlm", "layoutlmv2", "layoutlmv3"):
-            model = build_backbone(BackboneConfig(arch=arch, text_init="minilm", visual=False, layout_init=mode),
-                                   30522)
+            model = build_backbone(BackboneConfig(arch=arch, text_init="minilm", visual=False, layout_init=mode), 30522)
             table = model.hf.embeddings.x_position_embeddings.weight
             expected = sinusoidal_table(*table.shape)
             assert torch.equal(table, expected) == (mode == "sinusoidal"), (arch, mode)
     with pytest.raises(ValueError, match="layout_init"):
-        build_backbone(BackboneConfig(text_init=None, hidden_size=24, num_layers=1, num_heads=2,
-                                      intermediate_size=32, layout_init="zeros"), 100)
+        build_backbone(
+            BackboneConfig(
+                text_init=None, hidden_size=24, num_layers=1, num_heads=2, intermediate_size=32, layout_init="zeros"
+            ),
+            100,
+        )
 
 
 def test_text_warm_start_starts_the_joint_layernorm_at_the_text_layernorm():

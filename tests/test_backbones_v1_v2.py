@@ -8,17 +8,25 @@ import torch
 from transformers import AutoModel, LayoutLMConfig, LayoutLMModel, LayoutLMv2Config
 from transformers.models.layoutlmv2 import modeling_layoutlmv2 as hf_v2
 
+from docalign.hub import resolve_checkpoint
 from docalign.models.backbone import BackboneConfig, build_backbone
 from docalign.models.freezing import UnfreezeAfter, count_parameters, freeze, match_parameters, unfreeze
 from docalign.models.layoutlmv2 import fuse_qkv, grid_boxes
 from docalign.models.spatial_attention import relative_position_bucket
-from docalign.hub import resolve_checkpoint
 from docalign.models.visual_cnn import ResNetGrid
 from docalign.systems import TokenClassification
 
 # tests/configs/tiny.yaml's sizes
-TINY = dict(text_init=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, image_size=32,
-            patch_size=16, dropout=0.0)
+TINY = dict(
+    text_init=None,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=64,
+    image_size=32,
+    patch_size=16,
+    dropout=0.0,
+)
 
 
 def tiny(arch, **kw):
@@ -31,11 +39,16 @@ def inputs(batch=2, length=7, vocab=100, image=32, seed=0):
     bbox = torch.cat([x0, x0 + torch.randint(1, 400, (batch, length, 2), generator=g)], dim=-1)
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[1, 5:] = 0
-    return (torch.randint(5, vocab, (batch, length), generator=g), bbox, mask,
-            torch.randn(batch, 3, image, image, generator=g))
+    return (
+        torch.randint(5, vocab, (batch, length), generator=g),
+        bbox,
+        mask,
+        torch.randn(batch, 3, image, image, generator=g),
+    )
 
 
 # --- relative position buckets ---------------------------------------------------------------------
+
 
 def buckets(values, **kw):
     return relative_position_bucket(torch.tensor(values), **kw).tolist()
@@ -77,19 +90,31 @@ def test_bucket_agrees_with_the_t5_reference_everywhere():
     # pre-trained bias tables are indexed by T5's buckets: ours must agree on every offset
     offsets = torch.arange(-1100, 1101)
     for nb, md in ((32, 128), (64, 256)):
-        assert torch.equal(relative_position_bucket(offsets, True, nb, md),
-                           hf_v2.relative_position_bucket(offsets, num_buckets=nb, max_distance=md))
+        assert torch.equal(
+            relative_position_bucket(offsets, True, nb, md),
+            hf_v2.relative_position_bucket(offsets, num_buckets=nb, max_distance=md),
+        )
 
 
 def test_grid_boxes_are_the_row_major_grid_of_the_page():
-    assert grid_boxes(2, 2).tolist() == [[0, 0, 500, 500], [500, 0, 1000, 500], [0, 500, 500, 1000],
-                                         [500, 500, 1000, 1000]]
-    hf = hf_v2.LayoutLMv2Model._calc_visual_bbox(SimpleNamespace(config=SimpleNamespace(image_feature_pool_shape=[7, 7])),
-                                                 [7, 7], torch.zeros(1, 1, 4, dtype=torch.long), "cpu", (1, 50))
+    assert grid_boxes(2, 2).tolist() == [
+        [0, 0, 500, 500],
+        [500, 0, 1000, 500],
+        [0, 500, 500, 1000],
+        [500, 500, 1000, 1000],
+    ]
+    hf = hf_v2.LayoutLMv2Model._calc_visual_bbox(
+        SimpleNamespace(config=SimpleNamespace(image_feature_pool_shape=[7, 7])),
+        [7, 7],
+        torch.zeros(1, 1, 4, dtype=torch.long),
+        "cpu",
+        (1, 50),
+    )
     assert torch.equal(grid_boxes(7, 7), hf[0])
 
 
 # --- shapes, gradients, padding, fusion inputs -------------------------------------------------------
+
 
 def test_output_shapes_at_tiny_size():
     ids, bbox, mask, pixels = inputs()
@@ -158,6 +183,7 @@ def test_v2_rejects_boxes_outside_the_tables():
 
 # --- warm starts ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def minilm():
     return AutoModel.from_pretrained(resolve_checkpoint("minilm")).eval()
@@ -165,8 +191,12 @@ def minilm():
 
 def zero_layout_tables(emb):
     with torch.no_grad():
-        for table in (emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
-                      emb.w_position_embeddings):
+        for table in (
+            emb.x_position_embeddings,
+            emb.y_position_embeddings,
+            emb.h_position_embeddings,
+            emb.w_position_embeddings,
+        ):
             table.weight.zero_()
 
 
@@ -193,11 +223,15 @@ def test_minilm_warm_start_of_v2_fuses_qkv_exactly(minilm):
     # 5 embedding tensors + 6 layers x 13 (fused qkv weight, q_bias, v_bias + 10 others) + 2 pooler
     assert len(report.loaded) == 5 + 6 * 13 + 2 and not report.mismatched
     assert report.unused == [f"encoder.layer.{i}.attention.self.key.bias" for i in range(6)]
-    assert sorted(report.new) == sorted([f"embeddings.{c}_position_embeddings.weight" for c in "xyhw"]
-                                        + [f"encoder.{t}.weight" for t in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias")])
+    assert sorted(report.new) == sorted(
+        [f"embeddings.{c}_position_embeddings.weight" for c in "xyhw"]
+        + [f"encoder.{t}.weight" for t in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias")]
+    )
     for i in range(6):
         ours, theirs = model.hf.encoder.layer[i].attention.self, minilm.encoder.layer[i].attention.self
-        assert torch.equal(ours.qkv_linear.weight, torch.cat([theirs.query.weight, theirs.key.weight, theirs.value.weight]))
+        assert torch.equal(
+            ours.qkv_linear.weight, torch.cat([theirs.query.weight, theirs.key.weight, theirs.value.weight])
+        )
         assert torch.equal(ours.q_bias, theirs.query.bias) and torch.equal(ours.v_bias, theirs.value.bias)
     assert torch.equal(model.hf.embeddings.position_embeddings.weight, minilm.embeddings.position_embeddings.weight)
     # with the new layout and bias tables at zero, v2's text stream is exactly BERT (the dropped key
@@ -214,8 +248,16 @@ def test_minilm_warm_start_of_v2_fuses_qkv_exactly(minilm):
 
 
 def test_v1_loads_a_layoutlm_checkpoint(tmp_path):
-    source = LayoutLMModel(LayoutLMConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                          intermediate_size=64, max_position_embeddings=64))
+    source = LayoutLMModel(
+        LayoutLMConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
     source.save_pretrained(tmp_path)
     model = build_backbone(BackboneConfig(arch="layoutlm", pretrained=str(tmp_path)), vocab_size=100)
     report = model.load_report
@@ -244,13 +286,26 @@ def hf_checkpoint(folder, fast_qkv):
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    c = LayoutLMv2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, coordinate_size=5, shape_size=6, max_position_embeddings=64,
-                         fast_qkv=fast_qkv, has_visual_segment_embedding=True, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0)
+    c = LayoutLMv2Config(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        coordinate_size=5,
+        shape_size=6,
+        max_position_embeddings=64,
+        fast_qkv=fast_qkv,
+        has_visual_segment_embedding=True,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     c.save_pretrained(folder)
-    modules = {"embeddings": hf_v2.LayoutLMv2Embeddings(c), "encoder": hf_v2.LayoutLMv2Encoder(c),
-               "pooler": hf_v2.LayoutLMv2Pooler(c)}
+    modules = {
+        "embeddings": hf_v2.LayoutLMv2Embeddings(c),
+        "encoder": hf_v2.LayoutLMv2Encoder(c),
+        "pooler": hf_v2.LayoutLMv2Pooler(c),
+    }
     with torch.no_grad():
         for module in modules.values():  # non-zero biases everywhere, the key bias included
             for name, p in module.named_parameters():
@@ -258,10 +313,16 @@ def hf_checkpoint(folder, fast_qkv):
                     p.normal_()
     state = {f"layoutlmv2.{m}.{k}": v.clone() for m, module in modules.items() for k, v in module.state_dict().items()}
     h = c.hidden_size
-    state.update({"layoutlmv2.embeddings.position_ids": torch.arange(64)[None],
-                  "layoutlmv2.visual_proj.weight": torch.randn(h, c.image_feature_pool_shape[-1]),
-                  "layoutlmv2.visual_proj.bias": torch.randn(h), "layoutlmv2.visual_segment_embedding": torch.randn(h),
-                  "layoutlmv2.visual_LayerNorm.weight": torch.rand(h) + 0.5, "layoutlmv2.visual_LayerNorm.bias": torch.randn(h)})
+    state.update(
+        {
+            "layoutlmv2.embeddings.position_ids": torch.arange(64)[None],
+            "layoutlmv2.visual_proj.weight": torch.randn(h, c.image_feature_pool_shape[-1]),
+            "layoutlmv2.visual_proj.bias": torch.randn(h),
+            "layoutlmv2.visual_segment_embedding": torch.randn(h),
+            "layoutlmv2.visual_LayerNorm.weight": torch.rand(h) + 0.5,
+            "layoutlmv2.visual_LayerNorm.bias": torch.randn(h),
+        }
+    )
     state.update({k: torch.randn(shape) for k, shape in DETECTRON2.items()})
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
     return c, modules, state
@@ -272,8 +333,12 @@ def test_layoutlmv2_checkpoint_key_mapping_and_equivalence(tmp_path, fast_qkv):
     c, hf, state = hf_checkpoint(tmp_path, fast_qkv)
     model = build_backbone(BackboneConfig(arch="layoutlmv2", pretrained=str(tmp_path)), vocab_size=100).eval()
     report = model.load_report
-    not_ours = {"layoutlmv2.embeddings.position_ids", "layoutlmv2.visual_proj.weight", "layoutlmv2.visual_proj.bias",
-                *DETECTRON2}
+    not_ours = {
+        "layoutlmv2.embeddings.position_ids",
+        "layoutlmv2.visual_proj.weight",
+        "layoutlmv2.visual_proj.bias",
+        *DETECTRON2,
+    }
     if not fast_qkv:  # LayoutXLM-style separate projections: fused on load, the key bias is dropped
         not_ours |= {f"layoutlmv2.encoder.layer.{i}.attention.self.key.bias" for i in range(2)}
     assert sorted(report.unused) == sorted(not_ours) and not report.mismatched
@@ -284,25 +349,37 @@ def test_layoutlmv2_checkpoint_key_mapping_and_equivalence(tmp_path, fast_qkv):
     assert all(torch.equal(ours[name], source[f"layoutlmv2.{name}"]) for name in report.loaded)
     if not fast_qkv:
         raw = hf["encoder"].layer[1].attention.self
-        assert torch.equal(ours["encoder.layer.1.attention.self.qkv_linear.weight"],
-                           torch.cat([raw.query.weight, raw.key.weight, raw.value.weight]))
+        assert torch.equal(
+            ours["encoder.layer.1.attention.self.qkv_linear.weight"],
+            torch.cat([raw.query.weight, raw.key.weight, raw.value.weight]),
+        )
         assert torch.equal(ours["encoder.layer.1.attention.self.v_bias"], raw.value.bias)
     # the same numbers as Hugging Face's forward, composed from its own functions (the visual encoder
     # and projection, which cannot be loaded, are ours in both)
     ids, bbox, mask, pixels = inputs(batch=2, length=7)
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    me = SimpleNamespace(embeddings=hf["embeddings"], visual=model.hf.visual, visual_proj=model.hf.visual_proj,
-                         has_visual_segment_embedding=True, visual_segment_embedding=model.hf.visual_segment_embedding,
-                         visual_LayerNorm=model.hf.visual_LayerNorm, visual_dropout=torch.nn.Identity(),
-                         config=SimpleNamespace(image_feature_pool_shape=[7, 7, 256]))
+    me = SimpleNamespace(
+        embeddings=hf["embeddings"],
+        visual=model.hf.visual,
+        visual_proj=model.hf.visual_proj,
+        has_visual_segment_embedding=True,
+        visual_segment_embedding=model.hf.visual_segment_embedding,
+        visual_LayerNorm=model.hf.visual_LayerNorm,
+        visual_dropout=torch.nn.Identity(),
+        config=SimpleNamespace(image_feature_pool_shape=[7, 7, 256]),
+    )
     with torch.no_grad():
         text = hf_v2.LayoutLMv2Model._calc_text_embeddings(me, ids, bbox, positions, torch.zeros_like(ids))
         vbox = hf_v2.LayoutLMv2Model._calc_visual_bbox(me, [7, 7], bbox, "cpu", (2, 7 + 49))
         vpos = torch.arange(49).repeat(2, 1)
         visual = hf_v2.LayoutLMv2Model._calc_img_embeddings(me, pixels, vbox, vpos)
         full_mask = torch.cat([mask, torch.ones(2, 49, dtype=mask.dtype)], 1)[:, None, None, :]
-        expected = hf["encoder"](torch.cat([text, visual], 1), (1.0 - full_mask) * torch.finfo(torch.float32).min,
-                                 bbox=torch.cat([bbox, vbox], 1), position_ids=torch.cat([positions, vpos], 1)).last_hidden_state
+        expected = hf["encoder"](
+            torch.cat([text, visual], 1),
+            (1.0 - full_mask) * torch.finfo(torch.float32).min,
+            bbox=torch.cat([bbox, vbox], 1),
+            position_ids=torch.cat([positions, vpos], 1),
+        ).last_hidden_state
         out = model(ids, bbox, mask, pixels)
     assert torch.allclose(out["text"], expected[:, :7], atol=1e-5)
     assert torch.allclose(out["visual"], expected[:, 7:], atol=1e-5)
@@ -311,9 +388,17 @@ def test_layoutlmv2_checkpoint_key_mapping_and_equivalence(tmp_path, fast_qkv):
 
 # --- freezing ------------------------------------------------------------------------------------
 
+
 def tiny_system(**kw):
-    return TokenClassification(backbone=tiny("layoutlm"), label_names=["O", "B-X", "I-X"], vocab_size=100,
-                               lr=1e-2, weight_decay=0.1, warmup_ratio=0.0, **kw)
+    return TokenClassification(
+        backbone=tiny("layoutlm"),
+        label_names=["O", "B-X", "I-X"],
+        vocab_size=100,
+        lr=1e-2,
+        weight_decay=0.1,
+        warmup_ratio=0.0,
+        **kw,
+    )
 
 
 def batches(n=2):
@@ -328,9 +413,11 @@ def batches(n=2):
 def test_patterns_glob_regex_and_typos():
     system = tiny_system()
     assert set(match_parameters(system, ["backbone.hf.embeddings.*"])) == {
-        f"backbone.hf.{n}" for n, _ in system.backbone.hf.embeddings.named_parameters(prefix="embeddings")}
+        f"backbone.hf.{n}" for n, _ in system.backbone.hf.embeddings.named_parameters(prefix="embeddings")
+    }
     assert set(match_parameters(system, [r"re:backbone\.hf\.encoder\.layer\.1\."])) == {
-        n for n, _ in system.named_parameters() if n.startswith("backbone.hf.encoder.layer.1.")}
+        n for n, _ in system.named_parameters() if n.startswith("backbone.hf.encoder.layer.1.")
+    }
     with pytest.raises(ValueError, match="matches no parameter"):
         freeze(system, ["backbone.embeddings.*"])
     names = freeze(system, ["backbone.hf.encoder.*"])
@@ -386,15 +473,22 @@ def test_unfreeze_after_epoch_n(ddp_safe):
     watched = ["backbone.hf.embeddings.word_embeddings.weight", "backbone.hf.encoder.layer.1.output.dense.weight"]
     start = {n: p.detach().clone() for n, p in system.named_parameters() if n in watched}
     snaps = Snapshots(watched)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0,
-                        callbacks=[UnfreezeAfter(["backbone.hf.embeddings.*"], epoch=2, ddp_safe=ddp_safe), snaps])
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[UnfreezeAfter(["backbone.hf.embeddings.*"], epoch=2, ddp_safe=ddp_safe), snaps],
+    )
     trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(batches(), batch_size=None))
     emb, enc = watched
     assert torch.equal(snaps.seen[0][emb], start[emb]) and torch.equal(snaps.seen[1][emb], start[emb])
     assert not torch.equal(snaps.seen[2][emb], snaps.seen[1][emb])  # trains from epoch 2
-    assert not torch.equal(snaps.seen[0][enc], start[enc])          # the rest trained all along
+    assert not torch.equal(snaps.seen[0][enc], start[enc])  # the rest trained all along
     n_emb = sum(p.numel() for p in system.backbone.hf.embeddings.parameters())
     total = sum(p.numel() for p in system.parameters())
     assert snaps.trainable == [total - n_emb, total - n_emb, total]

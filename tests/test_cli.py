@@ -7,8 +7,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, cli_args, experiment_names
 from docalign.cli import cli_main
+
+from conftest import REPO, cli_args, experiment_names
 
 
 @pytest.mark.parametrize("experiment", experiment_names())
@@ -38,10 +39,18 @@ def test_backbone_experiments_differ_only_in_the_backbone(task, tmp_path):
         resolved[experiment] += (config,)
         if experiment == "funsd_ft_v3_frozen_bias":  # Hugging Face's behaviour: the bias tables never learn
             frozen = sorted(n for n, p in cli.model.named_parameters() if not p.requires_grad)
-            assert frozen == ["backbone.hf.encoder.rel_pos_bias.weight", "backbone.hf.encoder.rel_pos_x_bias.weight",
-                              "backbone.hf.encoder.rel_pos_y_bias.weight"]
-    expected = [("layoutlm", None), ("layoutlmv2", None), ("layoutlmv3", None), ("layoutlmv3", ["backbone.hf.encoder.rel_pos*"])]
-    assert [r[:2] for r in resolved.values()] == expected[:len(names)]
+            assert frozen == [
+                "backbone.hf.encoder.rel_pos_bias.weight",
+                "backbone.hf.encoder.rel_pos_x_bias.weight",
+                "backbone.hf.encoder.rel_pos_y_bias.weight",
+            ]
+    expected = [
+        ("layoutlm", None),
+        ("layoutlmv2", None),
+        ("layoutlmv3", None),
+        ("layoutlmv3", ["backbone.hf.encoder.rel_pos*"]),
+    ]
+    assert [r[:2] for r in resolved.values()] == expected[: len(names)]
     rest = [r[2] for r in resolved.values()]
     for r in rest:
         assert r == rest[0]
@@ -59,8 +68,12 @@ def test_overrides_land_in_the_saved_config_and_versions_increase(tmp_path):
 
 
 def test_links_from_data_and_to_data(tmp_path):
-    cli = cli_main(["fit", *cli_args("demo_ft", tmp_path, "--model.backbone.image_size", "48",
-                                     "--trainer.limit_train_batches", "1")])
+    cli = cli_main(
+        [
+            "fit",
+            *cli_args("demo_ft", tmp_path, "--model.backbone.image_size", "48", "--trainer.limit_train_batches", "1"),
+        ]
+    )
     assert cli.datamodule.hparams.image_size == 48
     assert cli.model.label_names == cli.datamodule.label_names
     assert cli.model.hparams.vocab_size == len(cli.datamodule.tokenizer) == 30522
@@ -70,13 +83,22 @@ def run_cli(*args, env_extra=None):
     import os
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "docalign.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "docalign.cli", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_print_config_shows_the_resolved_config():
-    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
-                  "--model.lr", "0.00042", "--print_config")
+    out = run_cli(
+        "fit",
+        "--config",
+        "experiments/_base.yaml",
+        "--config",
+        "experiments/demo.yaml",
+        "--model.lr",
+        "0.00042",
+        "--print_config",
+    )
     assert out.returncode == 0, out.stderr
     config = yaml.safe_load(out.stdout)
     assert config["model"]["init_args"]["lr"] == 0.00042
@@ -86,40 +108,79 @@ def test_print_config_shows_the_resolved_config():
 
 
 def test_an_alignment_weight_is_one_flag_on_the_command_line():
-    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/cord_aet.yaml",
-                  "--model.alignment.init_args.ditc_weight", "0", "--print_config")
+    out = run_cli(
+        "fit",
+        "--config",
+        "experiments/_base.yaml",
+        "--config",
+        "experiments/cord_aet.yaml",
+        "--model.alignment.init_args.ditc_weight",
+        "0",
+        "--print_config",
+    )
     assert out.returncode == 0, out.stderr
     alignment = yaml.safe_load(out.stdout)["model"]["init_args"]["alignment"]["init_args"]
     assert alignment["ditc_weight"] == 0.0 and alignment["imc_weight"] == 0.4  # the rest is cord_aet's
 
 
 def test_malformed_override_is_one_clear_error_not_a_traceback():
-    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
-                  "--model.lr", "fast", "--print_config")
+    out = run_cli(
+        "fit",
+        "--config",
+        "experiments/_base.yaml",
+        "--config",
+        "experiments/demo.yaml",
+        "--model.lr",
+        "fast",
+        "--print_config",
+    )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr and "lr" in out.stderr
 
 
 def test_missing_offline_checkpoint_is_one_clear_error(tmp_path):
-    out = run_cli("fit", "--config", "experiments/_base.yaml", "--config", "experiments/demo.yaml",
-                  "--data.tokenizer", str(tmp_path / "no-such-model"),
-                  "--model.backbone.text_init", str(tmp_path / "no-such-model"))
+    out = run_cli(
+        "fit",
+        "--config",
+        "experiments/_base.yaml",
+        "--config",
+        "experiments/demo.yaml",
+        "--data.tokenizer",
+        str(tmp_path / "no-such-model"),
+        "--model.backbone.text_init",
+        str(tmp_path / "no-such-model"),
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "no-such-model" in out.stderr and "_offline.yaml" in out.stderr
 
 
 def test_unknown_experiment_lists_the_known_ones():
-    out = subprocess.run(["make", "--no-print-directory", "train", "EXP=nope"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        ["make", "--no-print-directory", "train", "EXP=nope"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode != 0
     assert "unknown experiment EXP=nope" in out.stdout and "demo" in out.stdout
 
 
 def test_optimizer_and_learning_rates_are_injected_from_config(tmp_path):
-    cli = cli_main(["fit", *cli_args("demo_ft", tmp_path, "--model.optimizer", "torch.optim.SGD",
-                                     "--model.optimizer.momentum", "0.9", "--model.lr", "0.01",
-                                     "--model.new_lr", "0.1")])
+    cli = cli_main(
+        [
+            "fit",
+            *cli_args(
+                "demo_ft",
+                tmp_path,
+                "--model.optimizer",
+                "torch.optim.SGD",
+                "--model.optimizer.momentum",
+                "0.9",
+                "--model.lr",
+                "0.01",
+                "--model.new_lr",
+                "0.1",
+            ),
+        ]
+    )
     optimizer = cli.trainer.optimizers[0]
     assert type(optimizer).__name__ == "SGD" and optimizer.defaults["momentum"] == 0.9
     # tiny.yaml has no warm start, so every parameter is new and gets new_lr
@@ -134,12 +195,25 @@ def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
     from conftest import EXPERIMENTS
 
     names = [n for n in experiment_names() if "_aet" in n and not n.startswith("demo")]
-    assert {"funsd_aet", "cord_aet", "rvlcdip_aet", "docvqa_aet", "funsd_aet_no_pita", "cord_aet_no_momentum"} <= set(names)
+    assert {"funsd_aet", "cord_aet", "rvlcdip_aet", "docvqa_aet", "funsd_aet_no_pita", "cord_aet_no_momentum"} <= set(
+        names
+    )
     for name in names:
         with pytest.raises(SystemExit):
-            cli_main(["fit", "--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{name}.yaml"),
-                      "--config", str(EXPERIMENTS / "_offline.yaml"), "--config", str(EXPERIMENTS / "_offline_aet.yaml"),
-                      "--print_config"])
+            cli_main(
+                [
+                    "fit",
+                    "--config",
+                    str(EXPERIMENTS / "_base.yaml"),
+                    "--config",
+                    str(EXPERIMENTS / f"{name}.yaml"),
+                    "--config",
+                    str(EXPERIMENTS / "_offline.yaml"),
+                    "--config",
+                    str(EXPERIMENTS / "_offline_aet.yaml"),
+                    "--print_config",
+                ]
+            )
         model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
         config = model["alignment"]["init_args"]
         assert config["text_encoder"]["pretrained"] == "minilm" and config["image_encoder"]["timm_checkpoint"] is None

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import REPO, cli_args
 from docalign.cli import cli_main
 from docalign.compare import step_time_from_events
+
+from conftest import REPO, cli_args
 
 EXPERIMENTS = ("demo_ft", "demo")  # plain fine-tuning vs the embedded default (AET)
 SEEDS = (1, 2)
@@ -21,14 +22,28 @@ def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("compare")
     for experiment in EXPERIMENTS:
         for seed in SEEDS:
-            cli_main(["fit", *cli_args(experiment, tmp_path, "--seed_everything", str(seed), "--trainer.max_epochs", "2",
-                                       "--trainer.log_every_n_steps", "1")])
+            cli_main(
+                [
+                    "fit",
+                    *cli_args(
+                        experiment,
+                        tmp_path,
+                        "--seed_everything",
+                        str(seed),
+                        "--trainer.max_epochs",
+                        "2",
+                        "--trainer.log_every_n_steps",
+                        "1",
+                    ),
+                ]
+            )
     return tmp_path
 
 
 def compare(*args):
-    return subprocess.run([sys.executable, "-m", "docalign.cli", "compare", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "docalign.cli", "compare", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_compare_tabulates_and_plots_real_runs(runs):
@@ -36,10 +51,14 @@ def test_compare_tabulates_and_plots_real_runs(runs):
     done = compare(*EXPERIMENTS, "--logs", str(runs / "logs"), "--out", str(out_md))
     assert done.returncode == 0, done.stderr
     table = out_md.read_text()
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()[2:] if line.startswith("| ")}
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()[2:] if line.startswith("| ")
+    }
     assert set(rows) == set(EXPERIMENTS)
     for experiment in EXPERIMENTS:
-        metrics = [json.loads((runs / "logs" / experiment / f"version_{i}" / "metrics.json").read_text()) for i in (0, 1)]
+        metrics = [
+            json.loads((runs / "logs" / experiment / f"version_{i}" / "metrics.json").read_text()) for i in (0, 1)
+        ]
         tests = [m["test"]["test/f1"] for m in metrics]
         vals = [m["best_val"]["val/f1"] for m in metrics]
         name, seeds, best_val, test, step_time, params = (cell.strip("| ") for cell in rows[experiment])

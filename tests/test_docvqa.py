@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
+from test_training import scalars
 
-from conftest import FIXTURES, cli_args
 from docalign.cli import cli_main
 from docalign.conventions import IGNORE_INDEX
 from docalign.data import DocumentDataModule, DocVQA
@@ -26,27 +26,40 @@ from docalign.data.repairs import DataError, RepairLog
 from docalign.metrics.anls import ANLS, anls_score, levenshtein, normalise_answer
 from docalign.models.backbone import BackboneConfig
 from docalign.systems.extractive_qa import ExtractiveQA, best_spans, span_text
-from test_training import scalars
 
-TINY = BackboneConfig(text_init=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                      image_size=32, patch_size=16)
+from conftest import FIXTURES, cli_args
+
+TINY = BackboneConfig(
+    text_init=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, image_size=32, patch_size=16
+)
 
 
 # ---- Levenshtein and ANLS --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("a, b, distance", [
-    ("kitten", "sitting", 3), ("flaw", "lawn", 2), ("intention", "execution", 5), ("", "abc", 3), ("abc", "", 3),
-    ("", "", 0), ("same", "same", 0), ("ab", "ba", 2), ("1/8/93", "1/8/1993", 2)])
+@pytest.mark.parametrize(
+    "a, b, distance",
+    [
+        ("kitten", "sitting", 3),
+        ("flaw", "lawn", 2),
+        ("intention", "execution", 5),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("", "", 0),
+        ("same", "same", 0),
+        ("ab", "ba", 2),
+        ("1/8/93", "1/8/1993", 2),
+    ],
+)
 def test_levenshtein_on_known_pairs(a, b, distance):
     assert levenshtein(a, b) == distance == levenshtein(b, a)
 
 
 def test_anls_per_question_matches_hand_computed_values():
-    assert anls_score("1/8/93", ["1/8/93"]) == 1.0                                   # exact match
-    assert anls_score("0123456789", ["0123456780"]) == pytest.approx(0.9)            # 1 edit in 10 characters
-    assert anls_score("abcdefghij", ["abcdefgxyz"]) == pytest.approx(0.7)            # 3 edits in 10
-    assert anls_score("abcd", ["abxy"]) == 0.0                                        # NL = 0.5 is not < 0.5
+    assert anls_score("1/8/93", ["1/8/93"]) == 1.0  # exact match
+    assert anls_score("0123456789", ["0123456780"]) == pytest.approx(0.9)  # 1 edit in 10 characters
+    assert anls_score("abcdefghij", ["abcdefgxyz"]) == pytest.approx(0.7)  # 3 edits in 10
+    assert anls_score("abcd", ["abxy"]) == 0.0  # NL = 0.5 is not < 0.5
     assert anls_score("abcdef", ["abcxyz"]) == 0.0 and anls_score("cat", ["dog"]) == 0.0
     # several gold answers: the best one counts (1 edit in 11 characters beats 1 in 10, and "zzz" gives 0)
     assert anls_score("abcdefghij", ["abcdefghiX", "zzz", "abcdefghij!"]) == pytest.approx(1 - 1 / 11)
@@ -66,10 +79,22 @@ def test_anls_metric_merges_windows_by_best_score_and_drops_sampler_repeats():
     # (doc 1, question 0): window 0 (-1.0) beats window 1 (-2.0) -> "cat" vs "dog" = 0; its repeat of window 1 with
     #   another score is dropped (the first record of a window counts)
     # (doc 2, question 0): no gold answer (test split): not scored
-    metric.update(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), torch.tensor([0, 0, 0]),
-                  torch.tensor([-3.0, -0.5, -1.0]), ["wrong", "0123456789", "cat"], [["memo"], ["0123456780"], ["dog"]])
-    metric.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 0, 0]), torch.tensor([1, 1, 1, 0]),
-                  torch.tensor([-0.1, -2.0, 5.0, 0.0]), ["Memo", "dog", "dog", "x"], [["memo"], ["dog"], ["dog"], []])
+    metric.update(
+        torch.tensor([0, 0, 1]),
+        torch.tensor([0, 1, 0]),
+        torch.tensor([0, 0, 0]),
+        torch.tensor([-3.0, -0.5, -1.0]),
+        ["wrong", "0123456789", "cat"],
+        [["memo"], ["0123456780"], ["dog"]],
+    )
+    metric.update(
+        torch.tensor([0, 1, 1, 2]),
+        torch.tensor([0, 0, 0, 0]),
+        torch.tensor([1, 1, 1, 0]),
+        torch.tensor([-0.1, -2.0, 5.0, 0.0]),
+        ["Memo", "dog", "dog", "x"],
+        [["memo"], ["dog"], ["dog"], []],
+    )
     best = metric.per_question()
     assert best[(0, 0)] == (1, pytest.approx(-0.1), 1.0) and best[(1, 0)][0] == 0
     assert float(metric.compute()) == pytest.approx((1.0 + 0.9 + 0.0) / 3)
@@ -82,8 +107,11 @@ def test_anls_metric_merges_windows_by_best_score_and_drops_sampler_repeats():
 WORLD = 2
 # 4 questions, 6 windows. The sampler pads rank 1 with a repeat of rank 0's first window (doc 0, q 0, window 0).
 RECORDS = [  # doc, question, window, score, prediction, answers
-    (0, 0, 0, -1.0, "abcdefghij", ["abcdefghiX"]), (0, 0, 1, -2.0, "zzz", ["abcdefghiX"]),
-    (0, 1, 0, -0.5, "1998", ["1998"]), (1, 0, 0, -4.0, "no", ["yes"]), (1, 0, 1, -3.0, "yes", ["yes"]),
+    (0, 0, 0, -1.0, "abcdefghij", ["abcdefghiX"]),
+    (0, 0, 1, -2.0, "zzz", ["abcdefghiX"]),
+    (0, 1, 0, -0.5, "1998", ["1998"]),
+    (1, 0, 0, -4.0, "no", ["yes"]),
+    (1, 0, 1, -3.0, "yes", ["yes"]),
     (2, 0, 0, -1.0, "Orcut", ["Orcutt"]),
 ]
 
@@ -135,11 +163,11 @@ def assert_round_trip(windows, docs):
         if w.start_position <= 0:
             continue
         first, last = pair.answer_spans[0]
-        covered = w.word_ids[w.start_position:w.end_position + 1]
+        covered = w.word_ids[w.start_position : w.end_position + 1]
         assert covered[0] == first and covered[-1] == last and sorted(set(covered)) == list(range(first, last + 1))
         # the start is the first word's first sub-token, the end the last word's last sub-token
         assert w.word_ids[w.start_position - 1] != first and w.word_ids[w.end_position + 1] != last
-        assert " ".join(w.words[first:last + 1]) == " ".join(docs[w.doc_index].words[first:last + 1])
+        assert " ".join(w.words[first : last + 1]) == " ".join(docs[w.doc_index].words[first : last + 1])
     for d, doc in enumerate(docs):
         seen = {i for w in windows if w.doc_index == d for i in w.word_ids if i >= 0}
         assert seen == set(range(len(doc.words)))
@@ -167,10 +195,10 @@ def test_qa_encoding_round_trip_on_the_release_fixture(tokenizer, request):
     w = located[0]
     n_question = w.word_ids.index(0) - 2 if 0 in w.word_ids else None
     question = tok(w.question.split(), is_split_into_words=True, add_special_tokens=False)["input_ids"]
-    assert n_question == len(question) and w.input_ids[1:1 + n_question] == question
+    assert n_question == len(question) and w.input_ids[1 : 1 + n_question] == question
     assert w.input_ids[0] == tok.cls_token_id and w.input_ids[n_question + 1] == tok.sep_token_id
-    assert w.input_ids[-1] == tok.sep_token_id and set(w.word_ids[:n_question + 2]) == {-1}
-    assert w.bbox[:n_question + 1] == [[0, 0, 0, 0]] * (n_question + 1) and w.bbox[n_question + 1] == [1000] * 4
+    assert w.input_ids[-1] == tok.sep_token_id and set(w.word_ids[: n_question + 2]) == {-1}
+    assert w.bbox[: n_question + 1] == [[0, 0, 0, 0]] * (n_question + 1) and w.bbox[n_question + 1] == [1000] * 4
     assert all(label == IGNORE_INDEX for label in w.labels) and not any(w.scored)
 
 
@@ -199,8 +227,10 @@ def test_a_long_page_has_exactly_one_window_holding_the_span_and_loses_no_word(m
 @pytest.mark.parametrize("span", [(20, 22), (31, 33), (0, 0), (39, 39), (20, 27)])
 def test_a_span_is_a_target_exactly_in_the_windows_that_hold_all_its_sub_tokens(minilm_tokenizer, span):
     doc = qa_page(40, [QAPair("q", ["a"], [span])])
-    windows = QAEncoder(minilm_tokenizer, max_length=16, stride=4, image_size=None, max_question_tokens=4).encode(doc, 0)
-    total = sum(len(minilm_tokenizer.tokenize(word)) for word in doc.words[span[0]:span[1] + 1])
+    windows = QAEncoder(minilm_tokenizer, max_length=16, stride=4, image_size=None, max_question_tokens=4).encode(
+        doc, 0
+    )
+    total = sum(len(minilm_tokenizer.tokenize(word)) for word in doc.words[span[0] : span[1] + 1])
     assert len(windows) > 5
     for w in windows:
         held = sum(span[0] <= i <= span[1] for i in w.word_ids)
@@ -216,27 +246,42 @@ def test_long_questions_and_bad_spans_are_repaired_and_counted_or_raised(minilm_
     long_question = " ".join(["word"] * 30)
     doc = qa_page(5, [QAPair(long_question, ["w1"], [(1, 1)]), QAPair("q", ["w9"], [(9, 9)])])
     repairs = RepairLog()
-    encoder = QAEncoder(minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8, repairs=repairs)
+    encoder = QAEncoder(
+        minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8, repairs=repairs
+    )
     first, second = encoder.encode(doc, 0)
     assert first.input_ids[1:10].count(minilm_tokenizer.convert_tokens_to_ids("word")) == 8
     assert first.input_ids[9] == minilm_tokenizer.sep_token_id and first.word_ids[first.start_position] == 1
     assert (second.start_position, second.end_position) == (IGNORE_INDEX, IGNORE_INDEX)
     assert sum(repairs.counts.values()) == 2 and "question of 30 sub-tokens" in repairs.summary()
     with pytest.raises(DataError, match=r"page\.json: field 'qa_pairs\[0\]\.question'"):
-        QAEncoder(minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8,
-                  repairs=RepairLog(strict=True)).encode(doc, 0)
+        QAEncoder(
+            minilm_tokenizer,
+            max_length=32,
+            stride=4,
+            image_size=None,
+            max_question_tokens=8,
+            repairs=RepairLog(strict=True),
+        ).encode(doc, 0)
     bad_span = qa_page(5, [QAPair("q", ["w9"], [(3, 9)])])
     with pytest.raises(DataError, match=r"field 'qa_pairs\[0\]\.answer_spans\[0\]'.*\(3, 9\)"):
-        QAEncoder(minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8,
-                  repairs=RepairLog(strict=True)).encode(bad_span, 0)
+        QAEncoder(
+            minilm_tokenizer,
+            max_length=32,
+            stride=4,
+            image_size=None,
+            max_question_tokens=8,
+            repairs=RepairLog(strict=True),
+        ).encode(bad_span, 0)
     with pytest.raises(ValueError, match="max_question_tokens=30"):
         QAEncoder(minilm_tokenizer, max_length=32, stride=4, max_question_tokens=30)
 
 
 def test_training_skips_unlocated_answers_and_counts_them(minilm_tokenizer):
     doc = qa_page(5, [QAPair("a?", ["w1"], [(1, 1)]), QAPair("b?", ["nowhere"], []), QAPair("c?", [], [])])
-    train = QAEncoder(minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8,
-                      skip_unlocated=True)
+    train = QAEncoder(
+        minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8, skip_unlocated=True
+    )
     assert [w.question_index for w in train.encode(doc, 0)] == [0]
     assert train.stats[SKIPPED] == 2
     evaluation = QAEncoder(minilm_tokenizer, max_length=32, stride=4, image_size=None, max_question_tokens=8)
@@ -252,22 +297,23 @@ def test_best_spans_picks_the_right_span_under_the_constraints():
     mask = torch.tensor([[1] * 10 + [0]] * 4)
     start = torch.zeros(4, 11)
     end = torch.zeros(4, 11)
-    start[0, 5], end[0, 7] = 5.0, 5.0             # w1..w2
-    start[1, 1], end[1, 2] = 50.0, 50.0           # the question tokens score highest: never a span
-    start[1, 6], end[1, 6] = 3.0, 3.0             # -> w1 alone (its second sub-token)
-    start[2, 8], end[2, 4] = 9.0, 9.0             # end before start (18): not allowed; (4, 4) and (8, 8) give 9
-    start[2, 5], end[2, 7] = 5.0, 5.0             # -> w1..w2 (10)
-    start[3, 10], end[3, 10] = 99.0, 99.0         # padding never counts
-    start[3, 4], end[3, 8] = 4.0, 4.0             # w0..w3 (8) is 4 words: over max_answer_words=3
-    end[3, 7] = 1.0                               # -> w0..w2 (5)
+    start[0, 5], end[0, 7] = 5.0, 5.0  # w1..w2
+    start[1, 1], end[1, 2] = 50.0, 50.0  # the question tokens score highest: never a span
+    start[1, 6], end[1, 6] = 3.0, 3.0  # -> w1 alone (its second sub-token)
+    start[2, 8], end[2, 4] = 9.0, 9.0  # end before start (18): not allowed; (4, 4) and (8, 8) give 9
+    start[2, 5], end[2, 7] = 5.0, 5.0  # -> w1..w2 (10)
+    start[3, 10], end[3, 10] = 99.0, 99.0  # padding never counts
+    start[3, 4], end[3, 8] = 4.0, 4.0  # w0..w3 (8) is 4 words: over max_answer_words=3
+    end[3, 7] = 1.0  # -> w0..w2 (5)
     score, first, last = best_spans(start, end, word_ids, mask, max_answer_words=3)
     assert first.tolist() == [1, 1, 1, 0] and last.tolist() == [2, 1, 2, 2]
     # the score is log p_start + log p_end over the window's real tokens
     expected = torch.log_softmax(start[0, :10], 0)[5] + torch.log_softmax(end[0, :10], 0)[7]
     assert float(score[0]) == pytest.approx(float(expected))
     # a window without page words has no span
-    score, first, last = best_spans(torch.zeros(1, 4), torch.zeros(1, 4), torch.tensor([[-1, -1, -1, -1]]),
-                                    torch.ones(1, 4), max_answer_words=3)
+    score, first, last = best_spans(
+        torch.zeros(1, 4), torch.zeros(1, 4), torch.tensor([[-1, -1, -1, -1]]), torch.ones(1, 4), max_answer_words=3
+    )
     assert torch.isinf(score).all() and first.tolist() == last.tolist() == [-1]
     assert span_text(["R.", "H.", "Orcutt"], 0, 2) == "R. H. Orcutt" and span_text(["a"], -1, -1) == ""
 
@@ -278,22 +324,27 @@ def test_windows_of_one_question_merge_by_best_span_score():
     word_ids = torch.tensor([[-1, -1, -1, 0, 1, 2, 3, -1], [-1, -1, -1, 2, 3, 4, 5, -1]])
     mask = torch.ones(2, 8, dtype=torch.long)
     start, end = torch.zeros(2, 8), torch.zeros(2, 8)
-    start[0, 0], end[0, 0] = 8.0, 8.0     # window 0 mostly says "not here" ([CLS]); its best span "cost" scores low
+    start[0, 0], end[0, 0] = 8.0, 8.0  # window 0 mostly says "not here" ([CLS]); its best span "cost" scores low
     start[0, 4], end[0, 4] = 2.0, 2.0
-    start[1, 3], end[1, 4] = 6.0, 6.0     # window 1 is confident: "$ 300"
+    start[1, 3], end[1, 4] = 6.0, 6.0  # window 1 is confident: "$ 300"
     score, first, last = best_spans(start, end, word_ids, mask, max_answer_words=20)
     texts = [span_text(words, f, e) for f, e in zip(first.tolist(), last.tolist())]
     assert texts == ["cost", "$ 300"] and score[1] > score[0]
     metric = ANLS()
-    metric.update(torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([0, 1]), score, texts, [["$300", "$ 300"]] * 2)
+    metric.update(
+        torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([0, 1]), score, texts, [["$300", "$ 300"]] * 2
+    )
     assert metric.per_question()[(0, 0)][0] == 1 and float(metric.compute()) == 1.0
 
 
 def test_loss_masks_padding_and_ignores_windows_without_a_target():
     model = ExtractiveQA(backbone=TINY, vocab_size=100, qa_dropout=0.0)
     out = {"start_logits": torch.zeros(2, 4, requires_grad=True), "end_logits": torch.zeros(2, 4, requires_grad=True)}
-    batch = {"attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),
-             "start_positions": torch.tensor([1, IGNORE_INDEX]), "end_positions": torch.tensor([2, IGNORE_INDEX])}
+    batch = {
+        "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),
+        "start_positions": torch.tensor([1, IGNORE_INDEX]),
+        "end_positions": torch.tensor([2, IGNORE_INDEX]),
+    }
     assert model._loss(out, batch).item() == pytest.approx(torch.log(torch.tensor(3.0)).item())  # 3 real tokens
     batch["start_positions"] = batch["end_positions"] = torch.tensor([IGNORE_INDEX, IGNORE_INDEX])
     loss = model._loss(out, batch)
@@ -311,8 +362,9 @@ def fruit_page(seed):
     words = rng.sample(FRUIT, rng.randint(5, 9))
     boxes = [(20 * (i % 8), 20 * (i // 8), 20 * (i % 8) + 16, 20 * (i // 8) + 10) for i in range(len(words))]
     pairs = [QAPair(f"where is the {words[i]}?", [words[i]], [(i, i)]) for i in rng.sample(range(len(words)), 2)]
-    return Document(f"fruit-{seed}", Image.new("L", (200, 100), 255), words, boxes, qa_pairs=pairs,
-                    source=f"rendered:fruit-{seed}")
+    return Document(
+        f"fruit-{seed}", Image.new("L", (200, 100), 255), words, boxes, qa_pairs=pairs, source=f"rendered:fruit-{seed}"
+    )
 
 
 class FruitPages(DocumentDataModule):
@@ -325,8 +377,9 @@ class FruitPages(DocumentDataModule):
 
     def encoder(self):
         hp = self.hparams
-        return QAEncoder(self.tokenizer, max_length=hp.max_length, stride=hp.stride, image_size=hp.image_size,
-                         max_question_tokens=12)
+        return QAEncoder(
+            self.tokenizer, max_length=hp.max_length, stride=hp.stride, image_size=hp.image_size, max_question_tokens=12
+        )
 
     def load_split(self, split):
         first, count = self.sizes[split]
@@ -340,10 +393,24 @@ def test_a_short_training_run_answers_questions_on_unseen_pages(tmp_path):
     # Without dropout and with a constant rate, seeds 0, 1, 2 reached 1.0, 0.94 and 1.0 (with cosine and dropout 0.1,
     # as low as 0.38: the question-word matching is learnt suddenly, or not within the budget).
     backbone = BackboneConfig(**{**vars(TINY), "dropout": 0.0})
-    model = ExtractiveQA(backbone=backbone, vocab_size=data.vocab_size, lr=5e-3, warmup_ratio=0.05,
-                         schedule="constant_with_warmup", qa_dropout=0.0)
-    run = L.Trainer(accelerator="cpu", max_epochs=25, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    model = ExtractiveQA(
+        backbone=backbone,
+        vocab_size=data.vocab_size,
+        lr=5e-3,
+        warmup_ratio=0.05,
+        schedule="constant_with_warmup",
+        qa_dropout=0.0,
+    )
+    run = L.Trainer(
+        accelerator="cpu",
+        max_epochs=25,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+    )
     run.fit(model, datamodule=data)
     (tested,) = run.test(model, datamodule=data)
     assert tested["test/anls"] >= 0.7 and tested["hp/test_anls"] == tested["test/anls"]  # chance: about 1/7
@@ -386,7 +453,9 @@ def test_the_test_stage_scores_val_or_refuses_a_test_split_without_answers(caplo
     assert "scores the validation split" in caplog.text
     dm.setup("predict")  # predict reads the release's test split: answers to submit
     (predict,) = dm.windows["predict"]
-    assert predict.question == "when is the meeting?" and predict.answers == [] and predict.start_position == IGNORE_INDEX
+    assert (
+        predict.question == "when is the meeting?" and predict.answers == [] and predict.start_position == IGNORE_INDEX
+    )
     with pytest.raises(DataError, match=r"test_v1\.0\.json: field 'answers'.*test_split val"):
         docvqa(test_split="test").setup("fit")
     with pytest.raises(ValueError, match="test_split"):
@@ -403,11 +472,24 @@ def test_the_encoded_split_cache_keeps_qa_windows_and_counts(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="docalign.data"):
         second.setup("fit")
     assert second.cache_events == {"train": "hit", "val": "hit"}
-    fields = ("input_ids", "bbox", "word_ids", "segment_ids", "doc_index", "question_index", "window_index",
-              "start_position", "end_position", "question", "answers", "words")
+    fields = (
+        "input_ids",
+        "bbox",
+        "word_ids",
+        "segment_ids",
+        "doc_index",
+        "question_index",
+        "window_index",
+        "start_position",
+        "end_position",
+        "question",
+        "answers",
+        "words",
+    )
     for split in ("train", "val"):
-        assert [[getattr(w, f) for f in fields] for w in second.windows[split]] == \
-               [[getattr(w, f) for f in fields] for w in first.windows[split]]
+        assert [[getattr(w, f) for f in fields] for w in second.windows[split]] == [
+            [getattr(w, f) for f in fields] for w in first.windows[split]
+        ]
         assert all(torch.equal(a.image, b.image) for a, b in zip(first.windows[split], second.windows[split]))
     assert type(second.windows["train"][0]).__name__ == "QAWindow"
     # the skipped questions are reported again from the cache entry, not only on a fresh encode

@@ -2,8 +2,8 @@ import pytest
 import torch
 from PIL import Image
 
-from docalign.data.document import Document
 from docalign.conventions import IGNORE_INDEX
+from docalign.data.document import Document
 from docalign.data.encoding import DocumentEncoder, collate_windows, window_starts
 from docalign.data.repairs import DataError, RepairLog
 from docalign.data.synthetic import LABEL_NAMES, render_receipt
@@ -57,8 +57,8 @@ def test_out_of_page_and_inverted_boxes_are_repaired_and_counted(minilm_tokenize
     doc = page(["a", "b", "c"], [(-20, 10, 50, 20), (150, 60, 120, 40), (10, 10, 20, 20)])
     enc = encoder(minilm_tokenizer)
     (w,) = enc.encode(doc, 0)
-    assert w.bbox[1] == [0, 100, 250, 200]       # clipped at x = 0
-    assert w.bbox[2] == [600, 400, 750, 600]     # corners swapped
+    assert w.bbox[1] == [0, 100, 250, 200]  # clipped at x = 0
+    assert w.bbox[2] == [600, 400, 750, 600]  # corners swapped
     assert sum(enc.repairs.counts.values()) == 2
     assert "fixture.json [boxes[0]]" in enc.repairs.summary() and "fixture.json [boxes[1]]" in enc.repairs.summary()
     with pytest.raises(DataError, match=r"fixture.json: field 'boxes\[0\]'"):
@@ -145,25 +145,28 @@ def test_segment_ids_are_runs_of_equal_boxes_and_windows_are_numbered(minilm_tok
     # a long document: its windows are numbered 0, 1, ...; a token's segment is its word's, in every window
     words = [f"word{i}" for i in range(120)]
     windows = encoder(minilm_tokenizer, max_length=32, stride=8).encode(
-        page(words, [(10 * (i // 3), 0, 10 * (i // 3) + 5, 10) for i in range(120)], ["O"] * 120, (400, 100)), 4)
+        page(words, [(10 * (i // 3), 0, 10 * (i // 3) + 5, 10) for i in range(120)], ["O"] * 120, (400, 100)), 4
+    )
     assert [w.window_index for w in windows] == list(range(len(windows))) and len(windows) > 3
     assert all(s == (-1 if wid < 0 else wid // 3) for w in windows for wid, s in zip(w.word_ids, w.segment_ids))
     batch = collate_windows([windows[1], windows[-1]], pad_token_id=minilm_tokenizer.pad_token_id)
     assert batch["window_index"].tolist() == [1, len(windows) - 1] and batch["window_index"].dtype == torch.long
     assert batch["segment_ids"].dtype == torch.long and batch["segment_ids"].shape == batch["word_ids"].shape
     assert torch.equal(batch["segment_ids"] < 0, batch["word_ids"] < 0)  # -1 on special and padding tokens
-    assert batch["segment_ids"][1, len(windows[-1].input_ids):].eq(-1).all()
+    assert batch["segment_ids"][1, len(windows[-1].input_ids) :].eq(-1).all()
 
 
-def test_the_window_cache_keeps_segment_ids_and_window_index_and_refuses_entries_without_them(minilm_tokenizer,
-                                                                                              tmp_path):
+def test_the_window_cache_keeps_segment_ids_and_window_index_and_refuses_entries_without_them(
+    minilm_tokenizer, tmp_path
+):
     import dataclasses
 
     from docalign.data.cache import WindowCache
 
     words = [f"word{i}" for i in range(60)]
     windows = encoder(minilm_tokenizer, max_length=32, stride=8).encode(
-        page(words, [(10 * (i // 4), 0, 10 * (i // 4) + 5, 10) for i in range(60)], ["O"] * 60), 0)
+        page(words, [(10 * (i // 4), 0, 10 * (i // 4) + 5, 10) for i in range(60)], ["O"] * 60), 0
+    )
     cache = WindowCache(tmp_path)
     cache.save("funsd-test", "k" * 40, windows, {}, {}, {})
     status, entry = cache.load("funsd-test", "k" * 40)
@@ -172,8 +175,10 @@ def test_the_window_cache_keeps_segment_ids_and_window_index_and_refuses_entries
     assert kept == [(w.segment_ids, w.window_index) for w in windows]
     # An entry written before windows carried them (the code fingerprint in the key changed with this module, so
     # it would not even be looked up): not served as a hit, recomputed.
-    old = [{f.name: getattr(w, f.name) for f in dataclasses.fields(w) if f.name not in ("segment_ids", "window_index")}
-           for w in windows]
+    old = [
+        {f.name: getattr(w, f.name) for f in dataclasses.fields(w) if f.name not in ("segment_ids", "window_index")}
+        for w in windows
+    ]
     data = torch.load(cache.path("funsd-test", "k" * 40), weights_only=True)
     torch.save({**data, "windows": old}, cache.path("funsd-test", "k" * 40))
     assert cache.load("funsd-test", "k" * 40) == ("corrupt", None)

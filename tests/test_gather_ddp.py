@@ -50,16 +50,27 @@ def all_losses(x, rows, weight, lengths_pad):
     image = F.normalize(x["raw_image"][rows] @ weight.T, dim=-1)
     text = F.normalize(x["raw_text"][rows] @ weight.T, dim=-1)
     labels = x["labels"][rows]
-    own = torch.tensor(rows)                               # each query's positive among the gathered keys
+    own = torch.tensor(rows)  # each query's positive among the gathered keys
     clip = (info_nce(image, gather_with_grad(text), own, TEMP) + info_nce(text, gather_with_grad(image), own, TEMP)) / 2
     text_locals = x["locals_m"][rows][:, :lengths_pad]
     mask = torch.arange(lengths_pad)[None, :] < x["lengths"][rows][:, None]
     return {
         "clip": clip,
-        **supcon_inter(image, text, labels, TEMP), **supcon_intra(image, text, labels, TEMP),
+        **supcon_inter(image, text, labels, TEMP),
+        **supcon_intra(image, text, labels, TEMP),
         **ditc_loss(image, text, x["image_m"][rows], x["text_m"][rows], x["queue"], x["queue"], TEMP),
-        "ditc_same_document_masked": ditc_loss(image, text, x["image_m"][rows], x["text_m"][rows], x["queue"], x["queue"],
-                                               TEMP, x["doc_ids"][rows], x["queue_ids"], x["queue_ids"])["loss_ditc"],
+        "ditc_same_document_masked": ditc_loss(
+            image,
+            text,
+            x["image_m"][rows],
+            x["text_m"][rows],
+            x["queue"],
+            x["queue"],
+            TEMP,
+            x["doc_ids"][rows],
+            x["queue_ids"],
+            x["queue_ids"],
+        )["loss_ditc"],
         **glitc_loss(image, x["locals_m"][rows][:, :3], text, text_locals, mask, TEMP),
     }
 
@@ -75,14 +86,14 @@ def worker(rank, port):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         rows = list(range(rank * BATCH, (rank + 1) * BATCH))
-        lengths_pad = int(x["lengths"][rows].max())        # each rank pads to its own longest document
+        lengths_pad = int(x["lengths"][rows].max())  # each rank pads to its own longest document
         weight = x["weight"].clone().requires_grad_()
         losses = all_losses(x, rows, weight, lengths_pad)
         for name, loss in losses.items():
             grad = torch.autograd.grad(loss, weight, retain_graph=True)[0]
             mean_loss = loss.detach().clone()
             dist.all_reduce(mean_loss)
-            dist.all_reduce(grad)                          # what DDP does, then divides by the world size
+            dist.all_reduce(grad)  # what DDP does, then divides by the world size
             torch.testing.assert_close(mean_loss / WORLD, reference[name].detach(), msg=name)
             torch.testing.assert_close(grad / WORLD, ref_grads[name], msg=name)
 
@@ -102,7 +113,7 @@ def worker(rank, port):
         queue.enqueue(x["image_m"][rows].float(), x["doc_ids"][rows])
         expected = x["image_m"].float()
         torch.testing.assert_close(queue.features, torch.cat([expected[5:], expected[1:5]]))
-        assert queue.ids.tolist() == [5, 1, 2, 3, 2]           # document ids gathered in the same order
+        assert queue.ids.tolist() == [5, 1, 2, 3, 2]  # document ids gathered in the same order
         assert int(queue.pointer) == 1
     finally:
         dist.destroy_process_group()

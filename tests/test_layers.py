@@ -86,7 +86,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for succ in sorted(graph.get(node, ())):
             if state.get(succ) == 1:
-                return path[path.index(succ):] + [succ]
+                return path[path.index(succ) :] + [succ]
             if succ not in state and (cycle := visit(succ)):
                 return cycle
         path.pop()

@@ -6,9 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from docalign.losses import (Temperature, ditc_loss, glitc_loss, imc_loss, info_nce, patch_grid_side,
-                             patch_text_features, pita_loss, pool_patch_regions, sup_contrastive, supcon_inter,
-                             supcon_intra, token_patch_index)
+from docalign.losses import (
+    Temperature,
+    ditc_loss,
+    glitc_loss,
+    imc_loss,
+    info_nce,
+    patch_grid_side,
+    patch_text_features,
+    pita_loss,
+    pool_patch_regions,
+    sup_contrastive,
+    supcon_inter,
+    supcon_intra,
+    token_patch_index,
+)
 
 TEMP = 0.1
 
@@ -26,6 +38,7 @@ def assert_same_grads(a, b, inputs):
 
 
 # ---- naive references: one query, one positive, a list of negatives -----------------------------
+
 
 def l_cl(q, positive, negatives, t):
     """-log exp(q.k+/t) / sum_{k in {k+} U N} exp(q.k/t), written out term by term."""
@@ -56,13 +69,13 @@ def naive_global_local(cls, locals_m, mask, t):
     per_doc = []
     for d in range(cls.shape[0]):
         mine = [locals_m[d, j] for j in range(locals_m.shape[1]) if mask[d, j]]
-        others = [locals_m[e, j] for e in range(cls.shape[0]) if e != d
-                  for j in range(locals_m.shape[1]) if mask[e, j]]
+        others = [locals_m[e, j] for e in range(cls.shape[0]) if e != d for j in range(locals_m.shape[1]) if mask[e, j]]
         per_doc.append(torch.stack([l_cl(cls[d], k, others, t) for k in mine]).mean())
     return torch.stack(per_doc).mean()
 
 
 # ---- InfoNCE core -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("batch,scale", [(2, 1.0), (4, 10.0), (8, 14.3)])
 def test_symmetric_info_nce_of_orthonormal_pairs_matches_closed_form(batch, scale):
@@ -77,8 +90,7 @@ def test_info_nce_matches_a_naive_loop_forward_and_gradients():
     temp = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
     pos = torch.tensor([3, 0, 8, 3, 5])
     ours = info_nce(q, k, pos, temp)
-    naive = torch.stack([l_cl(q[i], k[pos[i]], [k[j] for j in range(9) if j != pos[i]], temp)
-                         for i in range(5)]).mean()
+    naive = torch.stack([l_cl(q[i], k[pos[i]], [k[j] for j in range(9) if j != pos[i]], temp) for i in range(5)]).mean()
     torch.testing.assert_close(ours.double(), naive)
     assert_same_grads(ours.double(), naive, (q, k, temp))
     # the index form equals PyTorch's cross-entropy over all keys
@@ -89,7 +101,7 @@ def test_multi_positive_info_nce_scores_each_positive_against_the_negatives_only
     q, k = unit(3, 6, seed=3, requires_grad=True), unit(7, 6, seed=4, requires_grad=True)
     pos = torch.zeros(3, 7, dtype=torch.bool)
     pos[0, [1, 2]] = True
-    pos[1, [0, 4, 6]] = True          # query 2 has none: left out of the mean
+    pos[1, [0, 4, 6]] = True  # query 2 has none: left out of the mean
     key_mask = torch.tensor([True, True, True, True, True, False, True])
     ours = info_nce(q, k, pos, TEMP, key_mask=key_mask)
     naive = []
@@ -104,7 +116,7 @@ def test_multi_positive_info_nce_scores_each_positive_against_the_negatives_only
 def test_masked_keys_change_nothing_and_no_positive_gives_zero():
     q, k = unit(4, 6, seed=5, requires_grad=True), unit(6, 6, seed=6)
     pos = torch.tensor([0, 1, 2, 3])
-    extra = torch.cat([k, 100 * unit(3, 6, seed=7)])   # huge logits if they leaked in
+    extra = torch.cat([k, 100 * unit(3, 6, seed=7)])  # huge logits if they leaked in
     mask = torch.tensor([True] * 6 + [False] * 3)
     a, b = info_nce(q, k, pos, TEMP), info_nce(q, extra, pos, TEMP, key_mask=mask)
     torch.testing.assert_close(a, b)
@@ -133,10 +145,11 @@ def test_temperature_is_clamped_learnable_and_projected():
 
 # ---- DITC / IMC ---------------------------------------------------------------------------------
 
+
 def test_ditc_of_identical_orthonormal_features_matches_closed_form():
     batch, queue_len, scale = 4, 3, 10.0
     basis = torch.eye(batch + queue_len, 16, dtype=torch.float64)
-    docs, queue = basis[:batch], basis[batch:]     # queue rows orthogonal to every document
+    docs, queue = basis[:batch], basis[batch:]  # queue rows orthogonal to every document
     out = ditc_loss(docs, docs, docs, docs, queue, queue, 1 / scale)
     assert set(out) == {"loss_ditc"}
     expected = math.log(1 + (batch - 1 + queue_len) * math.exp(-scale))
@@ -160,8 +173,10 @@ def test_ditc_and_imc_match_naive_loops_forward_and_gradients():
     # without a queue only the batch's momentum keys are negatives
     no_queue = ditc_loss(image, text, image_m, text_m, None, None, temp)["loss_ditc"]
     empty = torch.empty(0, 8, dtype=torch.float64)
-    torch.testing.assert_close(no_queue.double(), (naive_queue_contrast(image, text_m, empty, temp)
-                                                   + naive_queue_contrast(text, image_m, empty, temp)) / 2)
+    torch.testing.assert_close(
+        no_queue.double(),
+        (naive_queue_contrast(image, text_m, empty, temp) + naive_queue_contrast(text, image_m, empty, temp)) / 2,
+    )
 
 
 def test_same_document_keys_are_left_out_of_the_negatives_when_ids_are_given():
@@ -171,11 +186,11 @@ def test_same_document_keys_are_left_out_of_the_negatives_when_ids_are_given():
     batch, others, scale = 3, 2, 10.0
     basis = torch.eye(batch + others, 8, dtype=torch.float64)
     docs, orthogonal = basis[:batch], basis[batch:]
-    queue = torch.cat([docs, orthogonal])                    # rows 0-2: older copies of documents 7, 8, 9
+    queue = torch.cat([docs, orthogonal])  # rows 0-2: older copies of documents 7, 8, 9
     doc_ids, queue_ids = torch.tensor([7, 8, 9]), torch.tensor([7, 8, 9, -1, 3])
     plain = ditc_loss(docs, docs, docs, docs, queue, queue, 1 / scale)["loss_ditc"].item()
     masked = ditc_loss(docs, docs, docs, docs, queue, queue, 1 / scale, doc_ids, queue_ids, queue_ids)["loss_ditc"]
-    orthogonal_keys = (batch - 1) + (batch - 1) + others     # other batch keys, other documents' copies, the rest
+    orthogonal_keys = (batch - 1) + (batch - 1) + others  # other batch keys, other documents' copies, the rest
     assert plain == pytest.approx(math.log(2 + orthogonal_keys * math.exp(-scale)), rel=1e-9)
     assert masked.item() == pytest.approx(math.log(1 + orthogonal_keys * math.exp(-scale)), rel=1e-9)
 
@@ -185,26 +200,32 @@ def test_same_document_masking_matches_a_naive_loop_forward_and_gradients():
     image_m, text_m, view_m = unit(4, 8, seed=22), unit(4, 8, seed=23), unit(4, 8, seed=24)
     image_q, text_q = unit(6, 8, seed=25), unit(6, 8, seed=26)
     temp = torch.tensor(0.07, dtype=torch.float64, requires_grad=True)
-    doc_ids = torch.tensor([0, 1, 1, 2])                     # two windows of document 1 in the batch
-    queue_ids = torch.tensor([1, -1, 2, 5, 0, 1])            # older copies of 0, 1, 2; -1: unknown, kept
+    doc_ids = torch.tensor([0, 1, 1, 2])  # two windows of document 1 in the batch
+    queue_ids = torch.tensor([1, -1, 2, 5, 0, 1])  # older copies of 0, 1, 2; -1: unknown, kept
     ids = (doc_ids, queue_ids, queue_ids)
     ditc = ditc_loss(image, text, image_m, text_m, image_q, text_q, temp, *ids)["loss_ditc"]
-    naive = (naive_queue_contrast_masked(image, text_m, text_q, temp, doc_ids, queue_ids)
-             + naive_queue_contrast_masked(text, image_m, image_q, temp, doc_ids, queue_ids)) / 2
+    naive = (
+        naive_queue_contrast_masked(image, text_m, text_q, temp, doc_ids, queue_ids)
+        + naive_queue_contrast_masked(text, image_m, image_q, temp, doc_ids, queue_ids)
+    ) / 2
     torch.testing.assert_close(ditc.double(), naive)
     assert_same_grads(ditc.double(), naive, (image, text, temp))
     imc = imc_loss(image, view_m, image_q, text, text_m, text_q, temp, *ids)["loss_imc"]
-    naive = (naive_queue_contrast_masked(image, view_m, image_q, temp, doc_ids, queue_ids)
-             + naive_queue_contrast_masked(text, text_m, text_q, temp, doc_ids, queue_ids)) / 2
+    naive = (
+        naive_queue_contrast_masked(image, view_m, image_q, temp, doc_ids, queue_ids)
+        + naive_queue_contrast_masked(text, text_m, text_q, temp, doc_ids, queue_ids)
+    ) / 2
     torch.testing.assert_close(imc.double(), naive)
     assert_same_grads(imc.double(), naive, (image, text, temp))
     # all ids distinct and unknown queue rows: the same as no ids at all
-    distinct = ditc_loss(image, text, image_m, text_m, image_q, text_q, temp, torch.arange(4),
-                         torch.full((6,), -1), torch.full((6,), -1))["loss_ditc"]
+    distinct = ditc_loss(
+        image, text, image_m, text_m, image_q, text_q, temp, torch.arange(4), torch.full((6,), -1), torch.full((6,), -1)
+    )["loss_ditc"]
     torch.testing.assert_close(distinct, ditc_loss(image, text, image_m, text_m, image_q, text_q, temp)["loss_ditc"])
 
 
 # ---- GLITC --------------------------------------------------------------------------------------
+
 
 def test_glitc_closed_form_when_every_local_equals_its_documents_cls():
     batch, regions, tokens, scale = 3, 9, 5, 8.0
@@ -224,8 +245,9 @@ def test_glitc_matches_naive_loop_and_padding_changes_nothing():
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
     ours = glitc_loss(image, image_locals, text, text_locals, mask, TEMP)["loss_glitc"]
     full = torch.ones(3, 9, dtype=torch.bool)
-    naive = (naive_global_local(image, image_locals, full, TEMP)
-             + naive_global_local(text, text_locals, mask, TEMP)) / 2
+    naive = (
+        naive_global_local(image, image_locals, full, TEMP) + naive_global_local(text, text_locals, mask, TEMP)
+    ) / 2
     torch.testing.assert_close(ours.double(), naive)
     assert_same_grads(ours.double(), naive, (image, text))
     # Rewrite the padded positions and append more padding: nothing may change.
@@ -252,6 +274,7 @@ def test_pool_patch_regions_averages_blocks_of_the_grid():
 
 # ---- PITA ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("image,patch,side", [(224, 16, 14), (32, 16, 2), (384, 16, 24), (224, 32, 7)])
 def test_patch_grid_is_derived_from_image_and_patch_size(image, patch, side):
     assert patch_grid_side(image, patch) == side
@@ -276,8 +299,19 @@ def naive_patch_of(box, side):
 
 
 def test_token_patch_index_on_hand_boxes():
-    boxes = torch.tensor([[[0, 0, 500, 500], [500, 0, 1000, 400], [400, 400, 600, 600], [10, 600, 100, 700],
-                           [0, 0, 0, 0], [1000, 1000, 1000, 1000], [600, 600, 550, 700]]])
+    boxes = torch.tensor(
+        [
+            [
+                [0, 0, 500, 500],
+                [500, 0, 1000, 400],
+                [400, 400, 600, 600],
+                [10, 600, 100, 700],
+                [0, 0, 0, 0],
+                [1000, 1000, 1000, 1000],
+                [600, 600, 550, 700],
+            ]
+        ]
+    )
     words = torch.tensor([[True, True, True, True, False, False, True]])
     assert token_patch_index(boxes, words, 2).tolist() == [[0, 1, -1, 2, -1, -1, -1]]
     # the special tokens' boxes would land in corner patches if the mask let them through
@@ -298,10 +332,19 @@ def test_token_patch_index_matches_a_search_over_patches():
 
 def pita_example(seed=40):
     """2 documents, a 2x2 grid, 6 tokens each; hidden 5."""
-    boxes = torch.tensor([[[10, 10, 100, 100], [600, 20, 900, 300], [30, 30, 60, 60], [0, 0, 0, 0],
-                           [510, 510, 990, 990], [0, 0, 0, 0]],
-                          [[550, 10, 700, 90], [560, 100, 600, 200], [20, 520, 480, 980], [0, 0, 0, 0],
-                           [0, 0, 0, 0], [0, 0, 0, 0]]])
+    boxes = torch.tensor(
+        [
+            [
+                [10, 10, 100, 100],
+                [600, 20, 900, 300],
+                [30, 30, 60, 60],
+                [0, 0, 0, 0],
+                [510, 510, 990, 990],
+                [0, 0, 0, 0],
+            ],
+            [[550, 10, 700, 90], [560, 100, 600, 200], [20, 520, 480, 980], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+        ]
+    )
     words = torch.tensor([[False, True, True, False, True, False], [True, True, True, False, False, False]])
     visual = unit(2, 4, 5, seed=seed, requires_grad=True)
     tokens = unit(2, 6, 5, seed=seed + 1, requires_grad=True)
@@ -354,7 +397,7 @@ def test_pita_ignores_padding_and_tokens_spanning_several_patches(mode):
 
 def test_pita_closed_forms():
     scale = 3.0
-    text = torch.eye(4, 4, dtype=torch.float64)[None]           # a 2x2 grid; patch p's tokens have state e_p
+    text = torch.eye(4, 4, dtype=torch.float64)[None]  # a 2x2 grid; patch p's tokens have state e_p
     index = torch.arange(4)[None]
     assert pita_loss(2 * text, text, index, "cosine")["loss_pita"].item() == pytest.approx(-1.0)
     # contrastive, all patches hold text: both directions are log(1 + 3 e^-s)
@@ -378,6 +421,7 @@ def test_patch_text_features_average_tokens_per_patch():
 
 # ---- VLCDoC supervised contrast -----------------------------------------------------------------
 
+
 def naive_supcon(anchors, contrast, a_labels, c_labels, t, self_index=None):
     per_anchor = []
     for i in range(anchors.shape[0]):
@@ -386,8 +430,9 @@ def naive_supcon(anchors, contrast, a_labels, c_labels, t, self_index=None):
         if not positives:
             continue
         den = sum(torch.exp(anchors[i] @ contrast[j] / t) for j in others)
-        per_anchor.append(-torch.stack([torch.log(torch.exp(anchors[i] @ contrast[p] / t) / den)
-                                        for p in positives]).mean())
+        per_anchor.append(
+            -torch.stack([torch.log(torch.exp(anchors[i] @ contrast[p] / t) / den) for p in positives]).mean()
+        )
     return torch.stack(per_anchor).mean()
 
 
@@ -404,17 +449,20 @@ def test_supcon_closed_forms():
 
 def test_supcon_matches_naive_loop_forward_and_gradients():
     vision, text = unit(6, 8, seed=60, requires_grad=True), unit(6, 8, seed=61, requires_grad=True)
-    labels = torch.tensor([0, 1, 0, 2, 1, 0])               # class 2 has one member: no intra positive
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])  # class 2 has one member: no intra positive
     own = torch.arange(6)
     inter = supcon_inter(vision, text, labels, TEMP)["loss_inter"]
     naive = (naive_supcon(vision, text, labels, labels, TEMP) + naive_supcon(text, vision, labels, labels, TEMP)) / 2
     torch.testing.assert_close(inter.double(), naive)
     assert_same_grads(inter.double(), naive, (vision, text))
     intra = supcon_intra(vision, text, labels, TEMP)["loss_intra"]
-    naive = (naive_supcon(vision, vision, labels, labels, TEMP, own)
-             + naive_supcon(text, text, labels, labels, TEMP, own)) / 2
+    naive = (
+        naive_supcon(vision, vision, labels, labels, TEMP, own) + naive_supcon(text, text, labels, labels, TEMP, own)
+    ) / 2
     torch.testing.assert_close(intra.double(), naive)
     assert_same_grads(intra.double(), naive, (vision, text))
     # the core with self removed equals the intra term of one modality
-    torch.testing.assert_close(sup_contrastive(vision, vision, labels, labels, TEMP, own).double(),
-                               naive_supcon(vision, vision, labels, labels, TEMP, own))
+    torch.testing.assert_close(
+        sup_contrastive(vision, vision, labels, labels, TEMP, own).double(),
+        naive_supcon(vision, vision, labels, labels, TEMP, own),
+    )

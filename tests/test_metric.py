@@ -4,10 +4,10 @@ import pytest
 import torch
 from seqeval.metrics import f1_score
 
-from conftest import FUNSD_MISSING
-
 from docalign.data.encoding import IGNORE_INDEX
 from docalign.metrics.entity_f1 import EntityF1
+
+from conftest import FUNSD_MISSING
 
 NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -37,10 +37,18 @@ def test_word_order_windows_and_duplicates_do_not_matter():
     reference = f1_score([gold], [pred])
     m = EntityF1(NAMES)
     # two "windows" delivered out of order, plus a duplicated record (distributed sampler padding)
-    m.update(torch.tensor([3, 3, 3]), torch.tensor([5, 3, 4]), ids([pred[5], pred[3], pred[4]]),
-             ids([gold[5], gold[3], gold[4]]))
-    m.update(torch.tensor([3, 3, 3, 3]), torch.tensor([2, 0, 1, 3]), ids([pred[2], pred[0], pred[1], pred[3]]),
-             ids([gold[2], gold[0], gold[1], gold[3]]))
+    m.update(
+        torch.tensor([3, 3, 3]),
+        torch.tensor([5, 3, 4]),
+        ids([pred[5], pred[3], pred[4]]),
+        ids([gold[5], gold[3], gold[4]]),
+    )
+    m.update(
+        torch.tensor([3, 3, 3, 3]),
+        torch.tensor([2, 0, 1, 3]),
+        ids([pred[2], pred[0], pred[1], pred[3]]),
+        ids([gold[2], gold[0], gold[1], gold[3]]),
+    )
     golds, preds = m.sequences()
     assert golds == [gold] and preds == [pred]
     assert abs(float(m.compute()["f1"]) - reference) < 1e-6
@@ -62,8 +70,14 @@ def test_segment_vote_by_hand():
     from docalign.metrics.entity_f1 import segment_vote
 
     # segment 7: types q, q, a -> q; segment 9: O, a -> tie, the first seen (O) wins; segment 4: one word a
-    assert segment_vote(["B-q", "B-q", "I-a", "O", "B-a", "I-a"], [7, 7, 7, 9, 9, 4]) == \
-        ["B-q", "I-q", "I-q", "O", "O", "B-a"]
+    assert segment_vote(["B-q", "B-q", "I-a", "O", "B-a", "I-a"], [7, 7, 7, 9, 9, 4]) == [
+        "B-q",
+        "I-q",
+        "I-q",
+        "O",
+        "O",
+        "B-a",
+    ]
     # two segments with the same type next to each other stay two entities
     assert segment_vote(["B-q", "I-q", "I-q"], [1, 1, 2]) == ["B-q", "I-q", "B-q"]
     assert segment_vote([], []) == []
@@ -110,7 +124,7 @@ def test_funsd_segment_ids_group_words_as_equal_boxes_did_and_decode_to_the_same
     words: dict[int, dict[int, tuple[tuple[int, ...], int]]] = {}
     generator = torch.Generator().manual_seed(0)
     for start in range(0, len(windows), 8):
-        batch = collate_windows(windows[start:start + 8], minilm_tokenizer.pad_token_id)
+        batch = collate_windows(windows[start : start + 8], minilm_tokenizer.pad_token_id)
         scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
         pred = batch["labels"].clone()
         noise = torch.rand(pred.shape, generator=generator) < 0.3
@@ -121,8 +135,9 @@ def test_funsd_segment_ids_group_words_as_equal_boxes_did_and_decode_to_the_same
         args = (doc[scored], batch["word_ids"][scored], pred[scored], batch["labels"][scored])
         by_ids.update(*args, batch["segment_ids"][scored])
         by_boxes.update(*args, keys)
-        for d, w, b, s in zip(doc[scored].tolist(), batch["word_ids"][scored].tolist(), boxes,
-                              batch["segment_ids"][scored].tolist()):
+        for d, w, b, s in zip(
+            doc[scored].tolist(), batch["word_ids"][scored].tolist(), boxes, batch["segment_ids"][scored].tolist()
+        ):
             words.setdefault(d, {})[w] = (b, s)
     assert sorted(words) == list(range(len(docs)))
     for d, by_word in words.items():
@@ -151,8 +166,9 @@ def test_token_classification_takes_segments_from_segment_ids_not_from_boxes():
     from docalign.models.backbone import BackboneConfig
     from docalign.systems.token_classification import TokenClassification, document_tags
 
-    tiny = BackboneConfig(text_init=None, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8,
-                          image_size=32, patch_size=16)
+    tiny = BackboneConfig(
+        text_init=None, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8, image_size=32, patch_size=16
+    )
     model = TokenClassification(backbone=tiny, label_names=NAMES, vocab_size=8, segment_decoding=True)
     model.backbone = _Fixed()
     model.classifier = torch.nn.Linear(4, len(NAMES))
@@ -161,12 +177,16 @@ def test_token_classification_takes_segments_from_segment_ids_not_from_boxes():
         model.classifier.bias.zero_()
     model.eval()
     batch = {
-        "input_ids": torch.tensor([[0, 4, 1, 2, 3, 0]]), "attention_mask": torch.ones(1, 6, dtype=torch.long),
+        "input_ids": torch.tensor([[0, 4, 1, 2, 3, 0]]),
+        "attention_mask": torch.ones(1, 6, dtype=torch.long),
         "bbox": torch.tensor([[[0] * 4] + [[10, 10, 90, 20]] * 4 + [[1000] * 4]]),
-        "labels": ids(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "O"]).unsqueeze(0).masked_fill(
-            torch.tensor([[True, False, False, False, False, True]]), IGNORE_INDEX),
-        "word_ids": torch.tensor([[-1, 0, 1, 2, 3, -1]]), "segment_ids": torch.tensor([[-1, 0, 0, 1, 1, -1]]),
-        "scored": torch.tensor([[False, True, True, True, True, False]]), "doc_index": torch.tensor([7]),
+        "labels": ids(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "O"])
+        .unsqueeze(0)
+        .masked_fill(torch.tensor([[True, False, False, False, False, True]]), IGNORE_INDEX),
+        "word_ids": torch.tensor([[-1, 0, 1, 2, 3, -1]]),
+        "segment_ids": torch.tensor([[-1, 0, 0, 1, 1, -1]]),
+        "scored": torch.tensor([[False, True, True, True, True, False]]),
+        "doc_index": torch.tensor([7]),
         "window_index": torch.tensor([0]),
     }
     with torch.no_grad():

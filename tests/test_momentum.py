@@ -32,7 +32,7 @@ def test_momentum_copy_is_frozen_independent_and_gets_no_gradients():
 
 def test_ema_m0_copies_m1_freezes_and_buffers_follow():
     online, twin = small_net(0), make_momentum_copy(small_net(1))
-    online.train()(torch.randn(8, 4) * 3 + 1)          # move the BatchNorm running statistics
+    online.train()(torch.randn(8, 4) * 3 + 1)  # move the BatchNorm running statistics
     before = state(twin)
     ema_update(online, twin, 1.0)
     for name, value in twin.named_parameters():
@@ -68,7 +68,7 @@ def test_queue_fills_then_wraps_around():
     queue.enqueue(rows[:3])
     torch.testing.assert_close(queue.items(), rows[:3])
     assert int(queue.pointer) == 3
-    queue.enqueue(rows[3:6])                              # rows 3, 4 at the end; row 5 wraps to 0
+    queue.enqueue(rows[3:6])  # rows 3, 4 at the end; row 5 wraps to 0
     assert int(queue.pointer) == 1 and int(queue.filled) == 5
     torch.testing.assert_close(queue.items(), torch.stack([rows[5], rows[1], rows[2], rows[3], rows[4]]))
     queue.enqueue(rows[6:8])
@@ -79,7 +79,7 @@ def test_queue_fills_then_wraps_around():
 def test_queue_write_larger_than_the_queue_keeps_the_last_rows():
     queue = FeatureQueue(size=4, dim=1)
     queue.enqueue(torch.tensor([[9.0]]))
-    queue.enqueue(torch.arange(7, dtype=torch.float32)[:, None])   # 1 + 7 rows written: pointer 8 % 4 = 0
+    queue.enqueue(torch.arange(7, dtype=torch.float32)[:, None])  # 1 + 7 rows written: pointer 8 % 4 = 0
     assert int(queue.pointer) == 0 and int(queue.filled) == 4
     assert sorted(queue.items().flatten().tolist()) == [3.0, 4.0, 5.0, 6.0]
     # the same rows as writing the 7 one by one from row 1: 3 -> row 0, 4 -> 1, 5 -> 2, 6 -> 3
@@ -106,12 +106,12 @@ def test_queue_state_is_saved_and_items_survive_a_later_enqueue():
 def test_queue_keeps_document_ids_beside_its_rows_and_loads_checkpoints_without_them():
     queue = FeatureQueue(size=4, dim=2)
     queue.enqueue(torch.randn(3, 2), torch.tensor([10, 11, 12]))
-    queue.enqueue(torch.randn(2, 2))                          # no ids given: unknown (-1), rows 3 and 0
+    queue.enqueue(torch.randn(2, 2))  # no ids given: unknown (-1), rows 3 and 0
     assert queue.item_ids().tolist() == [-1, 11, 12, -1]
-    queue.enqueue(torch.randn(1, 2), torch.tensor([13]))      # row 1
+    queue.enqueue(torch.randn(1, 2), torch.tensor([13]))  # row 1
     assert queue.item_ids().tolist() == [-1, 13, 12, -1]
     assert queue.item_ids().shape[0] == queue.items().shape[0]
-    old = {k: v for k, v in queue.state_dict().items() if k != "ids"}   # a checkpoint from before ids
+    old = {k: v for k, v in queue.state_dict().items() if k != "ids"}  # a checkpoint from before ids
     restored = FeatureQueue(size=4, dim=2)
     restored.load_state_dict(old)
     torch.testing.assert_close(restored.items(), queue.items())

@@ -16,9 +16,7 @@ from docalign.data.document import Document
 from docalign.ocr import CachedEngine, OcrCache, OcrResult, engine_from_spec, get_engine, split_line
 from docalign.ocr.cache import cache_key, image_digest
 
-LINES = ["Invoice number 4711 dated March",
-         "Customer account balance overdue",
-         "Payment within thirty days please"]
+LINES = ["Invoice number 4711 dated March", "Customer account balance overdue", "Payment within thirty days please"]
 
 
 def render(lines=LINES, size=28, width=640, origin=(24, 20), spacing=1.8, mode="L"):
@@ -213,8 +211,14 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", crash)
     result = engine.engine(image)
     with pytest.raises(OSError, match="simulated crash"):
-        cache.put(cache_key(image_digest(image), engine.name, engine.settings()), engine.name,
-                  engine.settings(), image, image_digest(image), OcrResult(["partial"], [(0, 0, 1, 1)], [1.0]))
+        cache.put(
+            cache_key(image_digest(image), engine.name, engine.settings()),
+            engine.name,
+            engine.settings(),
+            image,
+            image_digest(image),
+            OcrResult(["partial"], [(0, 0, 1, 1)], [1.0]),
+        )
     assert path.read_bytes() == before  # the old entry is untouched, no partial file, no temp file
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     monkeypatch.undo()
@@ -240,8 +244,19 @@ def test_docalign_ocr_command_fills_the_cache(tmp_path, monkeypatch, capsys):
     (pages / "notes.txt").write_text("not a page")
     cache_dir = tmp_path / "cache"
 
-    code, out, err = run_docalign(monkeypatch, capsys, str(pages), "--engine", "tesseract", "--set", "upscale=1",
-                                  "--cache-dir", str(cache_dir), "--workers", "1")
+    code, out, err = run_docalign(
+        monkeypatch,
+        capsys,
+        str(pages),
+        "--engine",
+        "tesseract",
+        "--set",
+        "upscale=1",
+        "--cache-dir",
+        str(cache_dir),
+        "--workers",
+        "1",
+    )
     assert code == 0, err
     assert "2 pages, 2 done, 0 failed" in out and "cache hits 0/2" in out
     words = int(out.split(" words")[0].rsplit(" ", 1)[1])
@@ -256,8 +271,20 @@ def test_docalign_ocr_command_fills_the_cache(tmp_path, monkeypatch, capsys):
         assert len({norm(w) for w in got} & {norm(w) for w in want}) >= 0.9 * len(want)
 
     # second run, two worker processes: every page is a cache hit
-    code, out, err = run_docalign(monkeypatch, capsys, str(pages), "--engine", "tesseract", "--set", "upscale=1",
-                                  "--cache-dir", str(cache_dir), "--workers", "2", "--no-progress")
+    code, out, err = run_docalign(
+        monkeypatch,
+        capsys,
+        str(pages),
+        "--engine",
+        "tesseract",
+        "--set",
+        "upscale=1",
+        "--cache-dir",
+        str(cache_dir),
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "2 pages, 2 done, 0 failed" in out and "cache hits 2/2" in out and f"{words} words" in out
     assert len(entries(cache_dir)) == 2
@@ -268,13 +295,25 @@ def test_docalign_ocr_reports_bad_files_and_arguments(tmp_path, monkeypatch, cap
     pages.mkdir()
     render(LINES[:1])[0].save(pages / "good.png")
     (pages / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    code, out, err = run_docalign(monkeypatch, capsys, str(pages), "--engine", "tesseract", "--set", "upscale=1",
-                                  "--cache-dir", str(tmp_path / "c"), "--no-progress")
+    code, out, err = run_docalign(
+        monkeypatch,
+        capsys,
+        str(pages),
+        "--engine",
+        "tesseract",
+        "--set",
+        "upscale=1",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--no-progress",
+    )
     assert code == 1
     assert "2 pages, 1 done, 1 failed" in out and "broken.png" in err and "cannot read image" in err
     code, _, err = run_docalign(monkeypatch, capsys, str(tmp_path / "missing"), "--cache-dir", str(tmp_path / "c"))
     assert code == 2 and "not a folder" in err
-    code, _, err = run_docalign(monkeypatch, capsys, str(pages), "--set", "colour=blue", "--cache-dir", str(tmp_path / "c"))
+    code, _, err = run_docalign(
+        monkeypatch, capsys, str(pages), "--set", "colour=blue", "--cache-dir", str(tmp_path / "c")
+    )
     assert code == 2 and "bad settings" in err
 
 

@@ -6,16 +6,17 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import cli_args
 from docalign.cli import cli_main
-from docalign.data.corruption import DROPPED, mask_tokens, mismatch_images, text_lines
 from docalign.conventions import IGNORE_INDEX
+from docalign.data.corruption import DROPPED, mask_tokens, mismatch_images, text_lines
 from docalign.data.encoding import DocumentEncoder, collate_windows
 from docalign.data.synthetic import LABEL_NAMES, render_receipt
-from docalign.models.backbone import BackboneConfig
 from docalign.hub import CheckpointError
+from docalign.models.backbone import BackboneConfig
 from docalign.models.warm_start import load_backbone_checkpoint
 from docalign.systems.pretraining_v2 import LayoutLMv2Pretraining
+
+from conftest import cli_args
 
 IMAGE = 64
 
@@ -30,12 +31,21 @@ def batch(minilm_tokenizer):
 
 
 def system(tokenizer, **kw):
-    backbone = BackboneConfig(arch="layoutlmv2", text_init=None, hidden_size=32, num_layers=1, num_heads=2,
-                              intermediate_size=64, image_size=IMAGE, dropout=0.0)
+    backbone = BackboneConfig(
+        arch="layoutlmv2",
+        text_init=None,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        image_size=IMAGE,
+        dropout=0.0,
+    )
     return LayoutLMv2Pretraining(backbone, vocab_size=len(tokenizer), mask_token_id=tokenizer.mask_token_id, **kw)
 
 
 # --- MVLM ------------------------------------------------------------------------------------------------
+
 
 def test_mvlm_masks_only_word_tokens_at_about_the_rate():
     g = torch.Generator().manual_seed(0)
@@ -66,6 +76,7 @@ def test_mvlm_in_the_system_keeps_boxes_and_never_masks_special_tokens(batch, mi
 
 
 # --- TIA -------------------------------------------------------------------------------------------------
+
 
 def test_text_lines_group_words_of_one_row_in_reading_order():
     # words 0, 1 on one row; word 2 on the next row; word 3 back at the left of the row of word 2 = new line
@@ -110,6 +121,7 @@ def test_tia_covers_exactly_the_chosen_lines_and_labels_their_tokens(batch, mini
 
 # --- TIM -------------------------------------------------------------------------------------------------
 
+
 def test_tim_negatives_never_pair_a_page_with_itself():
     g = torch.Generator().manual_seed(1)
     replaced = dropped = total = 0
@@ -149,6 +161,7 @@ def test_tim_in_the_system_swaps_or_blanks_images_and_labels_them(batch, minilm_
 
 # --- weights, determinism, gradients --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("off", ["mvlm", "tia", "tim"])
 def test_a_zero_weight_skips_its_task(batch, minilm_tokenizer, off):
     model = system(minilm_tokenizer, **{f"{off}_weight": 0.0}).eval()
@@ -183,9 +196,21 @@ def test_all_three_losses_train_the_backbone_and_the_tied_lm_head(batch, minilm_
 
 # --- through the CLI: pre-train, then fine-tune from the checkpoint ----------------------------------------
 
+
 def test_pretrain_then_fine_tune_from_its_checkpoint(tmp_path):
-    cli = cli_main(["fit", *cli_args("funsd_pretrain_v2", tmp_path / "pre", "--data.init_args.max_docs", "2",
-                                     "--trainer.log_every_n_steps", "1")])
+    cli = cli_main(
+        [
+            "fit",
+            *cli_args(
+                "funsd_pretrain_v2",
+                tmp_path / "pre",
+                "--data.init_args.max_docs",
+                "2",
+                "--trainer.log_every_n_steps",
+                "1",
+            ),
+        ]
+    )
     checkpoints = cli.trainer.checkpoint_callbacks  # the experiment restates _base's callbacks: one monitor, no val/f1
     assert [(c.monitor, c.mode) for c in checkpoints] == [("val/loss", "min")]
     log_dir = tmp_path / "pre/logs/funsd_pretrain_v2/version_0"
@@ -199,8 +224,21 @@ def test_pretrain_then_fine_tune_from_its_checkpoint(tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
     # lr 0 for the warm-started (loaded) parameters: after fitting they still equal the checkpoint's
-    cli = cli_main(["fit", *cli_args("funsd_ft_v2", tmp_path / "ft", "--data.init_args.max_docs", "2",
-                                     "--model.backbone.init_from", str(ckpt), "--model.lr", "0.0")])
+    cli = cli_main(
+        [
+            "fit",
+            *cli_args(
+                "funsd_ft_v2",
+                tmp_path / "ft",
+                "--data.init_args.max_docs",
+                "2",
+                "--model.backbone.init_from",
+                str(ckpt),
+                "--model.lr",
+                "0.0",
+            ),
+        ]
+    )
     report = cli.model.backbone.load_report
     assert report.source == str(ckpt)
     backbone = dict(cli.model.backbone.hf.named_parameters())
@@ -227,6 +265,8 @@ def test_init_from_a_checkpoint_without_backbone_weights_is_a_clear_error(tmp_pa
         load_backbone_checkpoint(model.backbone, str(heads_only))
     assert str(heads_only) in str(err.value)
     other_arch = tmp_path / "v3.ckpt"
-    torch.save({"state_dict": {"backbone.hf.encoder.layer.0.attention.self.query.weight": torch.zeros(32, 32)}}, other_arch)
+    torch.save(
+        {"state_dict": {"backbone.hf.encoder.layer.0.attention.self.query.weight": torch.zeros(32, 32)}}, other_arch
+    )
     with pytest.raises(CheckpointError, match="fits this backbone"):
         load_backbone_checkpoint(model.backbone, str(other_arch))

@@ -13,14 +13,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES, FUNSD_MISSING
 from docalign.data import CORD, FUNSD, SROIE, carve_validation
 from docalign.data.encoding import DocumentEncoder
 from docalign.data.images import load_image
-from docalign.data.readers import (CORD_LABELS, FUNSD_LABELS, SROIE_LABELS, CORDHubReader, CORDReader, DocVQAReader,
-                                   FUNSDReader, RVLCDIPReader, SROIEReader, Tobacco3482Reader, parse_cord_ground_truth)
+from docalign.data.readers import (
+    CORD_LABELS,
+    FUNSD_LABELS,
+    SROIE_LABELS,
+    CORDHubReader,
+    CORDReader,
+    DocVQAReader,
+    FUNSDReader,
+    RVLCDIPReader,
+    SROIEReader,
+    Tobacco3482Reader,
+    parse_cord_ground_truth,
+)
 from docalign.data.readers.base import find_spans
 from docalign.data.repairs import DataError, RepairLog
+
+from conftest import FIXTURES, FUNSD_MISSING
 
 FUNSD_ROOT = os.environ.get("DOCALIGN_FUNSD")
 needs_funsd = pytest.mark.skipif(not FUNSD_ROOT, reason=FUNSD_MISSING)
@@ -40,8 +52,16 @@ def test_funsd_fixture_bio_labels_other_is_o_and_empty_words_counted():
     docs = list(reader.read("train"))
     assert [d.doc_id for d in docs] == ["0000000101", "0000000102", "0000000103"]
     assert words_and_labels(docs[0]) == [
-        ("REGISTRATION", "B-header"), ("FORM", "I-header"), ("Name:", "B-question"), ("John", "B-answer"),
-        ("Smith", "I-answer"), ("Date:", "B-question"), ("12/03/1998", "B-answer"), ("Page", "O"), ("1", "O")]
+        ("REGISTRATION", "B-header"),
+        ("FORM", "I-header"),
+        ("Name:", "B-question"),
+        ("John", "B-answer"),
+        ("Smith", "I-answer"),
+        ("Date:", "B-question"),
+        ("12/03/1998", "B-answer"),
+        ("Page", "O"),
+        ("1", "O"),
+    ]
     assert docs[0].image.mode == "RGB" and docs[0].source.endswith("0000000101.json")
     form = json.loads((FIXTURES / "funsd/training_data/annotations/0000000101.json").read_text())["form"]
     assert docs[0].boxes[0] == tuple(float(v) for v in form[0]["words"][0]["box"])
@@ -62,9 +82,15 @@ def test_funsd_segment_boxes_give_every_word_its_entity_box():
 def test_cord_raw_fixture_lines_to_bio_and_quads_to_boxes():
     reader = CORDReader(FIXTURES / "cord", strict=True)
     (first, second) = reader.read("train")
-    assert words_and_labels(first)[:4] == [("ICED", "B-menu.nm"), ("LATTE", "I-menu.nm"), ("2", "B-menu.cnt"),
-                                           ("50,000", "B-menu.price")]
-    quad = json.loads((FIXTURES / "cord/train/json/receipt_00000.json").read_text())["valid_line"][0]["words"][0]["quad"]
+    assert words_and_labels(first)[:4] == [
+        ("ICED", "B-menu.nm"),
+        ("LATTE", "I-menu.nm"),
+        ("2", "B-menu.cnt"),
+        ("50,000", "B-menu.price"),
+    ]
+    quad = json.loads((FIXTURES / "cord/train/json/receipt_00000.json").read_text())["valid_line"][0]["words"][0][
+        "quad"
+    ]
     assert first.boxes[0] == (quad["x1"], quad["y1"], quad["x3"], quad["y3"])
     assert [d.doc_id for d in reader.read("val")] == ["receipt_00800"]  # dev is the validation split
     assert len(CORD_LABELS) == 61 and set(second.word_labels) <= set(CORD_LABELS)
@@ -76,14 +102,21 @@ def test_cord_hub_rows_parse_like_the_raw_files_and_boxes_follow_the_image_size(
     raw_doc = next(iter(CORDReader(FIXTURES / "cord").read("train")))
     hub_string = path.read_text()  # what the parquet's ground_truth column holds
     stats = Counter()
-    words, boxes, labels, _ = parse_cord_ground_truth(json.loads(hub_string), "hub[train][0]", RepairLog(True), stats,
-                                                      raw_doc.image.size)
+    words, boxes, labels, _ = parse_cord_ground_truth(
+        json.loads(hub_string), "hub[train][0]", RepairLog(True), stats, raw_doc.image.size
+    )
     assert (words, labels) == (raw_doc.words, raw_doc.word_labels) and boxes == raw_doc.boxes
     # an image stored at half the annotated size: boxes are scaled to it, and counted
     width, height = raw_doc.image.size
-    _, half, _, _ = parse_cord_ground_truth(json.loads(hub_string), "hub", RepairLog(True), stats, (width // 2, height // 2))
-    assert half[0] == pytest.approx(tuple(v * (width // 2) / width if i % 2 == 0 else v * (height // 2) / height
-                                          for i, v in enumerate(raw_doc.boxes[0])))
+    _, half, _, _ = parse_cord_ground_truth(
+        json.loads(hub_string), "hub", RepairLog(True), stats, (width // 2, height // 2)
+    )
+    assert half[0] == pytest.approx(
+        tuple(
+            v * (width // 2) / width if i % 2 == 0 else v * (height // 2) / height
+            for i, v in enumerate(raw_doc.boxes[0])
+        )
+    )
     assert stats["boxes scaled to the image size"] == 1
 
 
@@ -103,9 +136,22 @@ def test_sroie_fixture_values_matched_to_ocr_words_with_counts():
     tagged = [(w, lab) for w, lab in words_and_labels(first) if lab != "O"]
     assert tagged[:3] == [("BOOK", "B-company"), ("TA", "I-company"), (".K", "I-company")]
     # the address spans two OCR lines; the total "9.00" lies inside the word "RM9.00"
-    assert [w for w, lab in tagged if lab.endswith("address")] == ["NO.53", "55,57", "&", "59,", "JALAN", "SAGU", "18,",
-                                                               "TAMAN", "DAYA,"]
-    assert ("RM9.00", "B-total") in tagged and ("25/12/2018", "B-date") in tagged and ("10.00", "O") in words_and_labels(first)
+    assert [w for w, lab in tagged if lab.endswith("address")] == [
+        "NO.53",
+        "55,57",
+        "&",
+        "59,",
+        "JALAN",
+        "SAGU",
+        "18,",
+        "TAMAN",
+        "DAYA,",
+    ]
+    assert (
+        ("RM9.00", "B-total") in tagged
+        and ("25/12/2018", "B-date") in tagged
+        and ("10.00", "O") in words_and_labels(first)
+    )
     # the total appears twice on TOTAL lines: the last one is labelled
     second = words_and_labels(docs["X00016469619"])
     assert [i for i, (w, lab) in enumerate(second) if lab == "B-total"] == [10]
@@ -132,7 +178,9 @@ def test_sroie_flat_layout_and_latin1_files(tmp_path):
     docs = list(reader.read("test"))
     assert [d.doc_id for d in docs] == ["X51005200938", "X51005230605"]
     assert docs[1].words[0] == "GARDÉNIA" and reader.stats["decoded as latin-1"] == 1
-    assert docs[0].word_labels == [lab for d in SROIEReader(FIXTURES / "sroie").read("test") for lab in d.word_labels][:7]
+    assert (
+        docs[0].word_labels == [lab for d in SROIEReader(FIXTURES / "sroie").read("test") for lab in d.word_labels][:7]
+    )
 
 
 def test_find_spans_exact_inside_and_across_words():
@@ -161,8 +209,12 @@ def test_rvl_cdip_label_files_and_ocr_callable():
 def test_tobacco3482_class_folders():
     reader = Tobacco3482Reader(FIXTURES / "tobacco3482", ocr=lambda image: ([], []), strict=True)
     docs = list(reader.read("all"))
-    assert [(d.doc_id, d.doc_label) for d in docs] == [("ADVE/adve_000", "ADVE"), ("Email/email_000", "Email"),
-                                                       ("Letter/letter_000", "Letter"), ("Letter/letter_001", "Letter")]
+    assert [(d.doc_id, d.doc_label) for d in docs] == [
+        ("ADVE/adve_000", "ADVE"),
+        ("Email/email_000", "Email"),
+        ("Letter/letter_000", "Letter"),
+        ("Letter/letter_001", "Letter"),
+    ]
     assert reader.stats["pages without OCR words"] == 4
 
 
@@ -245,74 +297,332 @@ SROIE_ENT = "train/entities/X00016469612.txt"
 
 # (id, fixture, reader, split, file to corrupt, how, field named, lenient: documents left, reason counted)
 BAD_INPUT = [
-    ("funsd-truncated-json", "funsd", FUNSDReader, "train", FUNSD_ANN, _truncate, "json", 2, "invalid or truncated JSON"),
-    ("funsd-missing-form", "funsd", FUNSDReader, "train", FUNSD_ANN, lambda p: _rewrite_json(p, lambda d: d.pop("form")),
-     "form", 2, "missing or not a list"),
-    ("funsd-unknown-label", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][1].update(label="footer")), "form[1].label", 3, "unknown label"),
-    ("funsd-missing-label", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][1].pop("label")), "form[1].label", 3, "missing"),
-    ("funsd-missing-words", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][2].pop("words")), "form[2].words", 3, "missing or not a list"),
-    ("funsd-bad-word-box", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][2]["words"][0].update(box=[1, 2])), "form[2].words[0].box", 3,
-     "box must be 4 finite numbers"),
-    ("funsd-empty-word-list", "funsd", FUNSDReader, "train", FUNSD_ANN, lambda p: _rewrite_json(p, lambda d: d.update(form=[])),
-     "words", 2, "no words"),
-    ("funsd-box-outside-image", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][0]["words"][0].update(box=[10, 13, 900, 22])),
-     "form[0].words[0].box", 3, None),
-    ("funsd-inverted-box", "funsd", FUNSDReader, "train", FUNSD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["form"][0]["words"][0].update(box=[84, 13, 10, 22])),
-     "form[0].words[0].box", 3, None),
-    ("funsd-zero-byte-image", "funsd", FUNSDReader, "train", FUNSD_IMG, lambda p: p.write_bytes(b""), "image", 2,
-     "empty (0 bytes)"),
+    (
+        "funsd-truncated-json",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        _truncate,
+        "json",
+        2,
+        "invalid or truncated JSON",
+    ),
+    (
+        "funsd-missing-form",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d.pop("form")),
+        "form",
+        2,
+        "missing or not a list",
+    ),
+    (
+        "funsd-unknown-label",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][1].update(label="footer")),
+        "form[1].label",
+        3,
+        "unknown label",
+    ),
+    (
+        "funsd-missing-label",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][1].pop("label")),
+        "form[1].label",
+        3,
+        "missing",
+    ),
+    (
+        "funsd-missing-words",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][2].pop("words")),
+        "form[2].words",
+        3,
+        "missing or not a list",
+    ),
+    (
+        "funsd-bad-word-box",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][2]["words"][0].update(box=[1, 2])),
+        "form[2].words[0].box",
+        3,
+        "box must be 4 finite numbers",
+    ),
+    (
+        "funsd-empty-word-list",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d.update(form=[])),
+        "words",
+        2,
+        "no words",
+    ),
+    (
+        "funsd-box-outside-image",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][0]["words"][0].update(box=[10, 13, 900, 22])),
+        "form[0].words[0].box",
+        3,
+        None,
+    ),
+    (
+        "funsd-inverted-box",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["form"][0]["words"][0].update(box=[84, 13, 10, 22])),
+        "form[0].words[0].box",
+        3,
+        None,
+    ),
+    (
+        "funsd-zero-byte-image",
+        "funsd",
+        FUNSDReader,
+        "train",
+        FUNSD_IMG,
+        lambda p: p.write_bytes(b""),
+        "image",
+        2,
+        "empty (0 bytes)",
+    ),
     ("funsd-unreadable-image", "funsd", FUNSDReader, "train", FUNSD_IMG, _truncate, "image", 2, "cannot be read"),
     ("funsd-missing-image", "funsd", FUNSDReader, "train", FUNSD_IMG, lambda p: p.unlink(), "image", 2, "not found"),
     ("funsd-16-bit-image", "funsd", FUNSDReader, "train", FUNSD_IMG, _sixteen_bit, "image", 3, "more than 8 bits"),
     ("cord-truncated-json", "cord", CORDReader, "train", CORD_ANN, _truncate, "json", 1, "invalid or truncated JSON"),
-    ("cord-missing-valid-line", "cord", CORDReader, "train", CORD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d.pop("valid_line")), "valid_line", 1, "missing or not a list"),
-    ("cord-unknown-category", "cord", CORDReader, "train", CORD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["valid_line"][1].update(category="menu.colour")), "valid_line[1].category", 2,
-     "unknown category"),
-    ("cord-bad-quad", "cord", CORDReader, "train", CORD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["valid_line"][0]["words"][1]["quad"].pop("x3")),
-     "valid_line[0].words[1].quad", 2, "needs numbers"),
-    ("cord-empty-word-list", "cord", CORDReader, "train", CORD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d.update(valid_line=[])), "valid_line", 1, "no words"),
-    ("cord-quad-outside-image", "cord", CORDReader, "train", CORD_ANN,
-     lambda p: _rewrite_json(p, lambda d: d["valid_line"][0]["words"][0]["quad"].update(x1=-30, x4=-30)),
-     "valid_line[0].words[0].quad", 2, None),
-    ("cord-zero-byte-image", "cord", CORDReader, "train", CORD_IMG, lambda p: p.write_bytes(b""), "image", 1, "empty (0 bytes)"),
-    ("sroie-bad-ocr-line", "sroie", SROIEReader, "train", SROIE_OCR,
-     lambda p: p.write_text(p.read_text().replace("8,65,95,65", "8,65,95")), "line 4", 3, "expected x1,y1"),
+    (
+        "cord-missing-valid-line",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d.pop("valid_line")),
+        "valid_line",
+        1,
+        "missing or not a list",
+    ),
+    (
+        "cord-unknown-category",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["valid_line"][1].update(category="menu.colour")),
+        "valid_line[1].category",
+        2,
+        "unknown category",
+    ),
+    (
+        "cord-bad-quad",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["valid_line"][0]["words"][1]["quad"].pop("x3")),
+        "valid_line[0].words[1].quad",
+        2,
+        "needs numbers",
+    ),
+    (
+        "cord-empty-word-list",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d.update(valid_line=[])),
+        "valid_line",
+        1,
+        "no words",
+    ),
+    (
+        "cord-quad-outside-image",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_ANN,
+        lambda p: _rewrite_json(p, lambda d: d["valid_line"][0]["words"][0]["quad"].update(x1=-30, x4=-30)),
+        "valid_line[0].words[0].quad",
+        2,
+        None,
+    ),
+    (
+        "cord-zero-byte-image",
+        "cord",
+        CORDReader,
+        "train",
+        CORD_IMG,
+        lambda p: p.write_bytes(b""),
+        "image",
+        1,
+        "empty (0 bytes)",
+    ),
+    (
+        "sroie-bad-ocr-line",
+        "sroie",
+        SROIEReader,
+        "train",
+        SROIE_OCR,
+        lambda p: p.write_text(p.read_text().replace("8,65,95,65", "8,65,95")),
+        "line 4",
+        3,
+        "expected x1,y1",
+    ),
     ("sroie-empty-ocr", "sroie", SROIEReader, "train", SROIE_OCR, lambda p: p.write_text(""), "words", 2, "no words"),
-    ("sroie-truncated-entities", "sroie", SROIEReader, "train", SROIE_ENT, _truncate, "entities", 2,
-     "invalid or truncated JSON"),
-    ("sroie-missing-entity", "sroie", SROIEReader, "train", SROIE_ENT,
-     lambda p: _rewrite_json(p, lambda d: d.pop("total")), "total", 3, "missing"),
-    ("sroie-unknown-entity", "sroie", SROIEReader, "train", SROIE_ENT,
-     lambda p: _rewrite_json(p, lambda d: d.update(phone="03-1234")), "phone", 3, "unknown entity"),
-    ("sroie-box-outside-image", "sroie", SROIEReader, "train", SROIE_OCR,
-     lambda p: p.write_text(p.read_text().replace("8,10,190,10,190,21", "8,10,990,10,990,21")), "line 1", 3, None),
-    ("sroie-cmyk-image-is-fine", "sroie", SROIEReader, "train", "train/img/X00016469612.jpg",
-     lambda p: Image.open(p).convert("CMYK").save(p), None, 3, None),
-    ("rvl-bad-label-line", "rvl_cdip", RVLCDIPReader, "train", "labels/train.txt",
-     lambda p: p.write_text(p.read_text().replace(" 1\n", "\n")), "line 2", 2, "expected '<image path> <class index>'"),
-    ("rvl-unknown-class", "rvl_cdip", RVLCDIPReader, "train", "labels/train.txt",
-     lambda p: p.write_text(p.read_text().replace(" 15\n", " 16\n")), "line 3", 2, "unknown label 16"),
-    ("rvl-unreadable-tif", "rvl_cdip", RVLCDIPReader, "train", "images/imagesb/b/c/d/bcd01e00/2028.tif",
-     lambda p: p.write_bytes(b"II*\x00garbage"), "image", 2, "cannot be read"),
-    ("tobacco-unknown-class", "tobacco3482", Tobacco3482Reader, "all", "Letter",
-     lambda p: p.rename(p.parent / "Leter"), "label", 2, "unknown class folder"),
-    ("docvqa-missing-ocr", "docvqa", DocVQAReader, "train", "train/ocr_results/xnbl0037_1.json",
-     lambda p: p.unlink(), "ocr", 1, "file not found"),
-    ("docvqa-question-without-image", "docvqa", DocVQAReader, "train", "train/train_v1.0.json",
-     lambda p: _rewrite_json(p, lambda d: d["data"][3].pop("image")), "data[3]", 1, "needs string fields"),
-    ("docvqa-bad-ocr-box", "docvqa", DocVQAReader, "train", "train/ocr_results/txpp0227_10.json",
-     lambda p: _rewrite_json(p, lambda d: d["recognitionResults"][0]["lines"][0]["words"][0].update(boundingBox=[1, 2])),
-     "recognitionResults[0].lines[0].words[0].boundingBox", 2, "needs 8 numbers"),
+    (
+        "sroie-truncated-entities",
+        "sroie",
+        SROIEReader,
+        "train",
+        SROIE_ENT,
+        _truncate,
+        "entities",
+        2,
+        "invalid or truncated JSON",
+    ),
+    (
+        "sroie-missing-entity",
+        "sroie",
+        SROIEReader,
+        "train",
+        SROIE_ENT,
+        lambda p: _rewrite_json(p, lambda d: d.pop("total")),
+        "total",
+        3,
+        "missing",
+    ),
+    (
+        "sroie-unknown-entity",
+        "sroie",
+        SROIEReader,
+        "train",
+        SROIE_ENT,
+        lambda p: _rewrite_json(p, lambda d: d.update(phone="03-1234")),
+        "phone",
+        3,
+        "unknown entity",
+    ),
+    (
+        "sroie-box-outside-image",
+        "sroie",
+        SROIEReader,
+        "train",
+        SROIE_OCR,
+        lambda p: p.write_text(p.read_text().replace("8,10,190,10,190,21", "8,10,990,10,990,21")),
+        "line 1",
+        3,
+        None,
+    ),
+    (
+        "sroie-cmyk-image-is-fine",
+        "sroie",
+        SROIEReader,
+        "train",
+        "train/img/X00016469612.jpg",
+        lambda p: Image.open(p).convert("CMYK").save(p),
+        None,
+        3,
+        None,
+    ),
+    (
+        "rvl-bad-label-line",
+        "rvl_cdip",
+        RVLCDIPReader,
+        "train",
+        "labels/train.txt",
+        lambda p: p.write_text(p.read_text().replace(" 1\n", "\n")),
+        "line 2",
+        2,
+        "expected '<image path> <class index>'",
+    ),
+    (
+        "rvl-unknown-class",
+        "rvl_cdip",
+        RVLCDIPReader,
+        "train",
+        "labels/train.txt",
+        lambda p: p.write_text(p.read_text().replace(" 15\n", " 16\n")),
+        "line 3",
+        2,
+        "unknown label 16",
+    ),
+    (
+        "rvl-unreadable-tif",
+        "rvl_cdip",
+        RVLCDIPReader,
+        "train",
+        "images/imagesb/b/c/d/bcd01e00/2028.tif",
+        lambda p: p.write_bytes(b"II*\x00garbage"),
+        "image",
+        2,
+        "cannot be read",
+    ),
+    (
+        "tobacco-unknown-class",
+        "tobacco3482",
+        Tobacco3482Reader,
+        "all",
+        "Letter",
+        lambda p: p.rename(p.parent / "Leter"),
+        "label",
+        2,
+        "unknown class folder",
+    ),
+    (
+        "docvqa-missing-ocr",
+        "docvqa",
+        DocVQAReader,
+        "train",
+        "train/ocr_results/xnbl0037_1.json",
+        lambda p: p.unlink(),
+        "ocr",
+        1,
+        "file not found",
+    ),
+    (
+        "docvqa-question-without-image",
+        "docvqa",
+        DocVQAReader,
+        "train",
+        "train/train_v1.0.json",
+        lambda p: _rewrite_json(p, lambda d: d["data"][3].pop("image")),
+        "data[3]",
+        1,
+        "needs string fields",
+    ),
+    (
+        "docvqa-bad-ocr-box",
+        "docvqa",
+        DocVQAReader,
+        "train",
+        "train/ocr_results/txpp0227_10.json",
+        lambda p: _rewrite_json(
+            p, lambda d: d["recognitionResults"][0]["lines"][0]["words"][0].update(boundingBox=[1, 2])
+        ),
+        "recognitionResults[0].lines[0].words[0].boundingBox",
+        2,
+        "needs 8 numbers",
+    ),
 ]
 
 
@@ -349,7 +659,9 @@ def test_lenient_bad_boxes_reach_the_encoder_which_repairs_and_counts(tmp_path, 
     repairs = RepairLog(strict=False)
     doc = next(iter(FUNSDReader(root, repairs=repairs).read("train")))
     assert doc.boxes[0] == (300.0, 13.0, 10.0, 22.0)  # passed through untouched
-    DocumentEncoder(minilm_tokenizer, FUNSD_LABELS, max_length=64, stride=16, image_size=None, repairs=repairs).encode(doc, 0)
+    DocumentEncoder(minilm_tokenizer, FUNSD_LABELS, max_length=64, stride=16, image_size=None, repairs=repairs).encode(
+        doc, 0
+    )
     assert any("inverted box" in k for k in repairs.counts) and any("outside" in k for k in repairs.counts)
 
 
@@ -405,8 +717,12 @@ def test_zero_byte_truncated_and_garbage_files(tmp_path):
     Image.new("L", (50, 50), 128).save(tmp_path / "ok.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
     (tmp_path / "text.jpg").write_text("not an image")
-    for name, reason in (("empty.png", "0 bytes"), ("cut.png", "cannot be read"), ("text.jpg", "cannot be read"),
-                         ("missing.png", "not found")):
+    for name, reason in (
+        ("empty.png", "0 bytes"),
+        ("cut.png", "cannot be read"),
+        ("text.jpg", "cannot be read"),
+        ("missing.png", "not found"),
+    ):
         with pytest.raises(DataError, match=f"field 'scan'.*{name}.*{reason}"):
             load_image(tmp_path / name, field="scan")
         log = RepairLog(strict=False)
@@ -443,8 +759,15 @@ def test_pdf_page_rendered_at_the_given_dpi(tmp_path):
 
 # --- DataModules: splits and the encoded-split cache ----------------------------------------------------
 def sroie_module(tmp_path, **kw):
-    kw = {"root": str(FIXTURES / "sroie"), "val_size": 1, "cache_dir": str(tmp_path / "cache"), "image_size": 32,
-          "max_length": 64, "stride": 16, **kw}
+    kw = {
+        "root": str(FIXTURES / "sroie"),
+        "val_size": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "image_size": 32,
+        "max_length": 64,
+        "stride": 16,
+        **kw,
+    }
     return SROIE(**kw)
 
 

@@ -34,5 +34,5 @@ def test_text_is_drawn_inside_its_boxes():
     background = np.median(pixels)
     for (x0, y0, x1, y1), word in zip(doc.boxes, doc.words):
         assert 0 <= x0 < x1 <= doc.size[0] and 0 <= y0 < y1 <= doc.size[1]
-        ink = pixels[int(y0):int(y1) + 1, int(x0):int(x1) + 1].min()
+        ink = pixels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].min()
         assert ink < background - 60, f"no ink under {word!r}"

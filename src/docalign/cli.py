@@ -73,8 +73,12 @@ def fill_from_system(config: Any) -> None:
     callbacks = (config.get("trainer") or {}).get("callbacks") or []
     for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
         args = callback.get("init_args") if hasattr(callback, "get") else None
-        if monitor and args is not None and "ModelCheckpoint" in str(callback.get("class_path", "")) \
-                and args.get("monitor") is None:
+        if (
+            monitor
+            and args is not None
+            and "ModelCheckpoint" in str(callback.get("class_path", ""))
+            and args.get("monitor") is None
+        ):
             args.monitor, args.mode = monitor
     data_args = (config.get("data") or {}).get("init_args")
     if data_args is not None and "tokenizer" in data_args and data_args.get("tokenizer") is None:
@@ -86,10 +90,18 @@ class DocAlignCLI(LightningCLI):
     """LightningCLI with docalign's links, experiment naming, test-after-fit and ``metrics.json``."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--experiment", type=Optional[str], default=None,
-                            help="Run name under logs/ (default: the last experiment YAML's stem).")
-        parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="After fit, test the best checkpoint and write metrics.json.")
+        parser.add_argument(
+            "--experiment",
+            type=Optional[str],
+            default=None,
+            help="Run name under logs/ (default: the last experiment YAML's stem).",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, test the best checkpoint and write metrics.json.",
+        )
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("model.init_args.backbone.image_size", "data.init_args.image_size")
@@ -124,7 +136,9 @@ class DocAlignCLI(LightningCLI):
             if logger and "TensorBoardLogger" in str(logger.get("class_path", "")):
                 logger.init_args.name = config.experiment
         fill_from_system(config)
-        for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(config.get("data"), "data"):
+        for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(
+            config.get("data"), "data"
+        ):
             check_available(name, what=f"checkpoint named by {key}")
         model_args = (config.get("model") or {}).get("init_args") or {}
         alignment = model_args.get("alignment")
@@ -161,9 +175,13 @@ class DocAlignCLI(LightningCLI):
         if trainer.is_global_zero and log_dir:
             path = Path(log_dir) / "metrics.json"
             path.write_text(json.dumps(results, indent=2) + "\n")
-            summary = ", ".join(f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith(("f1", "acc", "anls")))
-            print(f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
-                  f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}")
+            summary = ", ".join(
+                f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith(("f1", "acc", "anls"))
+            )
+            print(
+                f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
+                f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}"
+            )
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:
@@ -174,8 +192,14 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:
     torch.set_float32_matmul_precision("high")
     try:
         return DocAlignCLI(
-            DocumentSystem, DocumentDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args, run=run,
+            DocumentSystem,
+            DocumentDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
         )
     except Exception as err:  # noqa: BLE001 - our own errors are reported without a traceback
         ours = _own_error(err)

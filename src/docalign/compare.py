@@ -31,8 +31,8 @@ class Run:
 
     path: Path
     metrics: dict
-    curve: list[tuple[int, float]] = field(default_factory=list)   # (step, validation score)
-    step_time: Optional[float] = None                                # seconds per training step
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score)
+    step_time: Optional[float] = None  # seconds per training step
     step_time_from_events: bool = True
 
 
@@ -64,8 +64,10 @@ def load_run(run_dir: Path, metric: str) -> Run:
 
 def find_runs(logs: Path, experiment: str, metric: str) -> list[Run]:
     """The finished runs of ``experiment`` in version order (unfinished ones, without metrics.json, skipped)."""
-    folders = sorted((logs / experiment).glob("version_*"), key=lambda p: int(p.name.split("_")[-1])
-                     if p.name.split("_")[-1].isdigit() else -1)
+    folders = sorted(
+        (logs / experiment).glob("version_*"),
+        key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1,
+    )
     return [load_run(p, metric) for p in folders if (p / "metrics.json").exists()]
 
 
@@ -97,8 +99,14 @@ def summary_row(experiment: str, runs: list[Run], metric: str, test_metric: str,
     seeds = ", ".join(str(r.metrics.get("seed")) for r in runs)
     first = runs[0].metrics
     params = f"{_millions(first.get('parameters'))} ({_millions(first.get('trainable_parameters'))} trainable)"
-    return [experiment, f"{len(runs)} ({seeds})", _mean_std(vals), _mean_std(tests),
-            (_mean_std(times, 3) + marker) if times else "-", params]
+    return [
+        experiment,
+        f"{len(runs)} ({seeds})",
+        _mean_std(vals),
+        _mean_std(tests),
+        (_mean_std(times, 3) + marker) if times else "-",
+        params,
+    ]
 
 
 def markdown_table(rows: list[list[str]], metric: str, test_metric: str) -> str:
@@ -121,8 +129,15 @@ def plot_curves(runs_by_experiment: dict[str, list[Run]], metric: str, path: Pat
         for j, run in enumerate(runs):
             if run.curve:
                 steps, values = zip(*run.curve)
-                ax.plot(steps, values, marker="o", markersize=3, color=colours[i % len(colours)],
-                        alpha=0.9 if j == 0 else 0.5, label=experiment if j == 0 else None)
+                ax.plot(
+                    steps,
+                    values,
+                    marker="o",
+                    markersize=3,
+                    color=colours[i % len(colours)],
+                    alpha=0.9 if j == 0 else 0.5,
+                    label=experiment if j == 0 else None,
+                )
     ax.set_xlabel("training step")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per run")
@@ -138,8 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="docalign compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiments", nargs="+", help="experiment names (folders under --logs)")
     parser.add_argument("--logs", type=Path, default=Path("logs"), help="the logger's save_dir (default: logs)")
-    parser.add_argument("--out", type=Path, default=Path("logs/compare.md"), help="markdown table (default: logs/compare.md)")
-    parser.add_argument("--plot", type=Path, default=None, help="PNG of the validation curves (default: --out with .png)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("logs/compare.md"), help="markdown table (default: logs/compare.md)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="PNG of the validation curves (default: --out with .png)"
+    )
     parser.add_argument("--metric", default="val/f1", help="validation metric (default: val/f1)")
     parser.add_argument("--test-metric", default=None, help="test metric (default: --metric with val/ -> test/)")
     parser.add_argument("--mode", choices=("max", "min"), default="max", help="whether higher --metric is better")
@@ -152,24 +171,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs = find_runs(args.logs, experiment, args.metric)
         if not runs:
             known = sorted(p.name for p in args.logs.glob("*") if any(p.glob("version_*/metrics.json")))
-            print(f"docalign compare: no finished run of '{experiment}' under {args.logs}/{experiment}/version_*/ "
-                  f"(a finished run has metrics.json). Experiments with finished runs: {', '.join(known) or 'none'}.",
-                  file=sys.stderr)
+            print(
+                f"docalign compare: no finished run of '{experiment}' under {args.logs}/{experiment}/version_*/ "
+                f"(a finished run has metrics.json). Experiments with finished runs: {', '.join(known) or 'none'}.",
+                file=sys.stderr,
+            )
             return 2
         runs_by_experiment[experiment] = runs
 
     rows = [summary_row(e, runs, args.metric, test_metric, args.mode) for e, runs in runs_by_experiment.items()]
     table = markdown_table(rows, args.metric, test_metric)
-    note = ("\nMean ± standard deviation over runs. s/step: median training step time from the TensorBoard events"
-            "; * = fit time / steps (includes validation). Curves: " + plot_path.name + "\n")
+    note = (
+        "\nMean ± standard deviation over runs. s/step: median training step time from the TensorBoard events"
+        "; * = fit time / steps (includes validation). Curves: " + plot_path.name + "\n"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + note)
     print(table, end="")
     try:
         plot_curves(runs_by_experiment, args.metric, plot_path)
     except ImportError:
-        print("docalign compare: matplotlib is not installed (pip install 'docalign[plot]'): no curves plotted",
-              file=sys.stderr)
+        print(
+            "docalign compare: matplotlib is not installed (pip install 'docalign[plot]'): no curves plotted",
+            file=sys.stderr,
+        )
         plot_path = None
     print(f"table -> {args.out}; curves -> {plot_path or '-'}")
     return 0

@@ -39,7 +39,7 @@ class _GatherWithGrad(torch.autograd.Function):
         # (all_reduce works on every backend; gloo has no reduce_scatter.)
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad[ctx.start:ctx.start + ctx.rows]
+        return grad[ctx.start : ctx.start + ctx.rows]
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

@@ -62,8 +62,11 @@ def check_available(name: str, what: str = "checkpoint") -> None:
 
 
 def hub_failure(name: str, what: str, err: Exception) -> CheckpointError:
-    how = ("HF_HUB_OFFLINE is set, so nothing is downloaded" if hub_offline()
-           else "the Hugging Face hub could not be reached")
+    how = (
+        "HF_HUB_OFFLINE is set, so nothing is downloaded"
+        if hub_offline()
+        else "the Hugging Face hub could not be reached"
+    )
     return CheckpointError(
         f"Could not load the {what} '{name}': {how} and no local folder of that name exists. "
         f"Pass a local folder instead, or run offline with the packaged MiniLM weights by adding "
@@ -108,4 +111,5 @@ def check_same_vocabulary(tokenizer: str, checkpoint: str, what: str) -> None:
     raise CheckpointError(
         f"The {what} '{checkpoint}' reads the fusion model's input ids, but its vocabulary differs from data.tokenizer "
         f"'{tokenizer}' ({len(theirs)} vs {len(ours)} tokens, {differing} tokens with another id or missing). Use an "
-        f"encoder of the same tokenizer family, or null for a randomly initialised one with the fusion vocabulary.")
+        f"encoder of the same tokenizer family, or null for a randomly initialised one with the fusion vocabulary."
+    )

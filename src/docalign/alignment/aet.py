@@ -36,8 +36,16 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..losses import (Temperature, ditc_loss, glitc_loss, imc_loss, patch_grid_side, pita_loss, pool_patch_regions,
-                      token_patch_index)
+from ..losses import (
+    Temperature,
+    ditc_loss,
+    glitc_loss,
+    imc_loss,
+    patch_grid_side,
+    pita_loss,
+    pool_patch_regions,
+    token_patch_index,
+)
 from ..models.alignment import AdditiveFusion, AlignmentEncoders, ImageEncoderConfig, TextEncoderConfig
 from ..models.backbone import BackboneConfig
 from ..models.momentum import FeatureQueue, ema_update, make_momentum_copy
@@ -77,28 +85,55 @@ class AETAlignment(nn.Module):
             holds older copies of each current document as negatives once an epoch has passed.
     """
 
-    def __init__(self, backbone: BackboneConfig, fusion_width: int, vocab_size: int,
-                 image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
-                 text_encoder: TextEncoderConfig = TextEncoderConfig(), embed_dim: int = 256,
-                 task_weight: float = 1.0, ditc_weight: float = 1.0, imc_weight: float = 1.0,
-                 glitc_weight: float = 1.0, pita_weight: float = 1.0, pita_mode: str = "cosine",
-                 momentum: float = 0.995, use_momentum: bool = True, queue_size: int = 65536,
-                 temperature: float = 0.07, views: bool = True, mask_same_document: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        fusion_width: int,
+        vocab_size: int,
+        image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
+        text_encoder: TextEncoderConfig = TextEncoderConfig(),
+        embed_dim: int = 256,
+        task_weight: float = 1.0,
+        ditc_weight: float = 1.0,
+        imc_weight: float = 1.0,
+        glitc_weight: float = 1.0,
+        pita_weight: float = 1.0,
+        pita_mode: str = "cosine",
+        momentum: float = 0.995,
+        use_momentum: bool = True,
+        queue_size: int = 65536,
+        temperature: float = 0.07,
+        views: bool = True,
+        mask_same_document: bool = False,
+    ) -> None:
         super().__init__()
         weights = dict(zip(TERM_NAMES, (task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)))
         _check(backbone, weights, momentum, pita_mode)
         # What a checkpoint's hparams record of this component (the injected arguments are the system's own).
-        self.config = dict(image_encoder=_plain(image_encoder), text_encoder=_plain(text_encoder), embed_dim=embed_dim,
-                           task_weight=task_weight, ditc_weight=ditc_weight, imc_weight=imc_weight,
-                           glitc_weight=glitc_weight, pita_weight=pita_weight, pita_mode=pita_mode, momentum=momentum,
-                           use_momentum=use_momentum, queue_size=queue_size, temperature=temperature, views=views,
-                           mask_same_document=mask_same_document)
+        self.config = dict(
+            image_encoder=_plain(image_encoder),
+            text_encoder=_plain(text_encoder),
+            embed_dim=embed_dim,
+            task_weight=task_weight,
+            ditc_weight=ditc_weight,
+            imc_weight=imc_weight,
+            glitc_weight=glitc_weight,
+            pita_weight=pita_weight,
+            pita_mode=pita_mode,
+            momentum=momentum,
+            use_momentum=use_momentum,
+            queue_size=queue_size,
+            temperature=temperature,
+            views=views,
+            mask_same_document=mask_same_document,
+        )
         self.weights = {name: float(w) for name, w in weights.items() if w > 0}
         self.contrastive = any(name in self.weights for name in CONTRASTIVE_TERMS)
         self.momentum, self.pita_mode, self.mask_same_document = momentum, pita_mode, mask_same_document
 
-        self.encoders = AlignmentEncoders(image_encoder, text_encoder, vocab_size, backbone.image_size,
-                                          backbone.patch_size, embed_dim)
+        self.encoders = AlignmentEncoders(
+            image_encoder, text_encoder, vocab_size, backbone.image_size, backbone.patch_size, embed_dim
+        )
         self.fusion = AdditiveFusion(self.encoders.image.hidden_size, self.encoders.text.hidden_size, fusion_width)
         self.grid_side = patch_grid_side(backbone.image_size, backbone.patch_size)
         self.warm_started: set[str] = set()  # parameter names (relative to this module) loaded from checkpoints
@@ -121,11 +156,16 @@ class AETAlignment(nn.Module):
         backbone adds to its embeddings, ``visual_extra (B, 1+P, H)``, ``text_extra (B, L, H)``. No side effects."""
         aligned = self.encoders(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
         visual_extra, text_extra = self.fusion(aligned["image"], aligned["text"])
-        return {"align_image": aligned["image"], "align_text": aligned["text"], "visual_extra": visual_extra,
-                "text_extra": text_extra}
+        return {
+            "align_image": aligned["image"],
+            "align_text": aligned["text"],
+            "visual_extra": visual_extra,
+            "text_extra": text_extra,
+        }
 
-    def loss_terms(self, batch: dict[str, torch.Tensor],
-                   out: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Optional[dict[str, torch.Tensor]]]:
+    def loss_terms(
+        self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], Optional[dict[str, torch.Tensor]]]:
         """The alignment terms with a positive weight, ``{"loss_ditc": scalar, ...}``, from the system's forward
         output (which holds ``fusion_inputs``'s), and this step's key features for ``after_optimizer_step``
         (None without contrastive terms). Writes nothing."""
@@ -141,22 +181,37 @@ class AETAlignment(nn.Module):
             image_queue, text_queue = self.image_queue.items(), self.text_queue.items()
             ids = {}
             if self.mask_same_document:
-                ids = {"doc_ids": batch["doc_index"], "image_queue_ids": self.image_queue.item_ids(),
-                       "text_queue_ids": self.text_queue.item_ids()}
+                ids = {
+                    "doc_ids": batch["doc_index"],
+                    "image_queue_ids": self.image_queue.item_ids(),
+                    "text_queue_ids": self.text_queue.item_ids(),
+                }
             if "loss_ditc" in self.weights:
-                terms.update(ditc_loss(image_cls, text_cls, keys["image_cls"], keys["text_cls"], image_queue,
-                                       text_queue, t, **ids))
+                terms.update(
+                    ditc_loss(
+                        image_cls, text_cls, keys["image_cls"], keys["text_cls"], image_queue, text_queue, t, **ids
+                    )
+                )
             if "loss_imc" in self.weights:
-                terms.update(imc_loss(image_cls, keys["image_cls"], image_queue, text_cls, keys["text_cls"],
-                                      text_queue, t, **ids))
+                terms.update(
+                    imc_loss(
+                        image_cls, keys["image_cls"], image_queue, text_cls, keys["text_cls"], text_queue, t, **ids
+                    )
+                )
             if "loss_glitc" in self.weights:
                 terms.update(glitc_loss(image_cls, keys["image_locals"], text_cls, keys["text_locals"], word_tokens, t))
             keys_out = {"image": keys["image_cls"], "text": keys["text_cls"], "ids": batch.get("doc_index")}
         if "loss_pita" in self.weights:
             index = token_patch_index(batch["bbox"], word_tokens, self.grid_side)
             # Projected, not normalised: cosine mode normalises itself; contrastive mode uses raw dot products.
-            terms.update(pita_loss(enc.project_image(image_states[:, 1:], normalise=False),
-                                   enc.project_text(text_states, normalise=False), index, mode=self.pita_mode))
+            terms.update(
+                pita_loss(
+                    enc.project_image(image_states[:, 1:], normalise=False),
+                    enc.project_text(text_states, normalise=False),
+                    index,
+                    mode=self.pita_mode,
+                )
+            )
         return terms, keys_out
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -212,42 +267,53 @@ def _plain(value: Any) -> Any:
 def _check(backbone: BackboneConfig, weights: dict[str, float], momentum: float, pita_mode: str) -> None:
     """Refuse an AET configuration that cannot work, before anything is built."""
     if backbone.arch != "layoutlmv3" or not backbone.visual:
-        raise ValueError(f"AET needs the layoutlmv3 backbone with visual tokens (its additive fusion points); got "
-                         f"arch={backbone.arch!r}, visual={backbone.visual}")
+        raise ValueError(
+            f"AET needs the layoutlmv3 backbone with visual tokens (its additive fusion points); got "
+            f"arch={backbone.arch!r}, visual={backbone.visual}"
+        )
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise ValueError(f"alignment loss weights must be >= 0 with at least one positive, got {weights}")
     if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"alignment momentum must lie in [0, 1) (m = 1 would never update the key encoders), "
-                         f"got {momentum}")
+        raise ValueError(
+            f"alignment momentum must lie in [0, 1) (m = 1 would never update the key encoders), got {momentum}"
+        )
     if pita_mode not in ("cosine", "contrastive"):
         raise ValueError(f"alignment pita_mode must be 'cosine' or 'contrastive', got {pita_mode!r}")
 
 
 # Old checkpoints (``AETTokenClassification`` / ``AETDocumentClassification``, before the component): their
 # state-dict prefixes and their flat constructor arguments, mapped onto the component.
-_OLD_PREFIXES = {"alignment_m.": "alignment.encoders_m.", "fusion.": "alignment.fusion.",
-                 "temperature.": "alignment.temperature.", "image_queue.": "alignment.image_queue.",
-                 "text_queue.": "alignment.text_queue."}
-_OLD_CLASSES = {"AETTokenClassification": "docalign.systems.TokenClassification",
-                "AETDocumentClassification": "docalign.systems.DocumentClassification"}
+_OLD_PREFIXES = {
+    "alignment_m.": "alignment.encoders_m.",
+    "fusion.": "alignment.fusion.",
+    "temperature.": "alignment.temperature.",
+    "image_queue.": "alignment.image_queue.",
+    "text_queue.": "alignment.text_queue.",
+}
+_OLD_CLASSES = {
+    "AETTokenClassification": "docalign.systems.TokenClassification",
+    "AETDocumentClassification": "docalign.systems.DocumentClassification",
+}
 COMPONENT_PATH = f"{__name__}.AETAlignment"
 
 
 def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """A state dict written by the old AET subclasses with the component's key names (others unchanged)."""
-    if not any(k.startswith(tuple(_OLD_PREFIXES)) or k.startswith(("alignment.image.", "alignment.text.",
-                                                                     "alignment.image_proj.", "alignment.text_proj."))
-               for k in state):
+    if not any(
+        k.startswith(tuple(_OLD_PREFIXES))
+        or k.startswith(("alignment.image.", "alignment.text.", "alignment.image_proj.", "alignment.text_proj."))
+        for k in state
+    ):
         return state
     out = {}
     for key, value in state.items():
         for old, new in _OLD_PREFIXES.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         else:
             if key.startswith("alignment.") and not key.startswith("alignment.encoders"):
-                key = "alignment.encoders." + key[len("alignment."):]
+                key = "alignment.encoders." + key[len("alignment.") :]
         out[key] = value
     return out
 
@@ -261,7 +327,7 @@ def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams = checkpoint.get("hyper_parameters") or {}
     old = str(hparams.get("_class_path", "")).rsplit(".", 1)[-1]
     if old in _OLD_CLASSES:
-        names = set(AETAlignment.__init__.__code__.co_varnames[4:AETAlignment.__init__.__code__.co_argcount])
+        names = set(AETAlignment.__init__.__code__.co_varnames[4 : AETAlignment.__init__.__code__.co_argcount])
         init_args = {k: hparams.pop(k) for k in list(hparams) if k in names}
         hparams["_class_path"] = _OLD_CLASSES[old]
         hparams["alignment"] = {"class_path": COMPONENT_PATH, "init_args": init_args}

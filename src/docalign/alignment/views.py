@@ -16,7 +16,6 @@ from torch import nn
 from torchvision.transforms import v2
 
 
-
 def blur_kernel(image_size: int) -> int:
     """An odd Gaussian kernel of about a tenth of the image side (SimCLR's choice): 224 -> 23, 32 -> 3."""
     return max(3, 2 * (image_size // 20) + 1)
@@ -32,15 +31,24 @@ class AlignmentViews(nn.Module):
         jitter_p, grayscale_p, blur_p: probabilities of colour jitter, grayscale and blur.
     """
 
-    def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), jitter: float = 0.4,
-                 jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+        jitter: float = 0.4,
+        jitter_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        blur_p: float = 0.5,
+    ) -> None:
         super().__init__()
-        self.transform = v2.Compose([
-            v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
-            v2.RandomApply([v2.ColorJitter(jitter, jitter, jitter, jitter / 4)], p=jitter_p),
-            v2.RandomGrayscale(p=grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(blur_kernel(image_size), sigma=(0.1, 2.0))], p=blur_p),
-        ])
+        self.transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
+                v2.RandomApply([v2.ColorJitter(jitter, jitter, jitter, jitter / 4)], p=jitter_p),
+                v2.RandomGrayscale(p=grayscale_p),
+                v2.RandomApply([v2.GaussianBlur(blur_kernel(image_size), sigma=(0.1, 2.0))], p=blur_p),
+            ]
+        )
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,31 @@
 Cross-rank concatenation (with and without gradients, identity in one process) is ``docalign.distributed``.
 """
 
-from .aet import (ditc_loss, glitc_loss, imc_loss, patch_grid_side, patch_text_features, pita_loss,
-                  pool_patch_regions, token_patch_index)
+from .aet import (
+    ditc_loss,
+    glitc_loss,
+    imc_loss,
+    patch_grid_side,
+    patch_text_features,
+    pita_loss,
+    pool_patch_regions,
+    token_patch_index,
+)
 from .contrastive import Temperature, info_nce
 from .supcon import sup_contrastive, supcon_inter, supcon_intra
 
-__all__ = ["Temperature", "ditc_loss", "glitc_loss", "imc_loss", "info_nce", "patch_grid_side", "patch_text_features",
-           "pita_loss", "pool_patch_regions", "sup_contrastive", "supcon_inter", "supcon_intra", "token_patch_index"]
+__all__ = [
+    "Temperature",
+    "ditc_loss",
+    "glitc_loss",
+    "imc_loss",
+    "info_nce",
+    "patch_grid_side",
+    "patch_text_features",
+    "pita_loss",
+    "pool_patch_regions",
+    "sup_contrastive",
+    "supcon_inter",
+    "supcon_intra",
+    "token_patch_index",
+]

@@ -23,9 +23,14 @@ from .contrastive import at_least_fp32, info_nce
 # ---- momentum-key contrast (DITC, IMC) ----------------------------------------------------------
 
 
-def _contrast_with_queue(query: torch.Tensor, keys_m: torch.Tensor, queue: torch.Tensor | None,
-                         temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
-                         queue_ids: torch.Tensor | None = None) -> torch.Tensor:
+def _contrast_with_queue(
+    query: torch.Tensor,
+    keys_m: torch.Tensor,
+    queue: torch.Tensor | None,
+    temperature: float | torch.Tensor,
+    doc_ids: torch.Tensor | None = None,
+    queue_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``L_cl`` of ``query[i]`` with positive ``keys_m[i]``, negatives = the other batch keys + queue.
 
     We keep ALBEF's choice of adding the batch's momentum keys (from every rank) to the queue: they
@@ -37,9 +42,9 @@ def _contrast_with_queue(query: torch.Tensor, keys_m: torch.Tensor, queue: torch
     keys of the query's own document other than its positive are left out, neither positive nor negative.
     """
     batch = query.shape[0]
-    keys = gather_no_grad(keys_m)                                                # (W*B, D)
+    keys = gather_no_grad(keys_m)  # (W*B, D)
     if queue is not None:
-        keys = torch.cat([keys, queue.to(keys.dtype)], dim=0)                   # (W*B + K, D)
+        keys = torch.cat([keys, queue.to(keys.dtype)], dim=0)  # (W*B + K, D)
     positive = torch.arange(batch, device=query.device) + rank() * batch
     key_mask = None
     if doc_ids is not None:
@@ -47,16 +52,23 @@ def _contrast_with_queue(query: torch.Tensor, keys_m: torch.Tensor, queue: torch
         if queue is not None:
             unknown = torch.full((queue.shape[0],), -1, dtype=torch.long, device=key_ids.device)
             key_ids = torch.cat([key_ids, unknown if queue_ids is None else queue_ids.long().to(key_ids.device)])
-        key_mask = key_ids[None, :] != doc_ids.long()[:, None]                   # (B, W*B + K)
+        key_mask = key_ids[None, :] != doc_ids.long()[:, None]  # (B, W*B + K)
         key_mask[torch.arange(batch, device=query.device), positive] = True
     return info_nce(query, keys, positive, temperature, key_mask=key_mask)
 
 
-def ditc_loss(image_cls: torch.Tensor, text_cls: torch.Tensor, image_cls_m: torch.Tensor,
-              text_cls_m: torch.Tensor, image_queue: torch.Tensor | None, text_queue: torch.Tensor | None,
-              temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
-              image_queue_ids: torch.Tensor | None = None, text_queue_ids: torch.Tensor | None = None
-              ) -> dict[str, torch.Tensor]:
+def ditc_loss(
+    image_cls: torch.Tensor,
+    text_cls: torch.Tensor,
+    image_cls_m: torch.Tensor,
+    text_cls_m: torch.Tensor,
+    image_queue: torch.Tensor | None,
+    text_queue: torch.Tensor | None,
+    temperature: float | torch.Tensor,
+    doc_ids: torch.Tensor | None = None,
+    image_queue_ids: torch.Tensor | None = None,
+    text_queue_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Document-level image-text contrast, mean of the image->text and text->image directions.
 
     Args:
@@ -71,11 +83,18 @@ def ditc_loss(image_cls: torch.Tensor, text_cls: torch.Tensor, image_cls_m: torc
     return {"loss_ditc": (i2t + t2i) / 2}
 
 
-def imc_loss(image_cls: torch.Tensor, image_view_cls_m: torch.Tensor, image_queue: torch.Tensor | None,
-             text_cls: torch.Tensor, text_cls_m: torch.Tensor, text_queue: torch.Tensor | None,
-             temperature: float | torch.Tensor, doc_ids: torch.Tensor | None = None,
-             image_queue_ids: torch.Tensor | None = None, text_queue_ids: torch.Tensor | None = None
-             ) -> dict[str, torch.Tensor]:
+def imc_loss(
+    image_cls: torch.Tensor,
+    image_view_cls_m: torch.Tensor,
+    image_queue: torch.Tensor | None,
+    text_cls: torch.Tensor,
+    text_cls_m: torch.Tensor,
+    text_queue: torch.Tensor | None,
+    temperature: float | torch.Tensor,
+    doc_ids: torch.Tensor | None = None,
+    image_queue_ids: torch.Tensor | None = None,
+    text_queue_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Intra-modal contrast, mean of the image and text terms.
 
     Args:
@@ -99,15 +118,16 @@ def pool_patch_regions(patches: torch.Tensor, regions: int = 3) -> torch.Tensor:
     ``avg_pool2d(5, stride=4)`` only fits 14). Pool before the projection and normalise after it.
     """
     batch, n_patches, hidden = patches.shape
-    side = int(round(n_patches ** 0.5))
+    side = int(round(n_patches**0.5))
     if side * side != n_patches:
         raise ValueError(f"{n_patches} patches do not form a square grid")
     grid = patches.transpose(1, 2).reshape(batch, hidden, side, side)
     return F.adaptive_avg_pool2d(grid, regions).flatten(2).transpose(1, 2)
 
 
-def _global_local(cls: torch.Tensor, locals_m: torch.Tensor, mask: torch.Tensor | None,
-                  temperature: float | torch.Tensor) -> torch.Tensor:
+def _global_local(
+    cls: torch.Tensor, locals_m: torch.Tensor, mask: torch.Tensor | None, temperature: float | torch.Tensor
+) -> torch.Tensor:
     """Each valid local of document d is a positive of ``cls[d]``; the other documents' locals are negatives."""
     batch, n_locals, _ = locals_m.shape
     if mask is None:
@@ -116,18 +136,23 @@ def _global_local(cls: torch.Tensor, locals_m: torch.Tensor, mask: torch.Tensor 
     locals_m = pad_across_ranks(locals_m, dim=1)
     mask = pad_across_ranks(mask.to(torch.uint8), dim=1)
     n_locals = locals_m.shape[1]
-    keys = gather_no_grad(locals_m).flatten(0, 1)                                 # (W*B*R, D)
-    valid = gather_no_grad(mask).flatten().bool()                                 # (W*B*R,)
+    keys = gather_no_grad(locals_m).flatten(0, 1)  # (W*B*R, D)
+    valid = gather_no_grad(mask).flatten().bool()  # (W*B*R,)
     owner = torch.arange(keys.shape[0] // n_locals, device=cls.device).repeat_interleave(n_locals)
     mine = torch.arange(batch, device=cls.device) + rank() * batch
-    positives = owner[None, :] == mine[:, None]                                   # (B, W*B*R)
+    positives = owner[None, :] == mine[:, None]  # (B, W*B*R)
     # A document without valid locals has no positive: the global mean keeps DDP exact then too.
     return info_nce(cls, keys, positives, temperature, key_mask=valid, global_mean=True)
 
 
-def glitc_loss(image_cls: torch.Tensor, image_locals_m: torch.Tensor, text_cls: torch.Tensor,
-               text_locals_m: torch.Tensor, text_mask: torch.Tensor,
-               temperature: float | torch.Tensor) -> dict[str, torch.Tensor]:
+def glitc_loss(
+    image_cls: torch.Tensor,
+    image_locals_m: torch.Tensor,
+    text_cls: torch.Tensor,
+    text_locals_m: torch.Tensor,
+    text_mask: torch.Tensor,
+    temperature: float | torch.Tensor,
+) -> dict[str, torch.Tensor]:
     """Global-local contrast within each modality, mean of the image and text terms.
 
     For document d, each of its momentum locals k+ gives ``L_cl(cls_d, k+, N)`` with N the locals of
@@ -172,13 +197,20 @@ def token_patch_index(boxes: torch.Tensor, token_mask: torch.Tensor, grid_side: 
     # Integer arithmetic: patch c spans [c * PAGE_SCALE / g, (c+1) * PAGE_SCALE / g] page units.
     col = (x0 * grid_side // PAGE_SCALE).clamp(0, grid_side - 1)
     row = (y0 * grid_side // PAGE_SCALE).clamp(0, grid_side - 1)
-    inside = ((x1 * grid_side <= (col + 1) * PAGE_SCALE) & (y1 * grid_side <= (row + 1) * PAGE_SCALE)
-              & (x0 <= x1) & (y0 <= y1) & (x0 >= 0) & (y0 >= 0))
+    inside = (
+        (x1 * grid_side <= (col + 1) * PAGE_SCALE)
+        & (y1 * grid_side <= (row + 1) * PAGE_SCALE)
+        & (x0 <= x1)
+        & (y0 <= y1)
+        & (x0 >= 0)
+        & (y0 >= 0)
+    )
     return torch.where(token_mask.bool() & inside, row * grid_side + col, -1)
 
 
-def patch_text_features(token_states: torch.Tensor, patch_index: torch.Tensor,
-                        num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_text_features(
+    token_states: torch.Tensor, patch_index: torch.Tensor, num_patches: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean token state per patch.
 
     Args:
@@ -186,15 +218,16 @@ def patch_text_features(token_states: torch.Tensor, patch_index: torch.Tensor,
     Returns:
         ``(features (B, P, H), has_text (B, P) bool)``; patches without tokens get zeros.
     """
-    onehot = (patch_index[..., None] == torch.arange(num_patches, device=patch_index.device))  # (B, L, P)
+    onehot = patch_index[..., None] == torch.arange(num_patches, device=patch_index.device)  # (B, L, P)
     onehot = onehot.to(token_states.dtype)
-    counts = onehot.sum(dim=1)                                                                 # (B, P)
-    sums = onehot.transpose(1, 2) @ token_states                                               # (B, P, H)
+    counts = onehot.sum(dim=1)  # (B, P)
+    sums = onehot.transpose(1, 2) @ token_states  # (B, P, H)
     return sums / counts.clamp(min=1)[..., None], counts > 0
 
 
-def pita_loss(patch_visual: torch.Tensor, token_states: torch.Tensor, patch_index: torch.Tensor,
-              mode: str = "cosine") -> dict[str, torch.Tensor]:
+def pita_loss(
+    patch_visual: torch.Tensor, token_states: torch.Tensor, patch_index: torch.Tensor, mode: str = "cosine"
+) -> dict[str, torch.Tensor]:
     """Align each patch's visual feature with the mean state of the tokens inside it.
 
     Args:
@@ -215,8 +248,8 @@ def pita_loss(patch_visual: torch.Tensor, token_states: torch.Tensor, patch_inde
         return {"loss_pita": -torch.where(has_text, cos, 0.0).sum() / n_text}
     if mode != "contrastive":
         raise ValueError(f"unknown PITA mode {mode!r}; known: cosine, contrastive")
-    logits = at_least_fp32(text @ patch_visual.transpose(1, 2))                 # (B, P text, P visual)
-    t2v = -logits.log_softmax(dim=-1).diagonal(dim1=1, dim2=2)                  # (B, P)
+    logits = at_least_fp32(text @ patch_visual.transpose(1, 2))  # (B, P text, P visual)
+    t2v = -logits.log_softmax(dim=-1).diagonal(dim1=1, dim2=2)  # (B, P)
     floor = torch.finfo(logits.dtype).min
     v2t_logits = logits.transpose(1, 2).masked_fill(~has_text[:, None, :], floor)
     v2t = -v2t_logits.log_softmax(dim=-1).diagonal(dim1=1, dim2=2)

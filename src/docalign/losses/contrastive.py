@@ -18,9 +18,14 @@ def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def info_nce(query: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor,
-             temperature: float | torch.Tensor, key_mask: torch.Tensor | None = None,
-             global_mean: bool = False) -> torch.Tensor:
+def info_nce(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    positives: torch.Tensor,
+    temperature: float | torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    global_mean: bool = False,
+) -> torch.Tensor:
     """Mean of ``L_cl`` over queries (scalar).
 
     Args:
@@ -38,7 +43,7 @@ def info_nce(query: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor,
             ``distributed.global_count``), so that the ranks' average is the mean over the global batch
             even when ranks hold different numbers of such queries. A collective: every rank must call.
     """
-    logits = at_least_fp32(query @ keys.T) / temperature                    # (N, M)
+    logits = at_least_fp32(query @ keys.T) / temperature  # (N, M)
     if positives.dtype != torch.bool:
         positives = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positives.long()[:, None], True)
     valid = torch.ones_like(positives) if key_mask is None else key_mask.expand_as(positives)
@@ -47,11 +52,11 @@ def info_nce(query: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor,
     # Masked entries get the most negative finite value, not -inf: exp() makes them exactly 0 and a
     # query with no negatives at all still has finite gradients.
     floor = torch.finfo(logits.dtype).min
-    negative_lse = logits.masked_fill(~negatives, floor).logsumexp(dim=1, keepdim=True)   # (N, 1)
+    negative_lse = logits.masked_fill(~negatives, floor).logsumexp(dim=1, keepdim=True)  # (N, 1)
     # -log(e^p / (e^p + sum_n e^n)) = log(1 + e^(lse_n - p)) = softplus(lse_n - p)
     pair_loss = nn.functional.softplus(negative_lse - logits).masked_fill(~positives, 0.0)
     n_pos = positives.sum(dim=1)
-    per_query = pair_loss.sum(dim=1) / n_pos.clamp(min=1)               # 0 for queries without positives
+    per_query = pair_loss.sum(dim=1) / n_pos.clamp(min=1)  # 0 for queries without positives
     # Mean over the queries that have a positive, without boolean indexing (no host sync on GPU).
     count = (n_pos > 0).sum()
     count = global_count(count) if global_mean else count.clamp(min=1)

@@ -15,9 +15,15 @@ from ..distributed import gather_no_grad, gather_with_grad, global_count, rank
 from .contrastive import at_least_fp32
 
 
-def sup_contrastive(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels: torch.Tensor,
-                    contrast_labels: torch.Tensor, temperature: float | torch.Tensor,
-                    self_index: torch.Tensor | None = None, global_mean: bool = False) -> torch.Tensor:
+def sup_contrastive(
+    anchors: torch.Tensor,
+    contrast: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    contrast_labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+    self_index: torch.Tensor | None = None,
+    global_mean: bool = False,
+) -> torch.Tensor:
     """Supervised contrastive loss of ``anchors`` against ``contrast`` (scalar).
 
     Args:
@@ -29,7 +35,7 @@ def sup_contrastive(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels
         global_mean: divide by the global number of anchors with a positive (``distributed.global_count``):
             ranks hold different numbers of them, and DDP averages the ranks equally.
     """
-    logits = at_least_fp32(anchors @ contrast.T) / temperature                          # (N, M)
+    logits = at_least_fp32(anchors @ contrast.T) / temperature  # (N, M)
     valid = torch.ones_like(logits, dtype=torch.bool)
     if self_index is not None:
         valid = valid.scatter(1, self_index.long()[:, None], False)
@@ -42,8 +48,9 @@ def sup_contrastive(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels
     return per_anchor.sum() / count
 
 
-def supcon_inter(vision: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
-                 temperature: float | torch.Tensor) -> dict[str, torch.Tensor]:
+def supcon_inter(
+    vision: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, temperature: float | torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Vision <-> text supervised contrast, mean of both directions.
 
     The anchor's own document in the other modality is a positive (its paired view, as in CLIP); so
@@ -55,8 +62,9 @@ def supcon_inter(vision: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
     return {"loss_inter": (v2t + t2v) / 2}
 
 
-def supcon_intra(vision: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
-                 temperature: float | torch.Tensor) -> dict[str, torch.Tensor]:
+def supcon_intra(
+    vision: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, temperature: float | torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Vision <-> vision and text <-> text supervised contrast (self excluded), mean of both.
 
     Args: vision, text (B, D) L2-normalised; labels (B,) long.

@@ -69,8 +69,15 @@ class ANLS(Metric):
         for name in ("doc", "question", "window", "score", "value"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, doc: torch.Tensor, question: torch.Tensor, window: torch.Tensor, score: torch.Tensor,
-               predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> None:
+    def update(
+        self,
+        doc: torch.Tensor,
+        question: torch.Tensor,
+        window: torch.Tensor,
+        score: torch.Tensor,
+        predictions: Sequence[str],
+        answers: Sequence[Sequence[str]],
+    ) -> None:
         """One record per (question, window).
 
         Args:
@@ -80,9 +87,11 @@ class ANLS(Metric):
             predictions: N predicted answer strings; answers: N lists of gold answers (empty: not scored).
         """
         if not (len(doc) == len(question) == len(window) == len(score) == len(predictions) == len(answers)):
-            raise ValueError(f"ANLS.update needs one entry per record in every argument, got {len(doc)} documents, "
-                             f"{len(question)} questions, {len(window)} windows, {len(score)} scores, "
-                             f"{len(predictions)} predictions and {len(answers)} answer lists")
+            raise ValueError(
+                f"ANLS.update needs one entry per record in every argument, got {len(doc)} documents, "
+                f"{len(question)} questions, {len(window)} windows, {len(score)} scores, "
+                f"{len(predictions)} predictions and {len(answers)} answer lists"
+            )
         values = [anls_score(p, a, self.threshold) if a else float("nan") for p, a in zip(predictions, answers)]
         device = score.device
         self.doc.append(doc.long())

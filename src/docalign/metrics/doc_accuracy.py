@@ -39,8 +39,11 @@ class DocumentAccuracy(Metric):
     def documents(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(doc (D,), mean logits (D, C), gold (D,))`` per distinct document, sorted by document index."""
         if isinstance(self.doc, list) and not self.doc:  # nothing seen (lists before a sync, tensors after)
-            return (torch.zeros(0, dtype=torch.long), torch.zeros(0, self.num_classes),
-                    torch.zeros(0, dtype=torch.long))
+            return (
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, self.num_classes),
+                torch.zeros(0, dtype=torch.long),
+            )
         doc, window, logits, gold = (dim_zero_cat(x) for x in (self.doc, self.window, self.logits, self.gold))
         # Drop repeated windows: keep the first record of each (doc, window) pair.
         pairs, inverse = torch.unique(torch.stack([doc, window], dim=1), dim=0, return_inverse=True)
@@ -59,5 +62,6 @@ class DocumentAccuracy(Metric):
         _, logits, gold = self.documents()
         if not bool((gold != IGNORE_INDEX).any()):
             return torch.tensor(0.0)
-        return multiclass_accuracy(logits.argmax(-1), gold, num_classes=self.num_classes, average="micro",
-                                   ignore_index=IGNORE_INDEX)
+        return multiclass_accuracy(
+            logits.argmax(-1), gold, num_classes=self.num_classes, average="micro", ignore_index=IGNORE_INDEX
+        )

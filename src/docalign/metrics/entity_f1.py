@@ -61,8 +61,14 @@ class EntityF1(Metric):
         for name in ("doc", "word", "pred", "gold", "segment"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, doc: torch.Tensor, word: torch.Tensor, pred: torch.Tensor, gold: torch.Tensor,
-               segment: Optional[torch.Tensor] = None) -> None:
+    def update(
+        self,
+        doc: torch.Tensor,
+        word: torch.Tensor,
+        pred: torch.Tensor,
+        gold: torch.Tensor,
+        segment: Optional[torch.Tensor] = None,
+    ) -> None:
         """All arguments (N,) long: one entry per scored word; ``segment``: its segment id (``segment_ids``)."""
         if self.segment_decoding and segment is None:
             raise ValueError("EntityF1(segment_decoding=True) needs the words' segment ids in update()")
@@ -80,8 +86,9 @@ class EntityF1(Metric):
         # Lists of per-batch tensors on one process; one gathered tensor after a distributed sync.
         if isinstance(self.doc, list) and not self.doc:
             return [], []
-        doc, word, pred, gold, segment = (dim_zero_cat(x).cpu()
-                                          for x in (self.doc, self.word, self.pred, self.gold, self.segment))
+        doc, word, pred, gold, segment = (
+            dim_zero_cat(x).cpu() for x in (self.doc, self.word, self.pred, self.gold, self.segment)
+        )
         keys = doc * (int(word.max()) + 1) + word
         order = torch.argsort(keys, stable=True)
         keys, doc, pred, gold, segment = keys[order], doc[order], pred[order], gold[order], segment[order]

@@ -81,7 +81,8 @@ def _grid_check(what: str, value: Optional[int], fusion: int) -> int:
         raise ValueError(
             f"model.image_encoder.{what} = {value} but the fusion backbone's is {fusion}: the alignment ViT reads "
             f"the same image tensor and its outputs are added patch by patch to the backbone's patch embeddings, "
-            f"so both patch grids must be identical. Leave image_encoder.{what} unset (null) to follow the backbone.")
+            f"so both patch grids must be identical. Leave image_encoder.{what} unset (null) to follow the backbone."
+        )
     return fusion
 
 
@@ -103,21 +104,35 @@ class AlignmentImageEncoder(nn.Module):
             self.vit = _load_timm(config, image_size)
         else:
             self.vit = timm.create_model(
-                "vit_base_patch16_224", pretrained=False, num_classes=0, img_size=image_size,
-                patch_size=patch_size, embed_dim=config.hidden_size, depth=config.num_layers,
-                num_heads=config.num_heads, mlp_ratio=config.mlp_ratio, drop_path_rate=config.drop_path)
+                "vit_base_patch16_224",
+                pretrained=False,
+                num_classes=0,
+                img_size=image_size,
+                patch_size=patch_size,
+                embed_dim=config.hidden_size,
+                depth=config.num_layers,
+                num_heads=config.num_heads,
+                mlp_ratio=config.mlp_ratio,
+                drop_path_rate=config.drop_path,
+            )
         vit_patch = tuple(self.vit.patch_embed.patch_size)
         if vit_patch != (patch_size, patch_size):
             raise ValueError(
                 f"The image encoder '{config.timm_checkpoint}' uses {vit_patch[0]}x{vit_patch[1]} px patches but the fusion "
                 f"backbone uses {patch_size} px patches: pick a ViT with the backbone's patch size (e.g. a *_patch16_* "
-                f"model for model.backbone.patch_size 16).")
+                f"model for model.backbone.patch_size 16)."
+            )
         if self.vit.num_prefix_tokens != 1:
             raise ValueError(
                 f"The image encoder '{config.timm_checkpoint}' has {self.vit.num_prefix_tokens} prefix tokens (a "
-                f"distillation or register token?); AETNet's fusion adds exactly one CLS + patches. Choose a plain ViT.")
-        mean = torch.tensor(self.vit.pretrained_cfg.get("mean", (PIXEL_MEAN,) * 3) if self.pretrained else (PIXEL_MEAN,) * 3)
-        std = torch.tensor(self.vit.pretrained_cfg.get("std", (PIXEL_STD,) * 3) if self.pretrained else (PIXEL_STD,) * 3)
+                f"distillation or register token?); AETNet's fusion adds exactly one CLS + patches. Choose a plain ViT."
+            )
+        mean = torch.tensor(
+            self.vit.pretrained_cfg.get("mean", (PIXEL_MEAN,) * 3) if self.pretrained else (PIXEL_MEAN,) * 3
+        )
+        std = torch.tensor(
+            self.vit.pretrained_cfg.get("std", (PIXEL_STD,) * 3) if self.pretrained else (PIXEL_STD,) * 3
+        )
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.hidden_size = self.vit.embed_dim
@@ -137,20 +152,26 @@ def _load_timm(config: ImageEncoderConfig, image_size: int) -> nn.Module:
     import timm
 
     name = config.timm_checkpoint
-    advice = (f"Set model.image_encoder.checkpoint_file to a local weights file for '{name}', or "
-              f"model.image_encoder.timm_checkpoint: null for a randomly initialised ViT (sized by "
-              f"model.image_encoder.hidden_size/num_layers/num_heads).")
+    advice = (
+        f"Set model.image_encoder.checkpoint_file to a local weights file for '{name}', or "
+        f"model.image_encoder.timm_checkpoint: null for a randomly initialised ViT (sized by "
+        f"model.image_encoder.hidden_size/num_layers/num_heads)."
+    )
     kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=config.drop_path)
     if config.checkpoint_file:
         kwargs["pretrained_cfg_overlay"] = dict(file=config.checkpoint_file)
     elif hub_offline():
-        raise CheckpointError(f"The image encoder's timm checkpoint '{name}' must be downloaded from the Hugging Face "
-                              f"hub, but HF_HUB_OFFLINE is set. {advice}")
+        raise CheckpointError(
+            f"The image encoder's timm checkpoint '{name}' must be downloaded from the Hugging Face "
+            f"hub, but HF_HUB_OFFLINE is set. {advice}"
+        )
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"Could not load the image encoder's timm checkpoint '{name}' "
-                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). {advice}") from err
+        raise CheckpointError(
+            f"Could not load the image encoder's timm checkpoint '{name}' "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). {advice}"
+        ) from err
 
 
 class AlignmentTextEncoder(nn.Module):
@@ -172,15 +193,22 @@ class AlignmentTextEncoder(nn.Module):
                     f"tokenizer (data.tokenizer) has {vocab_size}: the text encoder reads the fusion model's input ids, so "
                     f"both must use the same tokenizer. Choose a text encoder of the tokenizer's family (e.g. roberta-base "
                     f"with microsoft/layoutlmv3-base, minilm with data.tokenizer minilm), or set "
-                    f"model.text_encoder.pretrained: null for a randomly initialised encoder with the fusion vocabulary.")
+                    f"model.text_encoder.pretrained: null for a randomly initialised encoder with the fusion vocabulary."
+                )
         else:
             from transformers import AutoConfig, AutoModel
 
             hf_config = AutoConfig.for_model(
-                config.model_type, vocab_size=vocab_size, hidden_size=config.hidden_size,
-                num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
-                intermediate_size=config.intermediate_size, hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.dropout, max_position_embeddings=config.max_positions + 2)
+                config.model_type,
+                vocab_size=vocab_size,
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_layers,
+                num_attention_heads=config.num_heads,
+                intermediate_size=config.intermediate_size,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout,
+                max_position_embeddings=config.max_positions + 2,
+            )
             self.model = AutoModel.from_config(hf_config)
         # The pooler (dense + tanh on CLS) is never used: drop it, or DDP would find parameters without gradients.
         if getattr(self.model, "pooler", None) is not None:
@@ -201,8 +229,15 @@ class AlignmentEncoders(nn.Module):
         embed_dim: D, the shared contrastive space.
     """
 
-    def __init__(self, image: ImageEncoderConfig, text: TextEncoderConfig, vocab_size: int, image_size: int,
-                 patch_size: int, embed_dim: int = 256) -> None:
+    def __init__(
+        self,
+        image: ImageEncoderConfig,
+        text: TextEncoderConfig,
+        vocab_size: int,
+        image_size: int,
+        patch_size: int,
+        embed_dim: int = 256,
+    ) -> None:
         super().__init__()
         self.image = AlignmentImageEncoder(image, image_size, patch_size)
         self.text = AlignmentTextEncoder(text, vocab_size)
@@ -219,8 +254,9 @@ class AlignmentEncoders(nn.Module):
         out = self.text_proj(states)
         return F.normalize(out, dim=-1) if normalise else out
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``{"image": (B, 1+P, Hv), "text": (B, L, Ht)}``: the encoders' full output sequences."""
         return {"image": self.image(pixel_values), "text": self.text(input_ids, attention_mask)}
 

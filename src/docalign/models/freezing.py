@@ -48,8 +48,10 @@ def match_parameters(module: nn.Module, patterns: Iterable[str]) -> dict[str, nn
             hits = fnmatch.filter(named, pattern)
         if not hits:
             example = next(iter(named), "")
-            raise ValueError(f"Freeze pattern {pattern!r} matches no parameter of {type(module).__name__} "
-                             f"(names look like {example!r}; globs use *, regular expressions start with 're:')")
+            raise ValueError(
+                f"Freeze pattern {pattern!r} matches no parameter of {type(module).__name__} "
+                f"(names look like {example!r}; globs use *, regular expressions start with 're:')"
+            )
         found.update((n, named[n]) for n in hits)
     return found
 
@@ -126,8 +128,10 @@ class UnfreezeAfter(L.Callback):
             for param in self.params.values():
                 param.requires_grad_(True)
             self.unfrozen = True
-            rank_zero_info(f"UnfreezeAfter: epoch {trainer.current_epoch}: training {len(self.params)} tensors "
-                           f"({sum(p.numel() for p in self.params.values()):,} parameters) named by {self.patterns}")
+            rank_zero_info(
+                f"UnfreezeAfter: epoch {trainer.current_epoch}: training {len(self.params)} tensors "
+                f"({sum(p.numel() for p in self.params.values()):,} parameters) named by {self.patterns}"
+            )
         pl_module.log("train/trainable_params", float(self.trainable(pl_module)), on_step=False, on_epoch=True)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:

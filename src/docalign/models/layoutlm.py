@@ -34,7 +34,7 @@ def strip_text_prefix(key: str) -> str | None:
     """BERT/RoBERTa/LayoutLM parameter name -> ``LayoutLMModel`` name (None: a head, no counterpart)."""
     for prefix in ("bert.", "roberta.", "layoutlm.", "model."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key if key.startswith(("embeddings.", "encoder.layer.", "pooler.")) else None
 
 
@@ -48,7 +48,7 @@ def position_rows(source_config, target_rows: int):
 
     def adapt(name: str, tensor: torch.Tensor) -> torch.Tensor:
         if name.endswith("embeddings.position_embeddings.weight"):
-            return tensor[offset:offset + target_rows]
+            return tensor[offset : offset + target_rows]
         return tensor
 
     return adapt
@@ -70,27 +70,48 @@ class LayoutLMBackbone(nn.Module):
             self.hf = self._build(source.config)
             self.load_report = transfer(self.hf, source.state_dict(), strip_text_prefix, config.pretrained)
             return
-        sizes = dict(hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-                     num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size)
+        sizes = dict(
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+        )
         text_config = None
         if config.text_init:
             text_config = AutoConfig.from_pretrained(resolve_checkpoint(config.text_init))
             check_vocab(vocab_size, text_config.vocab_size, config.text_init)
             sizes = {k: getattr(text_config, k) for k in sizes}
         hf_config = LayoutLMConfig(
-            vocab_size=vocab_size, **sizes, max_2d_position_embeddings=config.max_2d_position,
-            max_position_embeddings=512, hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout, pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
+            vocab_size=vocab_size,
+            **sizes,
+            max_2d_position_embeddings=config.max_2d_position,
+            max_position_embeddings=512,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout,
+            pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
             hidden_act=getattr(text_config, "hidden_act", "gelu"),
-            type_vocab_size=getattr(text_config, "type_vocab_size", 2))
+            type_vocab_size=getattr(text_config, "type_vocab_size", 2),
+        )
         self.hf = self._build(hf_config)
         emb = self.hf.embeddings
-        init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
-                            emb.w_position_embeddings], config.layout_init)
+        init_layout_tables(
+            [
+                emb.x_position_embeddings,
+                emb.y_position_embeddings,
+                emb.h_position_embeddings,
+                emb.w_position_embeddings,
+            ],
+            config.layout_init,
+        )
         if config.text_init:
             source = load_pretrained_model(config.text_init)
-            self.load_report = transfer(self.hf, source.state_dict(), strip_text_prefix, config.text_init,
-                                        position_rows(source.config, hf_config.max_position_embeddings))
+            self.load_report = transfer(
+                self.hf,
+                source.state_dict(),
+                strip_text_prefix,
+                config.text_init,
+                position_rows(source.config, hf_config.max_position_embeddings),
+            )
 
     @staticmethod
     def _build(hf_config: LayoutLMConfig) -> LayoutLMModel:
@@ -101,9 +122,15 @@ class LayoutLMBackbone(nn.Module):
     def hidden_size(self) -> int:
         return self.hf.config.hidden_size
 
-    def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor,
-                pixel_values: torch.Tensor | None = None, text_extra: torch.Tensor | None = None,
-                visual_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        bbox: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
+        visual_extra: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
         """
         Args:
             input_ids: (B, L) token ids; bbox: (B, L, 4) int, 0-1000 (x0, y0, x1, y1);
@@ -118,6 +145,11 @@ class LayoutLMBackbone(nn.Module):
         if text_extra is not None:
             words = words + text_extra
         positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        out = self.hf(inputs_embeds=words, bbox=bbox, attention_mask=attention_mask, position_ids=positions,
-                      token_type_ids=torch.zeros_like(input_ids))
+        out = self.hf(
+            inputs_embeds=words,
+            bbox=bbox,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            token_type_ids=torch.zeros_like(input_ids),
+        )
         return {"text": out.last_hidden_state, "visual": None, "pooled": out.pooler_output}

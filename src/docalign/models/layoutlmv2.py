@@ -60,8 +60,10 @@ class Embeddings(nn.Module):
     def __init__(self, c: LayoutLMv2Config) -> None:
         super().__init__()
         if 4 * c.coordinate_size + 2 * c.shape_size != c.hidden_size:
-            raise ValueError(f"4 * coordinate_size ({c.coordinate_size}) + 2 * shape_size ({c.shape_size}) "
-                             f"must equal hidden_size ({c.hidden_size})")
+            raise ValueError(
+                f"4 * coordinate_size ({c.coordinate_size}) + 2 * shape_size ({c.shape_size}) "
+                f"must equal hidden_size ({c.hidden_size})"
+            )
         self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
         self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
         self.x_position_embeddings = nn.Embedding(c.max_2d_position_embeddings, c.coordinate_size)
@@ -76,12 +78,22 @@ class Embeddings(nn.Module):
         """bbox: (B, L, 4) int, 0-1000 -> (B, L, H) = [x0 | y0 | x1 | y1 | h | w]."""
         limit = self.x_position_embeddings.num_embeddings
         if bbox.numel() and (bbox.min() < 0 or bbox.max() >= limit or (bbox[..., 2:] < bbox[..., :2]).any()):
-            raise ValueError(f"bbox must hold (x0, y0, x1, y1) integers in 0-{limit - 1} with x1 >= x0 and y1 >= y0; "
-                             f"got values in {int(bbox.min())}-{int(bbox.max())}")
+            raise ValueError(
+                f"bbox must hold (x0, y0, x1, y1) integers in 0-{limit - 1} with x1 >= x0 and y1 >= y0; "
+                f"got values in {int(bbox.min())}-{int(bbox.max())}"
+            )
         x, y = self.x_position_embeddings, self.y_position_embeddings
-        return torch.cat([x(bbox[..., 0]), y(bbox[..., 1]), x(bbox[..., 2]), y(bbox[..., 3]),
-                          self.h_position_embeddings(bbox[..., 3] - bbox[..., 1]),
-                          self.w_position_embeddings(bbox[..., 2] - bbox[..., 0])], dim=-1)
+        return torch.cat(
+            [
+                x(bbox[..., 0]),
+                y(bbox[..., 1]),
+                x(bbox[..., 2]),
+                y(bbox[..., 3]),
+                self.h_position_embeddings(bbox[..., 3] - bbox[..., 1]),
+                self.w_position_embeddings(bbox[..., 2] - bbox[..., 0]),
+            ],
+            dim=-1,
+        )
 
 
 class Pooler(nn.Module):
@@ -126,14 +138,24 @@ class LayoutLMv2Model(nn.Module):
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 nn.init.zeros_(module.weight[module.padding_idx])
 
-    def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor,
-                pixel_values: torch.Tensor | None = None, text_extra: torch.Tensor | None = None,
-                visual_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        bbox: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
+        visual_extra: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, int]:
         """Returns the encoder output (B, L + V, H) and V (0 without an image)."""
         emb = self.embeddings
         positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        text = (emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.layout(bbox)
-                + emb.token_type_embeddings(torch.zeros_like(input_ids)))
+        text = (
+            emb.word_embeddings(input_ids)
+            + emb.position_embeddings(positions)
+            + emb.layout(bbox)
+            + emb.token_type_embeddings(torch.zeros_like(input_ids))
+        )
         if text_extra is not None:
             text = text + text_extra
         hidden = emb.dropout(emb.LayerNorm(text))
@@ -144,8 +166,12 @@ class LayoutLMv2Model(nn.Module):
             n_visual = rows * cols
             visual_positions = torch.arange(n_visual, device=input_ids.device).expand(batch, n_visual)
             visual_bbox = grid_boxes(rows, cols, input_ids.device).to(bbox.dtype).expand(batch, n_visual, 4)
-            visual = (self.visual_proj(self.visual(pixel_values)) + emb.position_embeddings(visual_positions)
-                      + emb.layout(visual_bbox) + self.visual_segment_embedding)
+            visual = (
+                self.visual_proj(self.visual(pixel_values))
+                + emb.position_embeddings(visual_positions)
+                + emb.layout(visual_bbox)
+                + self.visual_segment_embedding
+            )
             if visual_extra is not None:
                 visual = visual + visual_extra
             hidden = torch.cat([hidden, self.visual_dropout(self.visual_LayerNorm(visual))], dim=1)
@@ -156,6 +182,7 @@ class LayoutLMv2Model(nn.Module):
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
+
 
 def fuse_qkv(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rewrite separate ``query``/``key``/``value`` tensors (BERT, LayoutXLM) in the fused layout.
@@ -170,7 +197,8 @@ def fuse_qkv(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if key.endswith(".self.query.weight"):
             stem = key[: -len("query.weight")]
             out[stem + "qkv_linear.weight"] = torch.cat(
-                [tensor, state[stem + "key.weight"], state[stem + "value.weight"]], dim=0)
+                [tensor, state[stem + "key.weight"], state[stem + "value.weight"]], dim=0
+            )
         elif key.endswith((".self.key.weight", ".self.value.weight")):
             continue
         elif key.endswith((".self.query.bias", ".self.value.bias")):
@@ -191,7 +219,7 @@ def hf_name(key: str) -> str | None:
     """
     for prefix in ("layoutlmv2.", "bert.", "roberta.", "model."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
             break
     if key.startswith(("visual.", "visual_proj.")):
         return None
@@ -211,8 +239,10 @@ def read_layoutlmv2_checkpoint(name: str) -> tuple[LayoutLMv2Config, dict[str, t
     path = resolve_checkpoint(name)
     model_type = LayoutLMv2Config.get_config_dict(path)[0].get("model_type")
     if model_type != "layoutlmv2":
-        raise CheckpointError(f"'{name}' is a {model_type} checkpoint, not layoutlmv2; use backbone.text_init to "
-                              f"warm-start the text stream from a text-only model")
+        raise CheckpointError(
+            f"'{name}' is a {model_type} checkpoint, not layoutlmv2; use backbone.text_init to "
+            f"warm-start the text stream from a text-only model"
+        )
     hf_config = LayoutLMv2Config.from_pretrained(path)
     for filename in ("model.safetensors", "pytorch_model.bin"):
         file = cached_file(path, filename, _raise_exceptions_for_missing_entries=False)
@@ -247,8 +277,10 @@ class LayoutLMv2Backbone(nn.Module):
         if config.pretrained:
             hf_config, state = read_layoutlmv2_checkpoint(config.pretrained)
             if hf_config.vocab_size != vocab_size:
-                raise CheckpointError(f"The tokenizer has {vocab_size} tokens but '{config.pretrained}' has "
-                                      f"{hf_config.vocab_size}: data.tokenizer must match the backbone's checkpoint.")
+                raise CheckpointError(
+                    f"The tokenizer has {vocab_size} tokens but '{config.pretrained}' has "
+                    f"{hf_config.vocab_size}: data.tokenizer must match the backbone's checkpoint."
+                )
             grid = tuple(hf_config.image_feature_pool_shape[:2])
             hf_config.has_relative_attention_bias = hf_config.has_spatial_attention_bias = config.spatial_bias
             self.hf = self._build(hf_config, config, grid)
@@ -257,47 +289,81 @@ class LayoutLMv2Backbone(nn.Module):
                 with torch.no_grad():  # has_visual_segment_embedding=False: a zero vector is the same model
                     self.hf.visual_segment_embedding.zero_()
             return
-        sizes = dict(hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-                     num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size)
+        sizes = dict(
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+        )
         text_config = None
         if config.text_init:
             text_config = AutoConfig.from_pretrained(resolve_checkpoint(config.text_init))
             if text_config.vocab_size != vocab_size:
-                raise CheckpointError(f"The tokenizer has {vocab_size} tokens but the word embeddings of "
-                                      f"'{config.text_init}' have {text_config.vocab_size} rows: data.tokenizer and "
-                                      f"backbone.text_init must be the same model family.")
+                raise CheckpointError(
+                    f"The tokenizer has {vocab_size} tokens but the word embeddings of "
+                    f"'{config.text_init}' have {text_config.vocab_size} rows: data.tokenizer and "
+                    f"backbone.text_init must be the same model family."
+                )
             sizes = {k: getattr(text_config, k) for k in sizes}
         coordinate, shape = _layout_split(sizes["hidden_size"])
         hf_config = LayoutLMv2Config(
-            vocab_size=vocab_size, **sizes, coordinate_size=coordinate, shape_size=shape,
-            max_position_embeddings=512, max_2d_position_embeddings=config.max_2d_position,
-            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
-            has_relative_attention_bias=config.spatial_bias, has_spatial_attention_bias=config.spatial_bias,
+            vocab_size=vocab_size,
+            **sizes,
+            coordinate_size=coordinate,
+            shape_size=shape,
+            max_position_embeddings=512,
+            max_2d_position_embeddings=config.max_2d_position,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout,
+            has_relative_attention_bias=config.spatial_bias,
+            has_spatial_attention_bias=config.spatial_bias,
             pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
             hidden_act=getattr(text_config, "hidden_act", "gelu"),
-            type_vocab_size=getattr(text_config, "type_vocab_size", 2))
+            type_vocab_size=getattr(text_config, "type_vocab_size", 2),
+        )
         self.hf = self._build(hf_config, config, grid)
         emb = self.hf.embeddings
-        init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
-                            emb.w_position_embeddings], config.layout_init)
+        init_layout_tables(
+            [
+                emb.x_position_embeddings,
+                emb.y_position_embeddings,
+                emb.h_position_embeddings,
+                emb.w_position_embeddings,
+            ],
+            config.layout_init,
+        )
         if config.text_init:
             source = load_pretrained_model(config.text_init)
-            self.load_report = transfer(self.hf, fuse_qkv(source.state_dict()), hf_name, config.text_init,
-                                        position_rows(source.config, hf_config.max_position_embeddings))
+            self.load_report = transfer(
+                self.hf,
+                fuse_qkv(source.state_dict()),
+                hf_name,
+                config.text_init,
+                position_rows(source.config, hf_config.max_position_embeddings),
+            )
 
     @staticmethod
     def _build(hf_config: LayoutLMv2Config, config: BackboneConfig, grid: tuple[int, int]) -> LayoutLMv2Model:
-        visual = (ResNetGrid(config.visual_backbone, grid, fpn=config.visual_fpn, norm=config.visual_norm)
-                  if config.visual else None)
+        visual = (
+            ResNetGrid(config.visual_backbone, grid, fpn=config.visual_fpn, norm=config.visual_norm)
+            if config.visual
+            else None
+        )
         return LayoutLMv2Model(hf_config, visual)
 
     @property
     def hidden_size(self) -> int:
         return self.hf.config.hidden_size
 
-    def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor,
-                pixel_values: torch.Tensor | None = None, text_extra: torch.Tensor | None = None,
-                visual_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        bbox: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
+        visual_extra: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
         """
         Args:
             input_ids: (B, L) token ids; bbox: (B, L, 4) int, 0-1000 (x0, y0, x1, y1);
@@ -309,5 +375,4 @@ class LayoutLMv2Backbone(nn.Module):
         """
         out, n_visual = self.hf(input_ids, bbox, attention_mask, pixel_values, text_extra, visual_extra)
         length = input_ids.shape[1]
-        return {"text": out[:, :length], "visual": out[:, length:] if n_visual else None,
-                "pooled": self.hf.pooler(out)}
+        return {"text": out[:, :length], "visual": out[:, length:] if n_visual else None, "pooled": self.hf.pooler(out)}

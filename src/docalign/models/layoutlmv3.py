@@ -42,7 +42,7 @@ class TrainableBiasEncoder(LayoutLMv3Encoder):
         buckets = self.relative_position_bucket(offsets, num_buckets=num_buckets, max_distance=max_distance)
         positions = positions.long()
         pair = (positions.unsqueeze(-2) - positions.unsqueeze(-1)).clamp(-max_distance, max_distance)
-        table = bias.weight[:, buckets]                    # (heads, 2*max_distance+1), keeps the graph
+        table = bias.weight[:, buckets]  # (heads, 2*max_distance+1), keeps the graph
         return table[:, pair + max_distance].transpose(0, 1)  # (B, heads, L, L)
 
 
@@ -75,25 +75,43 @@ class LayoutLMv3Backbone(nn.Module):
 
                 text_config = AutoConfig.from_pretrained(resolve_checkpoint(config.text_init))
                 vocab_size = check_vocab(vocab_size, text_config.vocab_size, config.text_init)
-            sizes = dict(hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-                         num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size)
+            sizes = dict(
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_layers,
+                num_attention_heads=config.num_heads,
+                intermediate_size=config.intermediate_size,
+            )
             if text_config is not None:
                 sizes = {k: getattr(text_config, k) for k in sizes}
             coordinate, shape = _layout_split(sizes["hidden_size"])
             hf_config = LayoutLMv3Config(
-                vocab_size=vocab_size, **sizes, coordinate_size=coordinate, shape_size=shape,
-                max_position_embeddings=512, max_2d_position_embeddings=config.max_2d_position,
-                input_size=config.image_size, patch_size=config.patch_size,
-                has_relative_attention_bias=config.spatial_bias, has_spatial_attention_bias=config.spatial_bias,
-                visual_embed=config.visual, hidden_dropout_prob=config.dropout,
+                vocab_size=vocab_size,
+                **sizes,
+                coordinate_size=coordinate,
+                shape_size=shape,
+                max_position_embeddings=512,
+                max_2d_position_embeddings=config.max_2d_position,
+                input_size=config.image_size,
+                patch_size=config.patch_size,
+                has_relative_attention_bias=config.spatial_bias,
+                has_spatial_attention_bias=config.spatial_bias,
+                visual_embed=config.visual,
+                hidden_dropout_prob=config.dropout,
                 attention_probs_dropout_prob=config.dropout,
                 pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
             )
             self.position_offset = 0
             self.hf = self._build(hf_config)
             emb = self.hf.embeddings
-            init_layout_tables([emb.x_position_embeddings, emb.y_position_embeddings, emb.h_position_embeddings,
-                                emb.w_position_embeddings], config.layout_init)
+            init_layout_tables(
+                [
+                    emb.x_position_embeddings,
+                    emb.y_position_embeddings,
+                    emb.h_position_embeddings,
+                    emb.w_position_embeddings,
+                ],
+                config.layout_init,
+            )
             if config.text_init:
                 self.load_report = warm_start_text(self.hf, config.text_init)
                 # With patches, the text embeddings (already normalised by the text model's own LayerNorm) and
@@ -115,15 +133,24 @@ class LayoutLMv3Backbone(nn.Module):
         model.encoder = encoder
         return model
 
-    def text_embeddings(self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def text_embeddings(
+        self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Word + 1-D position + layout embeddings, (B, L, H)."""
         positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0) + self.position_offset
-        return self.hf.embeddings(input_ids=input_ids, bbox=bbox, position_ids=positions,
-                                  token_type_ids=torch.zeros_like(input_ids))
+        return self.hf.embeddings(
+            input_ids=input_ids, bbox=bbox, position_ids=positions, token_type_ids=torch.zeros_like(input_ids)
+        )
 
-    def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor,
-                pixel_values: torch.Tensor | None = None, text_extra: torch.Tensor | None = None,
-                visual_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        bbox: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
+        visual_extra: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
         """
         Args:
             input_ids: (B, L) token ids; bbox: (B, L, 4) int, 0-1000; attention_mask: (B, L) 1 = token.
@@ -153,9 +180,14 @@ class LayoutLMv3Backbone(nn.Module):
                 visual_pos = torch.arange(n_visual, device=input_ids.device).expand(batch, n_visual)
                 positions = torch.cat([positions, visual_pos], dim=1)
         mask4d = create_bidirectional_mask(config=hf.config, inputs_embeds=hidden, attention_mask=mask)
-        out = hf.encoder(hidden, bbox=all_bbox if self.config.spatial_bias else None,
-                         position_ids=positions if self.config.spatial_bias else None, attention_mask=mask4d,
-                         patch_height=self.patch_grid, patch_width=self.patch_grid).last_hidden_state
+        out = hf.encoder(
+            hidden,
+            bbox=all_bbox if self.config.spatial_bias else None,
+            position_ids=positions if self.config.spatial_bias else None,
+            attention_mask=mask4d,
+            patch_height=self.patch_grid,
+            patch_width=self.patch_grid,
+        ).last_hidden_state
         text = out[:, :length]
         return {"text": text, "visual": out[:, length:] if n_visual else None, "pooled": text[:, 0]}
 
@@ -164,7 +196,7 @@ def _bert_to_layoutlmv3(key: str) -> str | None:
     """BERT/RoBERTa parameter name -> LayoutLMv3Model name (None: no counterpart)."""
     for prefix in ("bert.", "roberta.", "model."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     if key.startswith(("embeddings.", "encoder.layer.")):
         return key
     return None
@@ -178,7 +210,7 @@ def warm_start_text(model: LayoutLMv3Model, checkpoint: str) -> LoadReport:
     def adapt(name: str, tensor: torch.Tensor) -> torch.Tensor:
         if name == "embeddings.position_embeddings.weight":
             target_rows = model.embeddings.position_embeddings.num_embeddings
-            return tensor[offset:offset + target_rows]
+            return tensor[offset : offset + target_rows]
         return tensor
 
     return transfer(model, source.state_dict(), _bert_to_layoutlmv3, checkpoint, adapt)

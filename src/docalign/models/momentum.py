@@ -37,8 +37,10 @@ def ema_update(online: nn.Module, momentum: nn.Module, m: float) -> None:
     online_params = dict(online.named_parameters())
     momentum_params = dict(momentum.named_parameters())
     if online_params.keys() != momentum_params.keys():
-        raise ValueError("online and momentum modules have different parameters: "
-                         f"{sorted(online_params.keys() ^ momentum_params.keys())[:5]}")
+        raise ValueError(
+            "online and momentum modules have different parameters: "
+            f"{sorted(online_params.keys() ^ momentum_params.keys())[:5]}"
+        )
     for name, target in momentum_params.items():
         target.lerp_(online_params[name].detach().to(target.dtype), 1.0 - m)
     online_buffers = dict(online.named_buffers())
@@ -85,7 +87,7 @@ class FeatureQueue(nn.Module):
         else:
             ids = gather_no_grad(ids.long())
         if n > self.size:
-            features, ids, skipped = features[n - self.size:], ids[n - self.size:], n - self.size
+            features, ids, skipped = features[n - self.size :], ids[n - self.size :], n - self.size
             self.pointer.add_(skipped).remainder_(self.size)
             n = self.size
         rows = (self.pointer + torch.arange(n, device=self.features.device)) % self.size

@@ -36,7 +36,9 @@ def load_pretrained_arch(name: str, model_type: str, vocab_size: int) -> Any:
     """A complete checkpoint of architecture ``model_type`` whose vocabulary matches the tokenizer's."""
     source = load_pretrained_model(name)
     if source.config.model_type != model_type:
-        raise CheckpointError(f"'{name}' is a {source.config.model_type} checkpoint, not {model_type}; "
-                              f"use backbone.text_init to warm-start from a text-only model")
+        raise CheckpointError(
+            f"'{name}' is a {source.config.model_type} checkpoint, not {model_type}; "
+            f"use backbone.text_init to warm-start from a text-only model"
+        )
     check_vocab(vocab_size, source.config.vocab_size, name)
     return source

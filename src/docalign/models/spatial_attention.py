@@ -18,8 +18,9 @@ from transformers import LayoutLMv2Config
 from transformers.activations import ACT2FN
 
 
-def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool = True, num_buckets: int = 32,
-                             max_distance: int = 128) -> torch.Tensor:
+def relative_position_bucket(
+    relative_position: torch.Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+) -> torch.Tensor:
     """T5's bucketing of relative positions (``j - i``) into ``num_buckets`` ids.
 
     Bidirectional: half the buckets for ``j <= i``, half (offset by ``num_buckets // 2``) for ``j > i``.
@@ -67,8 +68,9 @@ class SelfAttention(nn.Module):
         batch, length, hidden = x.shape
         q, k, v = self.qkv_linear(x).chunk(3, dim=-1)
         q, k, v = [t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q + self.q_bias, k, v + self.v_bias)]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
+        )
         return out.transpose(1, 2).reshape(batch, length, hidden)
 
 
@@ -149,8 +151,9 @@ class SpatialEncoder(nn.Module):
         pair = (coords.unsqueeze(1) - coords.unsqueeze(2)).clamp(-max_distance, max_distance)
         return F.embedding(bucket_of[pair + max_distance], table.weight.t()).permute(0, 3, 1, 2)
 
-    def attention_bias(self, mask: torch.Tensor, positions: torch.Tensor, bbox: torch.Tensor,
-                       dtype: torch.dtype) -> torch.Tensor:
+    def attention_bias(
+        self, mask: torch.Tensor, positions: torch.Tensor, bbox: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
         """mask (B, T) 1 = attend, positions (B, T), bbox (B, T, 4) -> (B, heads or 1, T, T) additive bias."""
         bias = ((1.0 - mask.to(dtype)) * torch.finfo(dtype).min)[:, None, None, :]
         if self.has_1d:
@@ -160,8 +163,9 @@ class SpatialEncoder(nn.Module):
             bias = bias + self._lookup(self.rel_pos_y_bias, bbox[..., 3], *self.buckets_2d)
         return bias
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                bbox: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, bbox: torch.Tensor
+    ) -> torch.Tensor:
         """hidden (B, T, H); mask (B, T); positions (B, T) 1-D ids; bbox (B, T, 4) 0-1000 -> (B, T, H)."""
         bias = self.attention_bias(mask, positions, bbox, hidden.dtype)
         for layer in self.layer:

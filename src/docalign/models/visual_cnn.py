@@ -20,15 +20,19 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from ..conventions import PIXEL_MEAN, PIXEL_STD
 from torch import nn
 from torchvision import models
 
-RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50,
-           "resnext50": models.resnext50_32x4d}
+from ..conventions import PIXEL_MEAN, PIXEL_STD
+
+RESNETS = {
+    "resnet18": models.resnet18,
+    "resnet34": models.resnet34,
+    "resnet50": models.resnet50,
+    "resnext50": models.resnext50_32x4d,
+}
 FPN_CHANNELS = 256  # detectron2's FPN width: the input size of LayoutLMv2's visual_proj
-NORM_GROUPS = 32    # GroupNorm's default group count (Wu & He, 2018)
+NORM_GROUPS = 32  # GroupNorm's default group count (Wu & He, 2018)
 
 
 def _norm_layer(kind: str):
@@ -58,8 +62,9 @@ class ResNetGrid(nn.Module):
     ResNet weights can be copied in by prefix.
     """
 
-    def __init__(self, arch: str = "resnet18", grid: tuple[int, int] = (7, 7), fpn: bool = True,
-                 norm: str = "group") -> None:
+    def __init__(
+        self, arch: str = "resnet18", grid: tuple[int, int] = (7, 7), fpn: bool = True, norm: str = "group"
+    ) -> None:
         super().__init__()
         if arch not in RESNETS:
             raise ValueError(f"Unknown visual_backbone {arch!r}; known: {', '.join(RESNETS)}")

@@ -27,16 +27,23 @@ class LoadReport:
     source: str
     loaded: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)      # source names
+    unused: list[str] = field(default_factory=list)  # source names
     mismatched: list[str] = field(default_factory=list)  # "target: source shape -> target shape"
 
     def summary(self) -> str:
-        return (f"warm start from {self.source}: {len(self.loaded)} tensors loaded, {len(self.new)} newly "
-                f"initialised, {len(self.unused)} unused, {len(self.mismatched)} with mismatched shapes")
+        return (
+            f"warm start from {self.source}: {len(self.loaded)} tensors loaded, {len(self.new)} newly "
+            f"initialised, {len(self.unused)} unused, {len(self.mismatched)} with mismatched shapes"
+        )
 
 
-def transfer(target: nn.Module, source_state: Mapping[str, torch.Tensor], rename: Callable[[str], str | None],
-             source_name: str, adapt: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> LoadReport:
+def transfer(
+    target: nn.Module,
+    source_state: Mapping[str, torch.Tensor],
+    rename: Callable[[str], str | None],
+    source_name: str,
+    adapt: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+) -> LoadReport:
     """Copy ``source_state[k]`` into ``target``'s parameter ``rename(k)`` (None: skip k).
 
     ``adapt(target_name, tensor)`` may reshape a source tensor first (e.g. position-table offsets).
@@ -77,8 +84,10 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise CheckpointError(f"backbone.init_from: the checkpoint {file} does not exist (expected a docalign "
-                              f"Lightning .ckpt, e.g. logs/<experiment>/version_N/checkpoints/last.ckpt)")
+        raise CheckpointError(
+            f"backbone.init_from: the checkpoint {file} does not exist (expected a docalign "
+            f"Lightning .ckpt, e.g. logs/<experiment>/version_N/checkpoints/last.ckpt)"
+        )
     try:
         # weights_only=False: a docalign .ckpt pickles its hyper-parameters (BackboneConfig, ...) beside the
         # tensors, as Lightning's own ckpt_path loading does; only load checkpoints you trust.
@@ -90,12 +99,17 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
         raise CheckpointError(f"backbone.init_from: {file} is not a Lightning checkpoint (no 'state_dict')")
     backbone_state = {k: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
     if not backbone_state:
-        raise CheckpointError(f"backbone.init_from: {file} has no backbone weights (no '{BACKBONE_PREFIX}*' "
-                              f"tensors among its {len(state)}): is it a docalign checkpoint?")
-    report = transfer(backbone.hf, state, lambda k: k[len(BACKBONE_PREFIX):] if k.startswith(BACKBONE_PREFIX)
-                      else None, str(file))
+        raise CheckpointError(
+            f"backbone.init_from: {file} has no backbone weights (no '{BACKBONE_PREFIX}*' "
+            f"tensors among its {len(state)}): is it a docalign checkpoint?"
+        )
+    report = transfer(
+        backbone.hf, state, lambda k: k[len(BACKBONE_PREFIX) :] if k.startswith(BACKBONE_PREFIX) else None, str(file)
+    )
     if not report.loaded:
-        raise CheckpointError(f"backbone.init_from: none of the {len(backbone_state)} backbone tensors of {file} fits "
-                              f"this backbone ({len(report.mismatched)} with other shapes): was it trained with "
-                              f"another backbone.arch or other sizes?")
+        raise CheckpointError(
+            f"backbone.init_from: none of the {len(backbone_state)} backbone tensors of {file} fits "
+            f"this backbone ({len(report.mismatched)} with other shapes): was it trained with "
+            f"another backbone.arch or other sizes?"
+        )
     return report

@@ -72,6 +72,21 @@ def engine_from_spec(spec: str) -> OcrEngine:
     return get_engine(name.strip(), **settings)
 
 
-__all__ = ["OcrEngine", "OcrResult", "EngineUnavailable", "OcrCache", "CachedEngine", "ENGINES", "DEFAULT_ENGINE",
-           "get_engine", "engine_from_spec", "parse_value", "cache_key", "image_digest", "split_line",
-           "TesseractEngine", "EasyOcrEngine", "RapidOcrEngine"]
+__all__ = [
+    "OcrEngine",
+    "OcrResult",
+    "EngineUnavailable",
+    "OcrCache",
+    "CachedEngine",
+    "ENGINES",
+    "DEFAULT_ENGINE",
+    "get_engine",
+    "engine_from_spec",
+    "parse_value",
+    "cache_key",
+    "image_digest",
+    "split_line",
+    "TesseractEngine",
+    "EasyOcrEngine",
+    "RapidOcrEngine",
+]

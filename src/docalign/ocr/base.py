@@ -42,8 +42,10 @@ class OcrResult:
 
     def __post_init__(self) -> None:
         if not (len(self.words) == len(self.boxes) == len(self.confidences)):
-            raise ValueError(f"OcrResult: field 'boxes'/'confidences' have {len(self.boxes)}/"
-                             f"{len(self.confidences)} entries but 'words' has {len(self.words)}")
+            raise ValueError(
+                f"OcrResult: field 'boxes'/'confidences' have {len(self.boxes)}/"
+                f"{len(self.confidences)} entries but 'words' has {len(self.words)}"
+            )
         self.boxes = [tuple(int(v) for v in b) for b in self.boxes]  # type: ignore[misc]
         for i, box in enumerate(self.boxes):
             if len(box) != 4:
@@ -55,9 +57,13 @@ class OcrResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the cache's entry format)."""
-        return {"words": list(self.words), "boxes": [list(b) for b in self.boxes],
-                "confidences": [round(c, 5) for c in self.confidences],
-                "width": self.width, "height": self.height}
+        return {
+            "words": list(self.words),
+            "boxes": [list(b) for b in self.boxes],
+            "confidences": [round(c, 5) for c in self.confidences],
+            "width": self.width,
+            "height": self.height,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> "OcrResult":
@@ -122,8 +128,18 @@ def split_line(text: str, box: Sequence[float], confidence: float) -> list[tuple
         pos = end
         wx0 = x0 + (x1 - x0) * start / n
         wx1 = x0 + (x1 - x0) * end / n
-        out.append((word, (math.floor(wx0), math.floor(y0), max(math.ceil(wx1), math.floor(wx0) + 1),
-                           max(math.ceil(y1), math.floor(y0) + 1)), float(confidence)))
+        out.append(
+            (
+                word,
+                (
+                    math.floor(wx0),
+                    math.floor(y0),
+                    max(math.ceil(wx1), math.floor(wx0) + 1),
+                    max(math.ceil(y1), math.floor(y0) + 1),
+                ),
+                float(confidence),
+            )
+        )
     return out
 
 

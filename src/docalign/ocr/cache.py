@@ -94,15 +94,22 @@ class OcrCache:
             raise ValueError("field 'checksum' does not match field 'result'")
         return OcrResult.from_dict(entry["result"])
 
-    def put(self, key: str, engine: str, settings: dict[str, Any], image: Image.Image, image_sha256: str,
-            result: OcrResult) -> Path:
+    def put(
+        self, key: str, engine: str, settings: dict[str, Any], image: Image.Image, image_sha256: str, result: OcrResult
+    ) -> Path:
         """Write the entry atomically (temporary file + ``os.replace``); returns its path."""
         path = self.path(engine, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = result.to_dict()
-        entry = {"schema": SCHEMA, "key": key, "engine": engine, "settings": settings,
-                 "image": {"sha256": image_sha256, "mode": image.mode, "width": image.width, "height": image.height},
-                 "result": data, "checksum": hashlib.sha256(_canonical(data).encode()).hexdigest()}
+        entry = {
+            "schema": SCHEMA,
+            "key": key,
+            "engine": engine,
+            "settings": settings,
+            "image": {"sha256": image_sha256, "mode": image.mode, "width": image.width, "height": image.height},
+            "result": data,
+            "checksum": hashlib.sha256(_canonical(data).encode()).hexdigest(),
+        }
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

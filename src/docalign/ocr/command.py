@@ -122,15 +122,23 @@ def _results(pages: Sequence[Page], workers: int, init_args: tuple) -> Iterator[
         for page in pages:
             yield _ocr_page(page)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=init_args) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=init_args
+    ) as pool:
         for future in as_completed([pool.submit(_ocr_page, p) for p in pages]):
             yield future.result()
 
 
-def run(folder: str | Path, engine: str = DEFAULT_ENGINE, settings: Optional[dict[str, Any]] = None,
-        cache_dir: str | Path | None = None, workers: int = 1, recursive: bool = False, pdf_dpi: int = 200,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+    folder: str | Path,
+    engine: str = DEFAULT_ENGINE,
+    settings: Optional[dict[str, Any]] = None,
+    cache_dir: str | Path | None = None,
+    workers: int = 1,
+    recursive: bool = False,
+    pdf_dpi: int = 200,
+    progress: bool = True,
+) -> dict[str, Any]:
     """OCR every page under ``folder`` into the cache; returns the summary as a dict.
 
     Summary keys: ``pages`` (found), ``done``, ``failed``, ``words``, ``seconds`` (wall clock),
@@ -149,8 +157,16 @@ def run(folder: str | Path, engine: str = DEFAULT_ENGINE, settings: Optional[dic
         raise ValueError(f"{folder}: no page images ({', '.join(sorted(IMAGE_SUFFIXES | {PDF_SUFFIX}))})")
     workers = max(1, min(workers, len(pages) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    summary: dict[str, Any] = {"pages": len(pages), "done": 0, "failed": len(errors), "words": 0, "cache_hits": 0,
-                               "engine": engine, "settings": settings, "cache_dir": str(cache_dir)}
+    summary: dict[str, Any] = {
+        "pages": len(pages),
+        "done": 0,
+        "failed": len(errors),
+        "words": 0,
+        "cache_hits": 0,
+        "engine": engine,
+        "settings": settings,
+        "cache_dir": str(cache_dir),
+    }
     start = time.perf_counter()
     bar = tqdm(total=len(pages), unit="page", desc=f"ocr {engine}", disable=not progress, file=sys.stderr)
     for page_id, words, hit, error in _results(pages, workers, (engine, settings, str(cache_dir), threads)):
@@ -171,17 +187,25 @@ def run(folder: str | Path, engine: str = DEFAULT_ENGINE, settings: Optional[dic
 
 def format_summary(s: dict[str, Any]) -> str:
     """The one-line summary ``docalign ocr`` prints."""
-    return (f"docalign ocr: {s['pages']} pages, {s['done']} done, {s['failed']} failed, {s['words']} words, "
-            f"{s['seconds']:.1f} s, cache hits {s['cache_hits']}/{s['done']} "
-            f"(engine {s['engine']}, cache {s['cache_dir']})")
+    return (
+        f"docalign ocr: {s['pages']} pages, {s['done']} done, {s['failed']} failed, {s['words']} words, "
+        f"{s['seconds']:.1f} s, cache hits {s['cache_hits']}/{s['done']} "
+        f"(engine {s['engine']}, cache {s['cache_dir']})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docalign ocr", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="folder of page images (png, jpg, tif) and PDFs")
     parser.add_argument("--engine", default=DEFAULT_ENGINE, choices=sorted(ENGINES))
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                        help="engine setting, repeatable (e.g. --set psm=6 --set upscale=2)")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine setting, repeatable (e.g. --set psm=6 --set upscale=2)",
+    )
     parser.add_argument("--cache-dir", default=None, help=f"cache folder (default: {default_cache_dir()})")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--recursive", action="store_true", help="also look in subfolders")
@@ -201,8 +225,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         settings[key] = parse_value(value)
     try:
-        summary = run(args.folder, args.engine, settings, args.cache_dir, args.workers, args.recursive,
-                      args.pdf_dpi, progress=not args.no_progress)
+        summary = run(
+            args.folder,
+            args.engine,
+            settings,
+            args.cache_dir,
+            args.workers,
+            args.recursive,
+            args.pdf_dpi,
+            progress=not args.no_progress,
+        )
     except (ValueError, EngineUnavailable) as err:
         print(f"docalign ocr: error: {err}", file=sys.stderr)
         return 2

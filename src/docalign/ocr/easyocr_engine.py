@@ -50,9 +50,17 @@ class EasyOcrEngine(OcrEngine):
 
     name = "easyocr"
 
-    def __init__(self, width_ths: float = 0.5, mag_ratio: float = 1.0, canvas_size: int = 2560,
-                 text_threshold: float = 0.7, low_text: float = 0.4, decoder: str = "greedy",
-                 batch_size: int = 16, gpu: bool | None = None) -> None:
+    def __init__(
+        self,
+        width_ths: float = 0.5,
+        mag_ratio: float = 1.0,
+        canvas_size: int = 2560,
+        text_threshold: float = 0.7,
+        low_text: float = 0.4,
+        decoder: str = "greedy",
+        batch_size: int = 16,
+        gpu: bool | None = None,
+    ) -> None:
         self.width_ths, self.mag_ratio, self.canvas_size = float(width_ths), float(mag_ratio), int(canvas_size)
         self.text_threshold, self.low_text, self.decoder = float(text_threshold), float(low_text), decoder
         self.batch_size, self.gpu = int(batch_size), gpu
@@ -62,9 +70,17 @@ class EasyOcrEngine(OcrEngine):
         import easyocr
 
         # The device is left out on purpose: CPU and GPU give the same words up to float noise.
-        return {"width_ths": self.width_ths, "mag_ratio": self.mag_ratio, "canvas_size": self.canvas_size,
-                "text_threshold": self.text_threshold, "low_text": self.low_text, "decoder": self.decoder,
-                "batch_size": self.batch_size, "lang": "en", "version": easyocr.__version__}
+        return {
+            "width_ths": self.width_ths,
+            "mag_ratio": self.mag_ratio,
+            "canvas_size": self.canvas_size,
+            "text_threshold": self.text_threshold,
+            "low_text": self.low_text,
+            "decoder": self.decoder,
+            "batch_size": self.batch_size,
+            "lang": "en",
+            "version": easyocr.__version__,
+        }
 
     def _load(self):
         if self._reader is None:
@@ -74,18 +90,25 @@ class EasyOcrEngine(OcrEngine):
             except ImportError as err:
                 raise EngineUnavailable("easyocr is not installed: pip install 'docalign[ocr]'") from err
             gpu = torch.cuda.is_available() if self.gpu is None else self.gpu
-            self._reader = easyocr.Reader(["en"], gpu=gpu, model_storage_directory=offline_model_dir(),
-                                          download_enabled=False, verbose=False)
+            self._reader = easyocr.Reader(
+                ["en"], gpu=gpu, model_storage_directory=offline_model_dir(), download_enabled=False, verbose=False
+            )
         return self._reader
 
     def _recognize(self, image: Image.Image) -> OcrResult:
         import numpy as np
 
         reader = self._load()
-        found = reader.readtext(np.asarray(image.convert("RGB")), decoder=self.decoder, batch_size=self.batch_size,
-                                width_ths=self.width_ths,
-                                mag_ratio=self.mag_ratio, canvas_size=self.canvas_size,
-                                text_threshold=self.text_threshold, low_text=self.low_text)
+        found = reader.readtext(
+            np.asarray(image.convert("RGB")),
+            decoder=self.decoder,
+            batch_size=self.batch_size,
+            width_ths=self.width_ths,
+            mag_ratio=self.mag_ratio,
+            canvas_size=self.canvas_size,
+            text_threshold=self.text_threshold,
+            low_text=self.low_text,
+        )
         result = OcrResult()
         for quad, text, conf in found:  # EasyOCR returns fragments in reading order (top-down, left-right)
             for word, box, c in split_line(text, quad_to_box(quad), conf):

@@ -33,8 +33,9 @@ class RapidOcrEngine(OcrEngine):
 
     name = "rapidocr"
 
-    def __init__(self, word_boxes: str = "native", upscale: float = 1.0, text_score: float = 0.5,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, word_boxes: str = "native", upscale: float = 1.0, text_score: float = 0.5, threads: int | None = None
+    ) -> None:
         if word_boxes not in ("native", "proportional"):
             raise ValueError(f"rapidocr: setting 'word_boxes' must be 'native' or 'proportional', got {word_boxes!r}")
         self.word_boxes, self.upscale, self.text_score = word_boxes, float(upscale), float(text_score)
@@ -44,8 +45,12 @@ class RapidOcrEngine(OcrEngine):
     def settings(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return {"word_boxes": self.word_boxes, "upscale": self.upscale, "text_score": self.text_score,
-                "version": version("rapidocr")}
+        return {
+            "word_boxes": self.word_boxes,
+            "upscale": self.upscale,
+            "text_score": self.text_score,
+            "version": version("rapidocr"),
+        }
 
     def _load(self):
         if self._ocr is None:
@@ -54,8 +59,13 @@ class RapidOcrEngine(OcrEngine):
             except ImportError as err:
                 raise EngineUnavailable("rapidocr is not installed: pip install 'docalign[ocr]'") from err
             threads = self.threads if self.threads is not None else int(os.environ.get("OMP_NUM_THREADS", -1))
-            self._ocr = RapidOCR(params={"Global.log_level": "error", "Global.text_score": self.text_score,
-                                         "EngineConfig.onnxruntime.intra_op_num_threads": threads})
+            self._ocr = RapidOCR(
+                params={
+                    "Global.log_level": "error",
+                    "Global.text_score": self.text_score,
+                    "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                }
+            )
         return self._ocr
 
     def _recognize(self, image: Image.Image) -> OcrResult:
@@ -63,8 +73,9 @@ class RapidOcrEngine(OcrEngine):
 
         page = image.convert("RGB")
         if self.upscale != 1.0:
-            page = page.resize((round(page.width * self.upscale), round(page.height * self.upscale)),
-                               Image.Resampling.LANCZOS)
+            page = page.resize(
+                (round(page.width * self.upscale), round(page.height * self.upscale)), Image.Resampling.LANCZOS
+            )
         out = self._load()(np.asarray(page), return_word_box=self.word_boxes == "native")
         result = OcrResult()
         if out.txts is None:  # nothing detected
@@ -78,8 +89,9 @@ class RapidOcrEngine(OcrEngine):
             for word, box, conf in words:
                 x0, y0, x1, y1 = box
                 result.words.append(word)
-                result.boxes.append((int(x0 / s), int(y0 / s), max(round(x1 / s), int(x0 / s) + 1),
-                                     max(round(y1 / s), int(y0 / s) + 1)))
+                result.boxes.append(
+                    (int(x0 / s), int(y0 / s), max(round(x1 / s), int(x0 / s) + 1), max(round(y1 / s), int(y0 / s) + 1))
+                )
                 result.confidences.append(float(conf))
         return result
 
@@ -93,6 +105,7 @@ class RapidOcrEngine(OcrEngine):
             text, conf, quad = item
             x0, y0, x1, y1 = quad_to_box(quad)
             for part in text.split():  # a native "word" may hold a space; keep the shared box
-                words.append((part, (int(x0), int(y0), max(round(x1), int(x0) + 1), max(round(y1), int(y0) + 1)),
-                              float(conf)))
+                words.append(
+                    (part, (int(x0), int(y0), max(round(x1), int(x0) + 1), max(round(y1), int(y0) + 1)), float(conf))
+                )
         return words or None

@@ -45,24 +45,40 @@ class TesseractEngine(OcrEngine):
 
     name = "tesseract"
 
-    def __init__(self, psm: int = 11, oem: int = 1, lang: str = "eng", upscale: float = 1.5,
-                 binarize: bool = False, denoise: bool = False, min_confidence: float = 0.0) -> None:
+    def __init__(
+        self,
+        psm: int = 11,
+        oem: int = 1,
+        lang: str = "eng",
+        upscale: float = 1.5,
+        binarize: bool = False,
+        denoise: bool = False,
+        min_confidence: float = 0.0,
+    ) -> None:
         self.psm, self.oem, self.lang = int(psm), int(oem), lang
         self.upscale, self.binarize, self.denoise = float(upscale), bool(binarize), bool(denoise)
         self.min_confidence = float(min_confidence)
 
     def settings(self) -> dict[str, Any]:
-        return {"psm": self.psm, "oem": self.oem, "lang": self.lang, "upscale": self.upscale,
-                "binarize": self.binarize, "denoise": self.denoise, "min_confidence": self.min_confidence,
-                "version": tesseract_version()}
+        return {
+            "psm": self.psm,
+            "oem": self.oem,
+            "lang": self.lang,
+            "upscale": self.upscale,
+            "binarize": self.binarize,
+            "denoise": self.denoise,
+            "min_confidence": self.min_confidence,
+            "version": tesseract_version(),
+        }
 
     def _recognize(self, image: Image.Image) -> OcrResult:
         import pytesseract
 
         tesseract_version()  # a clear error if the binary is missing
         page = preprocess(image, self.upscale, self.binarize, self.denoise)
-        data = pytesseract.image_to_data(page, lang=self.lang, config=f"--psm {self.psm} --oem {self.oem}",
-                                         output_type=pytesseract.Output.DICT)
+        data = pytesseract.image_to_data(
+            page, lang=self.lang, config=f"--psm {self.psm} --oem {self.oem}", output_type=pytesseract.Output.DICT
+        )
         scale = self.upscale
         result = OcrResult()
         for i, text in enumerate(data["text"]):
@@ -74,8 +90,12 @@ class TesseractEngine(OcrEngine):
             if conf < self.min_confidence:
                 continue
             left, top, w, h = (int(data[k][i]) for k in ("left", "top", "width", "height"))
-            box = (int(left / scale), int(top / scale), max(int(round((left + w) / scale)), int(left / scale) + 1),
-                   max(int(round((top + h) / scale)), int(top / scale) + 1))
+            box = (
+                int(left / scale),
+                int(top / scale),
+                max(int(round((left + w) / scale)), int(left / scale) + 1),
+                max(int(round((top + h) / scale)), int(top / scale) + 1),
+            )
             for word in text.split():  # tesseract words never hold spaces, but be safe
                 result.words.append(word)
                 result.boxes.append(box)

@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from transformers import get_scheduler
 
 from ..alignment.aet import AETAlignment, upgrade_state_dict
-from ..models.backbone import BackboneConfig, build_backbone
 from ..models import freezing
+from ..models.backbone import BackboneConfig, build_backbone
 from ..models.warm_start import load_backbone_checkpoint
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -57,9 +57,18 @@ class DocumentSystem(L.LightningModule):
             in ``init_args`` (``--model.alignment.init_args.ditc_weight 0``); None: plain fine-tuning.
     """
 
-    def __init__(self, backbone: BackboneConfig, vocab_size: int, lr: float, new_lr: Optional[float],
-                 weight_decay: float, schedule: str, warmup_ratio: float,
-                 optimizer: Optional[OptimizerFactory], freeze: Optional[list[str]] = None) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        vocab_size: int,
+        lr: float,
+        new_lr: Optional[float],
+        weight_decay: float,
+        schedule: str,
+        warmup_ratio: float,
+        optimizer: Optional[OptimizerFactory],
+        freeze: Optional[list[str]] = None,
+    ) -> None:
         super().__init__()
         self.freeze_patterns = list(freeze or [])
         self.backbone_config = backbone
@@ -87,8 +96,10 @@ class DocumentSystem(L.LightningModule):
             self.alignment = alignment(self.backbone_config, self.backbone.hidden_size, self.hparams.vocab_size)
             self.warm_started |= {f"alignment.{n}" for n in self.alignment.warm_started}
             cls = type(self.alignment)
-            self.hparams["alignment"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
-                                         "init_args": dict(self.alignment.config)}
+            self.hparams["alignment"] = {
+                "class_path": f"{cls.__module__}.{cls.__qualname__}",
+                "init_args": dict(self.alignment.config),
+            }
         if self.freeze_patterns:
             freezing.freeze(self, self.freeze_patterns)
 
@@ -98,8 +109,14 @@ class DocumentSystem(L.LightningModule):
         if self.alignment is None:
             return self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch.get("pixel_values"))
         extra = self.alignment.fusion_inputs(batch)
-        out = self.backbone(batch["input_ids"], batch["bbox"], batch["attention_mask"], batch["pixel_values"],
-                            text_extra=extra["text_extra"], visual_extra=extra["visual_extra"])
+        out = self.backbone(
+            batch["input_ids"],
+            batch["bbox"],
+            batch["attention_mask"],
+            batch["pixel_values"],
+            text_extra=extra["text_extra"],
+            visual_extra=extra["visual_extra"],
+        )
         out["align_image"], out["align_text"] = extra["align_image"], extra["align_text"]
         return out
 
@@ -152,16 +169,23 @@ class DocumentSystem(L.LightningModule):
             no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
             groups.setdefault((name in self.warm_started, no_decay), []).append(param)
         return [
-            {"params": params, "lr": hp.lr if warm else (hp.new_lr or hp.lr),
-             "weight_decay": 0.0 if no_decay else hp.weight_decay}
+            {
+                "params": params,
+                "lr": hp.lr if warm else (hp.new_lr or hp.lr),
+                "weight_decay": 0.0 if no_decay else hp.weight_decay,
+            }
             for (warm, no_decay), params in sorted(groups.items())
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.param_groups())
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_scheduler(self.hparams.schedule, optimizer, num_warmup_steps=int(self.hparams.warmup_ratio * total),
-                                  num_training_steps=total)
+        scheduler = get_scheduler(
+            self.hparams.schedule,
+            optimizer,
+            num_warmup_steps=int(self.hparams.warmup_ratio * total),
+            num_training_steps=total,
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- TensorBoard HParams tab -------------------------------------------------------------------
@@ -179,8 +203,11 @@ class DocumentSystem(L.LightningModule):
                 self.print("  mismatched shapes (left at their initialisation): " + ", ".join(report.mismatched))
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                params = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
-                          for k, v in self.hparams.items() if k != "optimizer"}
+                params = {
+                    k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+                    for k, v in self.hparams.items()
+                    if k != "optimizer"
+                }
                 logger.log_hyperparams(params, {name: float("nan") for name in self.hp_metrics})
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:

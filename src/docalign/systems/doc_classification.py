@@ -33,11 +33,21 @@ class DocumentClassification(DocumentSystem):
     hp_metrics = ("hp/val_acc", "hp/test_acc")
     monitor = ("val/acc", "max")
 
-    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
-                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
-                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None, alignment: Optional[AlignmentFactory] = None) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        label_names: Optional[list[str]] = None,
+        vocab_size: int = 30522,
+        lr: float = 5e-5,
+        new_lr: Optional[float] = None,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        warmup_ratio: float = 0.1,
+        classifier_dropout: float = 0.1,
+        optimizer: Optional[OptimizerFactory] = None,
+        freeze: Optional[list[str]] = None,
+        alignment: Optional[AlignmentFactory] = None,
+    ) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
         self.save_hyperparameters(ignore=["optimizer", "alignment"])
@@ -63,8 +73,12 @@ class DocumentClassification(DocumentSystem):
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self(batch)["logits"]
-        self.log(f"{stage}/loss", self._loss(logits, batch["doc_label"]), sync_dist=True,
-                 batch_size=batch["input_ids"].shape[0])
+        self.log(
+            f"{stage}/loss",
+            self._loss(logits, batch["doc_label"]),
+            sync_dist=True,
+            batch_size=batch["input_ids"].shape[0],
+        )
         self.metrics[stage].update(batch["doc_index"], batch["window_index"], logits, batch["doc_label"])
 
     def _log_metrics(self, stage: str) -> None:
@@ -78,5 +92,12 @@ class DocumentClassification(DocumentSystem):
         document's windows to classify it, as evaluation does) and ``label``, the window's own argmax class."""
         logits = self(batch)["logits"]
         windows = batch["window_index"]
-        return [{"doc_index": int(batch["doc_index"][b]), "window": int(windows[b]), "logits": logits[b].tolist(),
-                 "label": self.label_names[int(logits[b].argmax())]} for b in range(logits.shape[0])]
+        return [
+            {
+                "doc_index": int(batch["doc_index"][b]),
+                "window": int(windows[b]),
+                "logits": logits[b].tolist(),
+                "label": self.label_names[int(logits[b].argmax())],
+            }
+            for b in range(logits.shape[0])
+        ]

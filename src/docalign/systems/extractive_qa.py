@@ -27,8 +27,13 @@ from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
 
-def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, word_ids: torch.Tensor,
-               attention_mask: torch.Tensor, max_answer_words: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def best_spans(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    word_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_answer_words: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The best answer span of every window (see the module docstring).
 
     Args:
@@ -44,11 +49,11 @@ def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, word_ids: t
     floor = torch.finfo(torch.float32).min
     log_start = start_logits.float().masked_fill(~real, floor).log_softmax(-1)
     log_end = end_logits.float().masked_fill(~real, floor).log_softmax(-1)
-    scores = log_start.unsqueeze(2) + log_end.unsqueeze(1)                       # (B, L start, L end)
+    scores = log_start.unsqueeze(2) + log_end.unsqueeze(1)  # (B, L start, L end)
     page = (word_ids >= 0) & real
     words_start, words_end = word_ids.unsqueeze(2), word_ids.unsqueeze(1)
-    length = words_end - words_start + 1                                          # words in the span
-    order = torch.ones_like(scores, dtype=torch.bool).triu()                      # start token <= end token
+    length = words_end - words_start + 1  # words in the span
+    order = torch.ones_like(scores, dtype=torch.bool).triu()  # start token <= end token
     allowed = order & page.unsqueeze(2) & page.unsqueeze(1) & (length >= 1) & (length <= max_answer_words)
     scores = scores.masked_fill(~allowed, float("-inf"))
     best, flat = scores.flatten(1).max(dim=1)
@@ -62,7 +67,7 @@ def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, word_ids: t
 
 def span_text(words: Sequence[str], first: int, last: int) -> str:
     """The page words ``first..last`` (inclusive) joined by spaces; ``""`` for no span (-1)."""
-    return " ".join(words[first:last + 1]) if first >= 0 else ""
+    return " ".join(words[first : last + 1]) if first >= 0 else ""
 
 
 class ExtractiveQA(DocumentSystem):
@@ -80,12 +85,23 @@ class ExtractiveQA(DocumentSystem):
     hp_metrics = ("hp/val_anls", "hp/test_anls")
     monitor = ("val/anls", "max")
 
-    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
-                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
-                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 max_answer_words: int = 20, qa_dropout: float = 0.1, anls_threshold: float = 0.5,
-                 optimizer: Optional[OptimizerFactory] = None, freeze: Optional[list[str]] = None,
-                 alignment: Optional[AlignmentFactory] = None) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        label_names: Optional[list[str]] = None,
+        vocab_size: int = 30522,
+        lr: float = 5e-5,
+        new_lr: Optional[float] = None,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        warmup_ratio: float = 0.1,
+        max_answer_words: int = 20,
+        qa_dropout: float = 0.1,
+        anls_threshold: float = 0.5,
+        optimizer: Optional[OptimizerFactory] = None,
+        freeze: Optional[list[str]] = None,
+        alignment: Optional[AlignmentFactory] = None,
+    ) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         if max_answer_words < 1:
             raise ValueError(f"max_answer_words must be at least 1, got {max_answer_words}")
@@ -108,9 +124,12 @@ class ExtractiveQA(DocumentSystem):
         if not bool((targets[0] != IGNORE_INDEX).any()):
             return out["start_logits"].sum() * 0.0
         padding = batch["attention_mask"] == 0
-        losses = [F.cross_entropy(logits.float().masked_fill(padding, torch.finfo(torch.float32).min), target,
-                                  ignore_index=IGNORE_INDEX)
-                  for logits, target in zip((out["start_logits"], out["end_logits"]), targets)]
+        losses = [
+            F.cross_entropy(
+                logits.float().masked_fill(padding, torch.finfo(torch.float32).min), target, ignore_index=IGNORE_INDEX
+            )
+            for logits, target in zip((out["start_logits"], out["end_logits"]), targets)
+        ]
         return (losses[0] + losses[1]) / 2
 
     def task_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
@@ -118,8 +137,13 @@ class ExtractiveQA(DocumentSystem):
 
     def decode(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, list[str]]:
         """Per window: its best span's score (B,) and text."""
-        score, first, last = best_spans(out["start_logits"], out["end_logits"], batch["word_ids"],
-                                        batch["attention_mask"], self.hparams.max_answer_words)
+        score, first, last = best_spans(
+            out["start_logits"],
+            out["end_logits"],
+            batch["word_ids"],
+            batch["attention_mask"],
+            self.hparams.max_answer_words,
+        )
         texts = [span_text(words, f, e) for words, f, e in zip(batch["words"], first.tolist(), last.tolist())]
         return score, texts
 
@@ -127,8 +151,9 @@ class ExtractiveQA(DocumentSystem):
         out = self(batch)
         self.log(f"{stage}/loss", self._loss(out, batch), sync_dist=True, batch_size=batch["input_ids"].shape[0])
         score, texts = self.decode(out, batch)
-        self.metrics[stage].update(batch["doc_index"], batch["question_index"], batch["window_index"], score, texts,
-                                   batch["answers"])
+        self.metrics[stage].update(
+            batch["doc_index"], batch["question_index"], batch["window_index"], score, texts, batch["answers"]
+        )
 
     def _log_metrics(self, stage: str) -> None:
         value = self.metrics[stage].compute()
@@ -140,6 +165,14 @@ class ExtractiveQA(DocumentSystem):
         """Per window: ``{"doc_index", "question_index", "window_index", "question", "answer", "score"}``; a
         question's answer is that of its window with the highest score (as evaluation merges them)."""
         score, texts = self.decode(self(batch), batch)
-        return [{"doc_index": int(batch["doc_index"][b]), "question_index": int(batch["question_index"][b]),
-                 "window_index": int(batch["window_index"][b]), "question": batch["question"][b], "answer": texts[b],
-                 "score": float(score[b])} for b in range(len(texts))]
+        return [
+            {
+                "doc_index": int(batch["doc_index"][b]),
+                "question_index": int(batch["question_index"][b]),
+                "window_index": int(batch["window_index"][b]),
+                "question": batch["question"][b],
+                "answer": texts[b],
+                "score": float(score[b]),
+            }
+            for b in range(len(texts))
+        ]

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import corruption
 from ..conventions import IGNORE_INDEX, PIXEL_MEAN
+from ..data import corruption
 from ..models.backbone import BackboneConfig
 from .base import DocumentSystem, OptimizerFactory
 
@@ -80,14 +80,29 @@ class LayoutLMv2Pretraining(DocumentSystem):
     hp_metrics = ("hp/val_loss",)
     monitor = ("val/loss", "min")
 
-    def __init__(self, backbone: BackboneConfig = BackboneConfig(arch="layoutlmv2"), vocab_size: int = 30522,
-                 mvlm_weight: float = 1.0, tia_weight: float = 1.0, tim_weight: float = 1.0,
-                 mvlm_rate: float = 0.15, tia_rate: float = 0.15, tim_replace_rate: float = 0.15,
-                 tim_drop_rate: float = 0.05, tia_fill: str = "black",
-                 mask_token_id: Optional[int] = None, corruption_seed: int = 0,
-                 label_names: Optional[list[str]] = None, lr: float = 1e-4, new_lr: Optional[float] = None,
-                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 optimizer: Optional[OptimizerFactory] = None, freeze: Optional[list[str]] = None) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(arch="layoutlmv2"),
+        vocab_size: int = 30522,
+        mvlm_weight: float = 1.0,
+        tia_weight: float = 1.0,
+        tim_weight: float = 1.0,
+        mvlm_rate: float = 0.15,
+        tia_rate: float = 0.15,
+        tim_replace_rate: float = 0.15,
+        tim_drop_rate: float = 0.05,
+        tia_fill: str = "black",
+        mask_token_id: Optional[int] = None,
+        corruption_seed: int = 0,
+        label_names: Optional[list[str]] = None,
+        lr: float = 1e-4,
+        new_lr: Optional[float] = None,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        warmup_ratio: float = 0.1,
+        optimizer: Optional[OptimizerFactory] = None,
+        freeze: Optional[list[str]] = None,
+    ) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.save_hyperparameters(ignore=["optimizer", "label_names"])
         if min(mvlm_weight, tia_weight, tim_weight) < 0 or max(mvlm_weight, tia_weight, tim_weight) == 0:
@@ -95,8 +110,10 @@ class LayoutLMv2Pretraining(DocumentSystem):
         if tia_fill not in ("black", "mean"):
             raise ValueError(f"tia_fill must be 'black' or 'mean', got {tia_fill!r}")
         if (tia_weight or tim_weight) and (backbone.arch == "layoutlm" or not backbone.visual):
-            raise ValueError(f"TIA and TIM need visual tokens, which backbone arch={backbone.arch!r} with "
-                             f"visual={backbone.visual} has none: set tia_weight and tim_weight to 0")
+            raise ValueError(
+                f"TIA and TIM need visual tokens, which backbone arch={backbone.arch!r} with "
+                f"visual={backbone.visual} has none: set tia_weight and tim_weight to 0"
+            )
         hidden = self.backbone.hidden_size
         self.mask_token_id = mask_token_id
         self.tia_fill_value = 0.0 if tia_fill == "black" else PIXEL_MEAN  # pixel_values are in [0, 1]
@@ -111,7 +128,9 @@ class LayoutLMv2Pretraining(DocumentSystem):
             tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
             self.mask_token_id = getattr(tokenizer, "mask_token_id", None)
             if self.mask_token_id is None:
-                raise ValueError("MVLM needs a mask token: the DataModule's tokenizer has none; set model.mask_token_id")
+                raise ValueError(
+                    "MVLM needs a mask token: the DataModule's tokenizer has none; set model.mask_token_id"
+                )
 
     # --- corruption --------------------------------------------------------------------------------
     def generator(self, stage: str, batch_idx: int) -> torch.Generator:
@@ -132,7 +151,8 @@ class LayoutLMv2Pretraining(DocumentSystem):
         batch_size, device = batch["input_ids"].shape[0], batch["input_ids"].device
         if hp.mvlm_weight:
             out["input_ids"], out["mvlm_labels"] = corruption.mask_tokens(
-                batch["input_ids"], batch["word_ids"], hp.mvlm_rate, self.mask_token_id, hp.vocab_size, generator)
+                batch["input_ids"], batch["word_ids"], hp.mvlm_rate, self.mask_token_id, hp.vocab_size, generator
+            )
         pixels = batch.get("pixel_values")
         if pixels is None:
             if hp.tia_weight or hp.tim_weight:
@@ -140,8 +160,9 @@ class LayoutLMv2Pretraining(DocumentSystem):
             return out
         source = torch.arange(batch_size)
         if hp.tim_weight:
-            source = corruption.mismatch_images(batch["doc_index"].cpu(), hp.tim_replace_rate, hp.tim_drop_rate,
-                                                generator)
+            source = corruption.mismatch_images(
+                batch["doc_index"].cpu(), hp.tim_replace_rate, hp.tim_drop_rate, generator
+            )
             images = [pixels[j] if j >= 0 else torch.full_like(pixels[0], self.blank_value) for j in source.tolist()]
             pixels = torch.stack(images)
             out["tim_labels"] = (source == torch.arange(batch_size)).long().to(device)
@@ -155,8 +176,11 @@ class LayoutLMv2Pretraining(DocumentSystem):
                 if source[i] != i:  # TIM gave it another image or none: nothing of its own to cover
                     chosen[:] = False
                 covered_boxes.append(line_boxes[chosen])
-                images.append(corruption.cover_boxes(pixels[i], line_boxes[chosen], self.tia_fill_value)
-                              if chosen.any() else pixels[i])
+                images.append(
+                    corruption.cover_boxes(pixels[i], line_boxes[chosen], self.tia_fill_value)
+                    if chosen.any()
+                    else pixels[i]
+                )
                 if source[i] == i:
                     words = line_of_token >= 0
                     labels = torch.full_like(line_of_token, IGNORE_INDEX)

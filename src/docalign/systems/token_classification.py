@@ -31,18 +31,27 @@ class TokenClassification(DocumentSystem):
     hp_metrics = ("hp/val_f1", "hp/test_f1")
     monitor = ("val/f1", "max")  # the checkpoint monitor (filled into ModelCheckpoint by the CLI)
 
-    def __init__(self, backbone: BackboneConfig = BackboneConfig(), label_names: Optional[list[str]] = None,
-                 vocab_size: int = 30522, lr: float = 5e-5, new_lr: Optional[float] = None,
-                 weight_decay: float = 0.01, schedule: str = "cosine", warmup_ratio: float = 0.1,
-                 classifier_dropout: float = 0.1, optimizer: Optional[OptimizerFactory] = None,
-                 freeze: Optional[list[str]] = None, segment_decoding: bool = False,
-                 alignment: Optional[AlignmentFactory] = None) -> None:
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        label_names: Optional[list[str]] = None,
+        vocab_size: int = 30522,
+        lr: float = 5e-5,
+        new_lr: Optional[float] = None,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        warmup_ratio: float = 0.1,
+        classifier_dropout: float = 0.1,
+        optimizer: Optional[OptimizerFactory] = None,
+        freeze: Optional[list[str]] = None,
+        segment_decoding: bool = False,
+        alignment: Optional[AlignmentFactory] = None,
+    ) -> None:
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
         self.save_hyperparameters(ignore=["optimizer", "alignment"])
         self.segment_decoding = segment_decoding
-        self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names, segment_decoding)
-                                      for stage in ("val", "test")})
+        self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names, segment_decoding) for stage in ("val", "test")})
         self.finish_init(alignment)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -59,12 +68,18 @@ class TokenClassification(DocumentSystem):
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self(batch)["logits"]
-        self.log(f"{stage}/loss", self._loss(logits, batch["labels"]), sync_dist=True,
-                 batch_size=batch["input_ids"].shape[0])
+        self.log(
+            f"{stage}/loss", self._loss(logits, batch["labels"]), sync_dist=True, batch_size=batch["input_ids"].shape[0]
+        )
         scored = batch["scored"] & (batch["labels"] != IGNORE_INDEX)
         doc = batch["doc_index"].unsqueeze(1).expand_as(scored)
-        self.metrics[stage].update(doc[scored], batch["word_ids"][scored], logits.argmax(-1)[scored],
-                                   batch["labels"][scored], batch["segment_ids"][scored])
+        self.metrics[stage].update(
+            doc[scored],
+            batch["word_ids"][scored],
+            logits.argmax(-1)[scored],
+            batch["labels"][scored],
+            batch["segment_ids"][scored],
+        )
 
     def _log_metrics(self, stage: str) -> None:
         values = self.metrics[stage].compute()
@@ -83,8 +98,14 @@ class TokenClassification(DocumentSystem):
         segments = batch["segment_ids"]
         rows = []
         for b, t in batch["scored"].nonzero().tolist():
-            rows.append({"doc_index": int(batch["doc_index"][b]), "word_index": int(batch["word_ids"][b, t]),
-                         "label": self.label_names[int(pred[b, t])], "segment": int(segments[b, t])})
+            rows.append(
+                {
+                    "doc_index": int(batch["doc_index"][b]),
+                    "word_index": int(batch["word_ids"][b, t]),
+                    "label": self.label_names[int(pred[b, t])],
+                    "segment": int(segments[b, t]),
+                }
+            )
         return rows
 
 
