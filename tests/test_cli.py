@@ -221,3 +221,46 @@ def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
         if "_no_" in name:
             term = name.split("_no_")[1]
             assert (config["use_momentum"] is False) if term == "momentum" else config[f"{term}_weight"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "experiment, tokenizer",
+    [
+        ("cord_ft", "microsoft/layoutlmv3-base"),
+        ("funsd_ft_v1", "microsoft/layoutlm-base-uncased"),
+        ("rvlcdip_aet", "microsoft/layoutlmv3-base"),
+        ("demo", "minilm"),
+    ],
+)
+def test_an_unset_tokenizer_follows_the_backbone_and_the_monitor_the_system(experiment, tokenizer):
+    from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem, fill_from_system
+
+    from conftest import EXPERIMENTS
+
+    cli = DocAlignCLI(
+        DocumentSystem,
+        DocumentDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,
+        run=False,
+        args=[
+            "--config",
+            str(EXPERIMENTS / "_base.yaml"),
+            "--config",
+            str(EXPERIMENTS / "demo_ft.yaml"),
+            "--data.max_docs",
+            "2",
+        ],
+    )
+    config = cli.parser.parse_args(
+        ["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml")]
+    )
+    assert config.data.init_args.tokenizer is None  # no experiment restates its backbone's tokenizer
+    fill_from_system(config)
+    assert config.data.init_args.tokenizer == tokenizer
+    (checkpoint,) = [c for c in config.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")]
+    assert (checkpoint.init_args.monitor, checkpoint.init_args.mode) == (
+        ("val/acc", "max") if "rvlcdip" in experiment else ("val/f1", "max")
+    )

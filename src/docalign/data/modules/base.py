@@ -56,13 +56,17 @@ SPLITS = ("train", "val", "test")
 DEFAULT_CACHE_DIR = "data/cache"
 DEFAULT_OCR_CACHE_DIR = "data/cache/ocr"
 
+# The tokenizer when none is named and no CLI fills it in (the CLI makes an unset tokenizer follow the backbone).
+DEFAULT_TOKENIZER = "minilm"
+
 
 class DocumentDataModule(L.LightningDataModule):
     """Base class: subclasses name their ``label_names`` and implement ``load_split``.
 
     Args:
         tokenizer: checkpoint whose tokenizer encodes the words (``minilm``, a folder or a hub id); it
-            must match the backbone's vocabulary (checked when the model is built).
+            must match the backbone's vocabulary (checked when the model is built). None (default): the CLI
+            makes it follow the backbone (its hub checkpoint, else its text warm start); outside the CLI, ``minilm``.
         max_length: tokens per window (special tokens included), at most the model's 512.
         stride: tokens shared by consecutive windows of a long document.
         image_size: side of the square page image; linked from ``model.backbone.image_size``.
@@ -75,12 +79,22 @@ class DocumentDataModule(L.LightningDataModule):
 
     collate = staticmethod(collate_windows)  # windows -> padded batch; a task's DataModule may name its own
 
-    def __init__(self, tokenizer: str = "minilm", max_length: int = 512, stride: int = 128, image_size: int = 224,
-                 batch_size: int = 8, eval_batch_size: Optional[int] = None, num_workers: int = 0,
-                 pin_memory: bool = False, strict: bool = False, max_docs: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Optional[str] = None,
+        max_length: int = 512,
+        stride: int = 128,
+        image_size: int = 224,
+        batch_size: int = 8,
+        eval_batch_size: Optional[int] = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        strict: bool = False,
+        max_docs: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = load_tokenizer(tokenizer)
+        self.tokenizer = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
         self.max_length = max_length
         self.windows: dict[str, list[EncodedWindow]] = {}
         self.repairs = RepairLog(strict=strict)
@@ -102,8 +116,14 @@ class DocumentDataModule(L.LightningDataModule):
     # --- shared machinery -------------------------------------------------------------------------
     def encoder(self) -> DocumentEncoder:
         hp = self.hparams
-        return DocumentEncoder(self.tokenizer, self.label_names, max_length=hp.max_length, stride=hp.stride,
-                               image_size=hp.image_size, repairs=self.repairs)
+        return DocumentEncoder(
+            self.tokenizer,
+            self.label_names,
+            max_length=hp.max_length,
+            stride=hp.stride,
+            image_size=hp.image_size,
+            repairs=self.repairs,
+        )
 
     def encode_split(self, split: str) -> list[EncodedWindow]:
         encoder = self.encoder()
@@ -122,16 +142,22 @@ class DocumentDataModule(L.LightningDataModule):
     def per_device_batch(self, global_batch: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if global_batch % world:
-            raise ValueError(f"data.batch_size={global_batch} is the global batch size and must be divisible by the "
-                             f"number of processes ({world}); choose a multiple of {world}.")
+            raise ValueError(
+                f"data.batch_size={global_batch} is the global batch size and must be divisible by the "
+                f"number of processes ({world}); choose a multiple of {world}."
+            )
         return global_batch // world
 
     def _loader(self, split: str, global_batch: int, shuffle: bool) -> DataLoader:
         hp = self.hparams
         return DataLoader(
-            self.windows[split], batch_size=self.per_device_batch(global_batch), shuffle=shuffle,
+            self.windows[split],
+            batch_size=self.per_device_batch(global_batch),
+            shuffle=shuffle,
             collate_fn=partial(self.collate, pad_token_id=self.tokenizer.pad_token_id),
-            num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0,
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -181,8 +207,13 @@ class ReleaseDataModule(DocumentDataModule):
     folder_reader: ClassVar[type[Reader]]
     hub_reader: ClassVar[type[Reader]]
 
-    def __init__(self, root: Optional[str] = None, cache_dir: Optional[str] = DEFAULT_CACHE_DIR,
-                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        cache_dir: Optional[str] = DEFAULT_CACHE_DIR,
+        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.root = self.resolve_root(root)
         self.cache = WindowCache(cache_dir) if cache_dir else None
@@ -207,8 +238,10 @@ class ReleaseDataModule(DocumentDataModule):
         raise DataError(self.missing_root_message())
 
     def missing_root_message(self) -> str:
-        return (f"{self.dataset} needs its release folder: pass `--data.init_args.root /path/to/{self.dataset}` "
-                f"or set the environment variable {self.env_var}. {self.layout}")
+        return (
+            f"{self.dataset} needs its release folder: pass `--data.init_args.root /path/to/{self.dataset}` "
+            f"or set the environment variable {self.env_var}. {self.layout}"
+        )
 
     def open_hub(self) -> None:
         """Without a folder, open the hub copy now, so that a run that cannot have it stops before any model is
@@ -255,11 +288,19 @@ class ReleaseDataModule(DocumentDataModule):
         reader_module = sys.modules[type(self.reader).__module__]
         files = [p for key in keys for p in self.reader.dependencies(key)]
         return {
-            "datamodule": f"{type(self).__module__}.{type(self).__qualname__}", "split": split,
-            "reader": self.reader_settings(), "files": file_signature(files),
-            "encoder": {"max_length": hp.max_length, "stride": hp.stride, "image_size": hp.image_size,
-                        "label_names": self.label_names},
-            "tokenizer": tokenizer_fingerprint(self.tokenizer), "max_docs": hp.max_docs, "strict": hp.strict,
+            "datamodule": f"{type(self).__module__}.{type(self).__qualname__}",
+            "split": split,
+            "reader": self.reader_settings(),
+            "files": file_signature(files),
+            "encoder": {
+                "max_length": hp.max_length,
+                "stride": hp.stride,
+                "image_size": hp.image_size,
+                "label_names": self.label_names,
+            },
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "max_docs": hp.max_docs,
+            "strict": hp.strict,
             "code": code_fingerprint([document, encoding, images, reader_base, reader_module]),
         }
 
@@ -286,7 +327,7 @@ class ReleaseDataModule(DocumentDataModule):
         examples_before = {k: len(v) for k, v in self.repairs.examples.items()}
         windows = super().encode_split(split)
         counts, stats = self.repairs.counts - counts_before, self.reader.stats - stats_before
-        examples = {k: v[examples_before.get(k, 0):] for k, v in self.repairs.examples.items() if k in counts}
+        examples = {k: v[examples_before.get(k, 0) :] for k, v in self.repairs.examples.items() if k in counts}
         self.cache.save(name, key, windows, counts, examples, stats)
         self.log_stats(split, stats)
         return windows
@@ -296,5 +337,11 @@ class ReleaseDataModule(DocumentDataModule):
         if not stats:
             return
         noteworthy = any(word in key for key in stats for word in ("skipped", "not matched", "not found", "without"))
-        log.log(logging.WARNING if noteworthy else logging.INFO, "%s %s: %s%s", self.dataset, split,
-                ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())), suffix)
+        log.log(
+            logging.WARNING if noteworthy else logging.INFO,
+            "%s %s: %s%s",
+            self.dataset,
+            split,
+            ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())),
+            suffix,
+        )
