@@ -223,6 +223,27 @@ def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
             assert (config["use_momentum"] is False) if term == "momentum" else config[f"{term}_weight"] == 0.0
 
 
+@pytest.fixture(scope="module")
+def tiny_parser():
+    """The CLI's parser, built once from a tiny run, to resolve experiment files without building them."""
+    from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem
+
+    from conftest import EXPERIMENTS, TINY
+
+    args = ["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / "demo_ft.yaml")]
+    cli = DocAlignCLI(
+        DocumentSystem,
+        DocumentDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,
+        run=False,
+        args=[*args, "--config", str(TINY)],
+    )
+    return cli.parser
+
+
 @pytest.mark.parametrize(
     "experiment, tokenizer",
     [
@@ -232,29 +253,12 @@ def test_aet_experiments_resolve_offline_with_both_overlays(capsys):
         ("demo", "minilm"),
     ],
 )
-def test_an_unset_tokenizer_follows_the_backbone_and_the_monitor_the_system(experiment, tokenizer):
-    from docalign.cli import DocAlignCLI, DocumentDataModule, DocumentSystem, fill_from_system
+def test_an_unset_tokenizer_follows_the_backbone_and_the_monitor_the_system(tiny_parser, experiment, tokenizer):
+    from docalign.cli import fill_from_system
 
     from conftest import EXPERIMENTS
 
-    cli = DocAlignCLI(
-        DocumentSystem,
-        DocumentDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        auto_configure_optimizers=False,
-        run=False,
-        args=[
-            "--config",
-            str(EXPERIMENTS / "_base.yaml"),
-            "--config",
-            str(EXPERIMENTS / "demo_ft.yaml"),
-            "--data.max_docs",
-            "2",
-        ],
-    )
-    config = cli.parser.parse_args(
+    config = tiny_parser.parse_args(
         ["--config", str(EXPERIMENTS / "_base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml")]
     )
     assert config.data.init_args.tokenizer is None  # no experiment restates its backbone's tokenizer
