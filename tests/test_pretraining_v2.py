@@ -1,6 +1,7 @@
 """LayoutLMv2 pre-training (MVLM, TIA, TIM) on real encoded documents, and fine-tuning from its checkpoints."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -270,3 +271,29 @@ def test_init_from_a_checkpoint_without_backbone_weights_is_a_clear_error(tmp_pa
     )
     with pytest.raises(CheckpointError, match="fits this backbone"):
         load_backbone_checkpoint(model.backbone, str(other_arch))
+
+
+class _RunsCode:
+    """Unpickling this runs a command: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_init_from_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    from docalign.models.backbone import build_backbone
+
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": _RunsCode(marker)}, crafted)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_backbone_checkpoint(
+            build_backbone(
+                BackboneConfig(text_init=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), 100
+            ),
+            str(crafted),
+        )
+    assert not marker.exists()

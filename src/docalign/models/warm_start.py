@@ -89,9 +89,10 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
             f"Lightning .ckpt, e.g. logs/<experiment>/version_N/checkpoints/last.ckpt)"
         )
     try:
-        # weights_only=False: a docalign .ckpt pickles its hyper-parameters (BackboneConfig, ...) beside the
-        # tensors, as Lightning's own ckpt_path loading does; only load checkpoints you trust.
-        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+        # weights_only=True: tensors and plain containers only, so a crafted file cannot run code. A docalign
+        # .ckpt made outside the CLI may hold our config dataclasses in its hyper-parameters: those are allowed.
+        with torch.serialization.safe_globals(list(_safe_config_classes())):
+            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise CheckpointError(f"backbone.init_from: {file} could not be read as a Lightning checkpoint: {err}") from err
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
@@ -113,3 +114,11 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
             f"another backbone.arch or other sizes?"
         )
     return report
+
+
+def _safe_config_classes():
+    """The docalign dataclasses a checkpoint's hyper-parameters may hold (allowed by the weights-only loader)."""
+    from .alignment import ImageEncoderConfig, TextEncoderConfig
+    from .config import BackboneConfig
+
+    return (BackboneConfig, ImageEncoderConfig, TextEncoderConfig)
