@@ -14,8 +14,10 @@ between consecutive ``on_train_batch_start`` calls of a real ``Trainer`` (valida
 of the step is left out. Each system runs in a fresh process (``ru_maxrss`` is a per-process
 high-water mark): ``base`` = resident set after building the model and the batch, ``peak`` = after
 the steps; ``peak - base`` is what training adds (activations, gradients, optimiser state). On a GPU
-(``--device cuda``) the memory is ``torch.cuda.max_memory_allocated``. Time is the fastest of the
-timed steps (median beside it): on a shared machine the minimum is the least disturbed figure.
+(``--device cuda``) the memory is ``torch.cuda.max_memory_allocated``. The machine's speed moves
+from run to run (shared cores), so the two systems run in ``--rounds`` interleaved rounds (the order alternating,
+each system in a fresh process every round); the ratio is reported as the median over rounds with its range, and
+each round's load average beside it.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--queue-size", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each system once per round)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/RESULTS.md alone")
     parser.add_argument("--child", choices=["plain", "aet"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,28 +181,51 @@ def main() -> None:
         if k in {"steps", "warmup", "batch", "length", "queue_size", "threads", "device"}
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    started, load_before = time.time(), os.getloadavg()[0]
-    results = {}
-    for system in ("plain", "aet"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", system, *forwarded], env=env, capture_output=True, text=True
-        )
-        if out.returncode:
-            raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
-        results[system] = run = json.loads(out.stdout.strip().splitlines()[-1])
-        run["step_s"], run["median_s"] = min(run["steps"]), statistics.median(run["steps"])
-        print(
-            f"{system}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, peak {run['peak_mib']:,.0f} MiB",
-            flush=True,
-        )
-    load_after = os.getloadavg()[0]
-    plain, aet = results["plain"], results["aet"]
+    started = time.time()
+    runs: dict[str, list[dict]] = {"plain": [], "aet": []}
+    rounds = []
+    for r in range(args.rounds):  # interleaved, alternating the order, each system in a fresh process
+        row = {}
+        for system in ("plain", "aet") if r % 2 == 0 else ("aet", "plain"):
+            load = os.getloadavg()[0]
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", system, *forwarded], env=env, capture_output=True, text=True
+            )
+            if out.returncode:
+                raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            run["median_s"], run["load"] = statistics.median(run["steps"]), load
+            runs[system].append(run)
+            row[system] = run
+            print(
+                f"round {r + 1} {system}: steps {', '.join(f'{t:.2f}' for t in run['steps'])} s, "
+                f"peak {run['peak_mib']:,.0f} MiB, load {load:.1f}",
+                flush=True,
+            )
+        row["ratio"] = row["aet"]["median_s"] / row["plain"]["median_s"]
+        rounds.append(row)
     cuda = args.device == "cuda"
     memory = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"])
     added = (lambda r: r["cuda_peak_mib"]) if cuda else (lambda r: r["peak_mib"] - r["base_mib"])
-    ratio = aet["step_s"] / plain["step_s"]
-    rows = [
-        "| system | params M (trainable) | step s: best (median) | time vs plain | "
+    ratios = sorted(row["ratio"] for row in rounds)
+    ratio = statistics.median(ratios)
+
+    def summary(system: str) -> dict:
+        medians = [run["median_s"] for run in runs[system]]
+        first = runs[system][0]
+        return {
+            "median": statistics.median(medians),
+            "lo": min(medians),
+            "hi": max(medians),
+            "params_m": first["params_m"],
+            "trainable_m": first["trainable_m"],
+            "memory": statistics.median(memory(run) for run in runs[system]),
+            "added": statistics.median(added(run) for run in runs[system]),
+        }
+
+    plain, aet = summary("plain"), summary("aet")
+    table = [
+        "| system | params M (trainable) | step s: median of rounds (range) | time vs plain | "
         f"{'CUDA peak MiB' if cuda else 'peak RSS MiB'} | {'' if cuda else 'step adds MiB | '}memory vs plain |",
         "|---|---|---|---|---|---|" + ("" if cuda else "---|"),
     ]
@@ -210,15 +236,23 @@ def main() -> None:
         cells = [
             name,
             f"{r['params_m']:.1f} ({r['trainable_m']:.1f})",
-            f"{r['step_s']:.2f} ({r['median_s']:.2f})",
-            f"{r['step_s'] / plain['step_s']:.2f}",
-            f"{memory(r):,.0f}",
+            f"{r['median']:.2f} ({r['lo']:.2f}-{r['hi']:.2f})",
+            f"{r['median'] / plain['median']:.2f}",
+            f"{r['memory']:,.0f}",
         ]
         if not cuda:
-            cells.append(f"{added(r):,.0f}")
-        cells.append(f"{added(r) / added(plain):.2f}")
-        rows.append("| " + " | ".join(cells) + " |")
-    loaded = load_before > 1.5 or load_after > 1.5
+            cells.append(f"{r['added']:,.0f}")
+        cells.append(f"{r['added'] / plain['added']:.2f}")
+        table.append("| " + " | ".join(cells) + " |")
+    per_round = [
+        "| round | order | plain step s | AET step s | AET / plain | load (1 min) at start: plain, AET |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(rounds):
+        per_round.append(
+            f"| {i + 1} | {'plain, AET' if i % 2 == 0 else 'AET, plain'} | {row['plain']['median_s']:.2f} | "
+            f"{row['aet']['median_s']:.2f} | {row['ratio']:.2f} | {row['plain']['load']:.1f}, {row['aet']['load']:.1f} |"
+        )
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/aet_cost.py " + " ".join(
         a for a in sys.argv[1:] if a != "--no-write"
     )
@@ -227,23 +261,22 @@ def main() -> None:
             f"- command: `{command.strip()}`",
             f"- machine: {machine(args)}",
             f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; total "
-            f"{time.time() - started:.0f} s; load average {load_before:.1f} before, {load_after:.1f} after"
-            + (
-                " (measured under load: other jobs shared the cores, so absolute times are inflated; both systems "
-                "ran back to back under similar load)"
-                if loaded
-                else ""
-            ),
+            f"{time.time() - started:.0f} s; {args.rounds} interleaved rounds (the order alternates), each system in a "
+            "fresh process per round; a round's step time is the median of its timed steps.",
             f"- encoder ratio (the paper's: all equal): fusion LayoutLMv3, ViT and BERT text encoder each hidden "
             f"{SIZE['hidden_size']}, {SIZE['num_layers']} layers, {SIZE['num_heads']} heads, FFN {FFN}; batch {args.batch} "
             f"x {args.length} tokens + {IMAGE} px image ({(IMAGE // PATCH) ** 2} patches); queues {args.queue_size:,} "
-            f"(pre-filled); fp32; {args.warmup} warm-up + {args.steps} timed steps per system, each in a fresh process.",
+            f"(pre-filled); fp32; {args.warmup} warm-up + {args.steps} timed steps per system and round.",
             f"- one step = forward, losses, backward, AdamW step (+ EMA and enqueue for AET) inside a real Lightning "
             f"`Trainer`; memory: {'torch.cuda.max_memory_allocated' if cuda else 'ru_maxrss; step adds = peak - RSS after building'}.",
             "",
-            *rows,
+            *table,
             "",
-            f"AET / plain step time: **{ratio:.2f}x** (goal: at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}).",
+            *per_round,
+            "",
+            f"AET / plain step time: **{ratio:.2f}x** (median of {len(ratios)} rounds; range {ratios[0]:.2f}-"
+            f"{ratios[-1]:.2f}x; goal: at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'} at the median, "
+            f"{'met' if ratios[-1] <= GOAL else 'not met'} in every round).",
         ]
     )
     print("\n" + body)
