@@ -192,3 +192,32 @@ def test_metrics_json_is_replaced_not_rewritten_in_place(tmp_path):
         assert reader.read() == '{"old": 1}\n'
     assert path.read_text() == '{"new": 2}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left
+
+
+def test_an_explicit_checkpoint_in_a_run_folder_resumes_into_that_folder(tmp_path):
+    from jsonargparse import Namespace
+
+    from docalign.cli import resolve_resume
+
+    ckpt = tmp_path / "elsewhere" / "demo_ft" / "version_3" / "checkpoints" / "step9.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+
+    def config(path):
+        logger = Namespace(
+            class_path="lightning.pytorch.loggers.TensorBoardLogger",
+            init_args=Namespace(save_dir=str(tmp_path / "logs"), name="other", version=None),
+        )
+        return Namespace(ckpt_path=str(path), experiment=None, config=[], trainer=Namespace(logger=logger))
+
+    fit = config(ckpt)
+    run = resolve_resume(fit, "fit")
+    assert run is not None and run.path == ckpt.parent.parent
+    args = fit.trainer.logger.init_args
+    assert (args.save_dir, args.name, args.version) == (str(tmp_path / "elsewhere"), "demo_ft", "version_3")
+    assert fit.experiment == "demo_ft" and fit.ckpt_path == str(ckpt)
+    test = config(ckpt)
+    assert resolve_resume(test, "test") is None and test.trainer.logger.init_args.version is None  # only fit resumes
+    outside = config(tmp_path / "elsewhere" / "x.ckpt")
+    (tmp_path / "elsewhere" / "x.ckpt").write_bytes(b"x")
+    assert resolve_resume(outside, "fit") is None and outside.trainer.logger.init_args.version is None

@@ -9,6 +9,7 @@ of the last ``--config`` file that does not start with ``_``, unless ``--experim
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -115,6 +116,15 @@ class DocAlignCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("model.init_args.backbone.image_size", "data.init_args.image_size")
 
+    def _add_subcommands(self, parser, **kwargs: Any) -> None:
+        """LightningCLI's subcommands, and the top-level help lists every ``docalign`` command (``COMMANDS``)."""
+        super()._add_subcommands(parser, **kwargs)
+        parser.description = commands_help()
+        # one command a line: keep the description's line breaks (jsonargparse's formatter otherwise)
+        parser.formatter_class = type(
+            "CommandsHelpFormatter", (argparse.RawDescriptionHelpFormatter, parser.formatter_class), {}
+        )
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's reading of ``--ckpt_path``'s hyperparameters into the config, with checkpoints of the old
         AET subclasses upgraded first (their flat AET arguments become ``model.alignment``)."""
@@ -198,6 +208,25 @@ class DocAlignCLI(LightningCLI):
                 f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
                 f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}"
             )
+
+
+# Every ``docalign`` command, for the top-level ``--help`` (``fit``, ``validate``, ``test`` are LightningCLI's; the
+# others are dispatched by ``main`` before LightningCLI parses anything).
+COMMANDS = {
+    "fit": "train an experiment, then test its best checkpoint and write metrics.json (--ckpt_path last resumes)",
+    "validate": "score a checkpoint on the validation split",
+    "test": "score a checkpoint on the test split",
+    "predict": "apply a trained model to new documents (images, PDFs, folders)",
+    "export": "write a trained model in a format transformers (or docalign predict) loads",
+    "ocr": "pre-compute OCR of a folder of page images and PDFs into the OCR cache",
+    "compare": "experiments side by side from logs/: a markdown table and validation curves",
+}
+
+
+def commands_help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
+    return "Commands (docalign <command> --help for each):\n" + "\n".join(lines)
 
 
 def _tensorboard_args(config: Any) -> list[Any]:

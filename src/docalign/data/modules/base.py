@@ -129,9 +129,10 @@ class DocumentDataModule(L.LightningDataModule):
     def encode_split(self, split: str) -> list[EncodedWindow]:
         encoder = self.encoder()
         windows = []
+        before = self.repairs.snapshot()
         for i, doc in enumerate(islice(self.load_split(split), self.hparams.max_docs)):
             windows.extend(encoder.encode(doc, i))
-        self.repairs.warn(f"{type(self).__name__} {split}")
+        self.repairs.since(*before).warn(f"{type(self).__name__} {split}")  # this split's repairs only
         return windows
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -334,7 +335,7 @@ class ReleaseDataModule(DocumentDataModule):
             cached.counts.update(entry["repair_counts"])
             cached.examples.update(entry["repair_examples"])
             self.repairs.merge(cached)
-            self.repairs.warn(f"{type(self).__name__} {split} (from the cache)")
+            cached.warn(f"{type(self).__name__} {split} (from the cache)")
             self.log_stats(split, entry["stats"], f" (from the cache {self.cache.path(name, key)})")
             return entry["windows"]
         counts_before, stats_before = self.repairs.counts.copy(), self.reader.stats.copy()
