@@ -199,7 +199,7 @@ def test_an_explicit_checkpoint_in_a_run_folder_resumes_into_that_folder(tmp_pat
 
     from docalign.cli import resolve_resume
 
-    ckpt = tmp_path / "elsewhere" / "demo_ft" / "version_3" / "checkpoints" / "step9.ckpt"
+    ckpt = tmp_path / "elsewhere" / "demo_ft" / "version_3_sweep" / "checkpoints" / "step9.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"x")
 
@@ -208,14 +208,16 @@ def test_an_explicit_checkpoint_in_a_run_folder_resumes_into_that_folder(tmp_pat
             class_path="lightning.pytorch.loggers.TensorBoardLogger",
             init_args=Namespace(save_dir=str(tmp_path / "logs"), name="other", version=None),
         )
-        return Namespace(ckpt_path=str(path), experiment=None, config=[], trainer=Namespace(logger=logger))
+        return Namespace(
+            ckpt_path=str(path), experiment=None, run_name=None, config=[], trainer=Namespace(logger=logger)
+        )
 
     fit = config(ckpt)
     run = resolve_resume(fit, "fit")
     assert run is not None and run.path == ckpt.parent.parent
     args = fit.trainer.logger.init_args
-    assert (args.save_dir, args.name, args.version) == (str(tmp_path / "elsewhere"), "demo_ft", "version_3")
-    assert fit.experiment == "demo_ft" and fit.ckpt_path == str(ckpt)
+    assert (args.save_dir, args.name, args.version) == (str(tmp_path / "elsewhere"), "demo_ft", "version_3_sweep")
+    assert fit.experiment == "demo_ft" and fit.ckpt_path == str(ckpt) and fit.run_name == "sweep"
     test = config(ckpt)
     assert resolve_resume(test, "test") is None and test.trainer.logger.init_args.version is None  # only fit resumes
     outside = config(tmp_path / "elsewhere" / "x.ckpt")

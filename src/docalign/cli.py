@@ -26,7 +26,7 @@ from .alignment.aet import upgrade_checkpoint
 from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
-from .resume import ResumeError, RunFolder, next_version, resumable_run, run_of_checkpoint
+from .resume import VERSION, ResumeError, RunFolder, next_version, resumable_run, run_of_checkpoint
 from .systems.base import DocumentSystem
 
 # Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
@@ -263,6 +263,9 @@ def resolve_resume(config: Any, subcommand: str) -> Optional[RunFolder]:
     if subcommand != "fit" or run is None:
         return None
     config.experiment = run.experiment
+    named = VERSION.match(run.version)
+    if named and named.group(2) and not config.get("run_name"):
+        config.run_name = named.group(2)  # a named run keeps its name when resumed
     for args in loggers:
         args.save_dir, args.name, args.version = str(run.save_dir), run.experiment, run.version
     return run
