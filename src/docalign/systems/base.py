@@ -181,7 +181,8 @@ class DocumentSystem(L.LightningModule):
     def _load_loader_states(self, states: list[dict[str, Any]]) -> None:
         """The train loaders' saved positions (``docalign.data.samplers.ResumableLoader``), given again here:
         Lightning applies them only when it builds the train loader after restoring the loops, but
-        ``configure_optimizers`` (``estimated_stepping_batches``) has built it before, so they would be dropped."""
+        ``configure_optimizers`` (``estimated_stepping_batches``) has built it before, so they would be dropped
+        (Lightning-AI/pytorch-lightning#20550, open in Lightning 2.6)."""
         loaders = self.trainer.train_dataloader
         loaders = list(loaders.values()) if isinstance(loaders, dict) else loaders
         stateful = [
