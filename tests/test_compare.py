@@ -84,3 +84,42 @@ def test_step_time_is_the_median_rate_so_validation_pauses_do_not_count():
     events = [event(1, 0.0), event(2, 0.5), event(3, 1.0), event(4, 31.5), event(5, 32.0), event(7, 33.0)]
     assert step_time_from_events(events) == 0.5
     assert step_time_from_events(events[:1]) is None
+
+
+def _run_folder(logs, experiment, version, seed, test_f1, lr=1e-3, **config):
+    """A finished run's folder as the CLI leaves it: config.yaml and metrics.json (no event files)."""
+    import yaml
+
+    folder = logs / experiment / version
+    folder.mkdir(parents=True)
+    full = {
+        "seed_everything": seed,
+        "trainer": {"max_epochs": 2, "logger": {"init_args": {"version": version, "save_dir": str(logs)}}},
+        "model": {"init_args": {"lr": lr}},
+        "experiment": experiment,
+        "ckpt_path": None,
+        **config,
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(full))
+    metrics = {"seed": seed, "test": {"test/f1": test_f1}, "best_val": {"val/f1": test_f1}, "global_steps": 4}
+    metrics.update({"fit_seconds": 8.0, "run_name": config.get("run_name")})
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_compare_groups_by_configuration_not_by_folder(tmp_path):
+    logs = tmp_path / "logs"
+    _run_folder(logs, "demo", "version_0", 1, 0.5)
+    _run_folder(logs, "demo", "version_1", 2, 0.7, ckpt_path="logs/demo/version_1/checkpoints/last.ckpt")  # resumed
+    _run_folder(logs, "demo", "version_2", 1, 0.9, lr=5e-4)  # another configuration
+    _run_folder(logs, "demo", "version_3", 2, 0.6)  # the same configuration and seed as version_1: counted once
+    _run_folder(logs, "demo", "version_4_long", 3, 0.8, run_name="long")
+    done = compare("demo", "--logs", str(logs), "--out", str(tmp_path / "c.md"), "--plot", str(tmp_path / "c.png"))
+    assert done.returncode == 0, done.stderr
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in done.stdout.splitlines()[2:] if "|" in line}
+    assert set(rows) == {"demo (model.init_args.lr=0.001)", "demo (model.init_args.lr=0.0005)"}
+    same = rows["demo (model.init_args.lr=0.001)"]
+    assert same[1] == "3 (1, 2, 3 [long])"  # seeds 1, 2 (version_3 replaces version_1), 3
+    assert same[3] == f"{statistics.mean([0.5, 0.6, 0.8]):.4f} ± {statistics.stdev([0.5, 0.6, 0.8]):.4f}"
+    assert rows["demo (model.init_args.lr=0.0005)"][1] == "1 (1)"
+    assert "differ beyond the seed" in done.stderr and "model.init_args.lr" in done.stderr
+    assert "version_1 and version_3" in done.stderr and "version_1 and version_3" in (tmp_path / "c.md").read_text()

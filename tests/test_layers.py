@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Floors, lowest first; each floor holds groups of module prefixes.
 LAYERS: list[list[tuple[str, ...]]] = [
-    [("docalign", "docalign.conventions", "docalign.hub", "docalign.distributed")],  # ground floor
+    [("docalign", "docalign.conventions", "docalign.hub", "docalign.distributed", "docalign.resume")],  # ground floor
     [("docalign.ocr",)],
     [("docalign.data",)],
     [("docalign.models",), ("docalign.losses",), ("docalign.metrics",)],

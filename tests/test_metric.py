@@ -31,6 +31,25 @@ def test_matches_hand_computed_entity_f1():
     assert torch.isclose(out["f1"], torch.tensor(1 / 3))
 
 
+def test_per_type_scores_by_hand_and_as_seqeval_reports_them():
+    from seqeval.metrics import classification_report
+
+    gold0, pred0 = ["B-PER", "I-PER", "O", "B-LOC", "O"], ["B-PER", "I-PER", "O", "O", "B-PER"]
+    gold1, pred1 = ["B-LOC", "I-LOC"], ["B-LOC", "O"]
+    m = EntityF1(NAMES)
+    m.update(torch.zeros(5, dtype=torch.long), torch.arange(5), ids(pred0), ids(gold0))
+    m.update(torch.ones(2, dtype=torch.long), torch.arange(2), ids(pred1), ids(gold1))
+    out = m.compute()
+    # PER: 1 gold, 2 predicted, 1 right -> P 1/2, R 1, F1 2/3; LOC: 2 gold, 1 predicted (wrong boundary) -> 0
+    expected = {"PER": (0.5, 1.0, 2 / 3), "LOC": (0.0, 0.0, 0.0)}
+    report = classification_report([gold0, gold1], [pred0, pred1], output_dict=True, zero_division=0)
+    for kind, (p, r, f) in expected.items():
+        got = (float(out[f"precision_{kind}"]), float(out[f"recall_{kind}"]), float(out[f"f1_{kind}"]))
+        assert got == pytest.approx((p, r, f), abs=1e-6)
+        assert got == pytest.approx(tuple(report[kind][k] for k in ("precision", "recall", "f1-score")), abs=1e-6)
+    assert set(EntityF1(NAMES).compute()) == set(out)  # an empty metric has the same names (zeros)
+
+
 def test_word_order_windows_and_duplicates_do_not_matter():
     gold = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
     pred = ["B-PER", "I-PER", "O", "B-LOC", "O", "O"]

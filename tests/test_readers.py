@@ -864,3 +864,26 @@ def test_word_text_strips_counts_blank_words_and_reports_non_strings():
     assert stats == {"empty words skipped": 1} and sum(repairs.counts.values()) == 1
     with pytest.raises(DataError, match=r"a.json: field 'words\[2\].text': missing or not a string: 7"):
         word_text(7, "a.json", "words[2].text", RepairLog(strict=True), stats)
+
+
+def test_each_splits_repairs_are_reported_once_not_again_under_later_splits(tmp_path, caplog):
+    root = copy_fixture("sroie", tmp_path)
+    _rewrite_json(root / "test/entities/X51005200938.txt", lambda d: d.update(phone="03"))  # a test-split repair
+
+    def repair_lines(split):
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.getMessage().startswith(f"SROIE {split}") and " x " in r.getMessage()
+        ]
+
+    for attempt in ("miss", "hit"):  # computed, then from the encoded-split cache
+        dm = sroie_module(tmp_path, root=str(root))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="docalign.data"):
+            dm.encode_split("test")
+            dm.encode_split("train")
+        assert dm.cache_events == {"test": attempt, "train": attempt}
+        assert any("unknown entity" in line for line in repair_lines("test")), caplog.text
+        assert not any("unknown entity" in line for line in repair_lines("train")), caplog.text
+        assert any("unknown entity" in k for k in dm.repairs.counts)  # still counted for the whole module

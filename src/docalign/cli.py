@@ -9,8 +9,11 @@ of the last ``--config`` file that does not start with ``_``, unless ``--experim
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ from .alignment.aet import upgrade_checkpoint
 from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
+from .resume import VERSION, ResumeError, RunFolder, next_version, resumable_run, run_of_checkpoint
 from .systems.base import DocumentSystem
 
 # Config keys that name a checkpoint or tokenizer; checked before anything is instantiated.
@@ -102,15 +106,33 @@ class DocAlignCLI(LightningCLI):
             default=True,
             help="After fit, test the best checkpoint and write metrics.json.",
         )
+        parser.add_argument(
+            "--run_name",
+            type=Optional[str],
+            default=None,
+            help="A name for this run: in metrics.json and its folder (logs/<experiment>/version_N_<run_name>).",
+        )
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("model.init_args.backbone.image_size", "data.init_args.image_size")
+
+    def _add_subcommands(self, parser, **kwargs: Any) -> None:
+        """LightningCLI's subcommands, and the top-level help lists every ``docalign`` command (``COMMANDS``)."""
+        super()._add_subcommands(parser, **kwargs)
+        parser.description = commands_help()
+        # one command a line: keep the description's line breaks (jsonargparse's formatter otherwise)
+        parser.formatter_class = type(
+            "CommandsHelpFormatter", (argparse.RawDescriptionHelpFormatter, parser.formatter_class), {}
+        )
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's reading of ``--ckpt_path``'s hyperparameters into the config, with checkpoints of the old
         AET subclasses upgraded first (their flat AET arguments become ``model.alignment``)."""
         if not self.config.get("subcommand"):
             return
+        self._resumed = resolve_resume(self.config[self.config.subcommand], self.config.subcommand)
+        if self._resumed is not None:
+            self.save_config_kwargs["overwrite"] = True  # the run's config.yaml, rewritten with its --ckpt_path
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return
@@ -136,6 +158,7 @@ class DocAlignCLI(LightningCLI):
             if logger and "TensorBoardLogger" in str(logger.get("class_path", "")):
                 logger.init_args.name = config.experiment
         fill_from_system(config)
+        apply_run_name(config)
         for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(
             config.get("data"), "data"
         ):
@@ -163,7 +186,10 @@ class DocAlignCLI(LightningCLI):
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "seed": config.get("seed_everything"),
+            "run_name": config.get("run_name"),
         }
+        if getattr(self, "_resumed", None) is not None:
+            results["resumed_from"] = str(config.ckpt_path)
         callback = trainer.checkpoint_callback
         if callback is not None and callback.best_model_path:
             results["best_checkpoint"] = callback.best_model_path
@@ -174,7 +200,7 @@ class DocAlignCLI(LightningCLI):
             results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
         if trainer.is_global_zero and log_dir:
             path = Path(log_dir) / "metrics.json"
-            path.write_text(json.dumps(results, indent=2) + "\n")
+            write_atomically(path, json.dumps(results, indent=2) + "\n")
             summary = ", ".join(
                 f"{k} = {v:.4f}" for k, v in results.get("test", {}).items() if k.endswith(("f1", "acc", "anls"))
             )
@@ -182,6 +208,100 @@ class DocAlignCLI(LightningCLI):
                 f"\n[docalign] {config.experiment}: {summary or 'no test metrics'}; "
                 f"metrics -> {path}; checkpoints -> {results.get('best_checkpoint', '-')}"
             )
+
+
+# Every ``docalign`` command, for the top-level ``--help`` (``fit``, ``validate``, ``test`` are LightningCLI's; the
+# others are dispatched by ``main`` before LightningCLI parses anything).
+COMMANDS = {
+    "fit": "train an experiment, then test its best checkpoint and write metrics.json (--ckpt_path last resumes)",
+    "validate": "score a checkpoint on the validation split",
+    "test": "score a checkpoint on the test split",
+    "predict": "apply a trained model to new documents (images, PDFs, folders)",
+    "export": "write a trained model in a format transformers (or docalign predict) loads",
+    "ocr": "pre-compute OCR of a folder of page images and PDFs into the OCR cache",
+    "compare": "experiments side by side from logs/: a markdown table and validation curves",
+}
+
+
+def commands_help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
+    return "Commands (docalign <command> --help for each):\n" + "\n".join(lines)
+
+
+def _tensorboard_args(config: Any) -> list[Any]:
+    """The ``init_args`` of every TensorBoardLogger in a subcommand's config."""
+    loggers = config.trainer.get("logger")
+    return [
+        logger.init_args
+        for logger in (loggers if isinstance(loggers, list) else [loggers])
+        if logger and hasattr(logger, "get") and "TensorBoardLogger" in str(logger.get("class_path", ""))
+    ]
+
+
+def resolve_resume(config: Any, subcommand: str) -> Optional[RunFolder]:
+    """``--ckpt_path last``: the newest run of the experiment that has ``checkpoints/last.ckpt``
+    (``docalign.resume.resumable_run``), written back as the checkpoint's path. For ``fit``, a checkpoint inside a
+    run folder (``last`` or explicit) makes the logger write into that folder (save_dir, name and version), so a
+    resumed run stays one run. Returns that run folder (None when fit does not resume a run folder)."""
+    ckpt_path = config.get("ckpt_path")
+    if not ckpt_path:
+        return None
+    loggers = _tensorboard_args(config)
+    if ckpt_path == "last":
+        save_dir = Path(str(loggers[0].get("save_dir") or "logs")) if loggers else Path("logs")
+        experiment = config.get("experiment") or experiment_name(config)
+        try:
+            run = resumable_run(save_dir, experiment)
+        except ResumeError as err:
+            raise CheckpointError(str(err)) from None
+        config.ckpt_path = str(run.last)
+    elif not Path(ckpt_path).is_file():
+        return None  # reported by the checkpoint checks
+    else:
+        run = run_of_checkpoint(Path(ckpt_path))
+    if subcommand != "fit" or run is None:
+        return None
+    config.experiment = run.experiment
+    named = VERSION.match(run.version)
+    if named and named.group(2) and not config.get("run_name"):
+        config.run_name = named.group(2)  # a named run keeps its name when resumed
+    for args in loggers:
+        args.save_dir, args.name, args.version = str(run.save_dir), run.experiment, run.version
+    return run
+
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def apply_run_name(config: Any) -> None:
+    """``--run_name NAME``: the run's folder is ``version_<N>_<NAME>`` (N: the next free number), unless the logger's
+    version is already set (a resumed run keeps its folder)."""
+    name = config.get("run_name")
+    if not name:
+        return
+    if not RUN_NAME.match(name):
+        raise CheckpointError(
+            f"--run_name '{name}': use letters, digits, '.', '_' and '-' only (it becomes a folder name)."
+        )
+    for args in _tensorboard_args(config):
+        if args.get("version") is None:
+            save_dir = Path(str(args.get("save_dir") or "logs"))
+            args.version = f"version_{next_version(save_dir / config.experiment)}_{name}"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``, so a reader (or a
+    kill) never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:

@@ -10,6 +10,13 @@ is the median over the logged intervals of (wall time difference) / (step differ
 ``train/loss`` events, so epochs' validation pauses do not count; with fewer than two such events it
 falls back to ``fit_seconds / global_steps`` from ``metrics.json`` (marked ``*``: includes validation).
 Exits 2 when an experiment has no finished run.
+
+Runs are grouped by configuration: two runs of an experiment are seeds of one configuration when their
+``config.yaml`` files agree on every key but the seed and what names the run (``IGNORED_KEYS``: its folder, name,
+checkpoint to resume from). Runs whose configurations differ beyond that are shown as separate rows, each
+labelled with the keys that differ and their values (and listed on stderr). A run resumed with ``--ckpt_path`` is
+the same folder, so it is one run; two folders of one configuration with the same seed are counted once (the
+newer one), with a note. Runs given a ``--run_name`` show it beside their seed.
 """
 
 from __future__ import annotations
@@ -23,6 +30,17 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 TRAIN_TAG = "train/loss"
+# Config keys that name or place a run rather than change it (dotted, as in config.yaml).
+IGNORED_KEYS = (
+    "seed_everything",
+    "ckpt_path",
+    "experiment",
+    "run_name",
+    "config",
+    "trainer.logger.init_args.version",
+    "trainer.logger.init_args.name",
+    "trainer.logger.init_args.save_dir",
+)
 
 
 @dataclass
@@ -34,6 +52,11 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score)
     step_time: Optional[float] = None  # seconds per training step
     step_time_from_events: bool = True
+    config: Optional[dict] = None  # config.yaml flattened to dotted keys, ``IGNORED_KEYS`` dropped (None: no file)
+
+    @property
+    def seed(self):
+        return self.metrics.get("seed")
 
 
 def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list]:
@@ -52,10 +75,35 @@ def step_time_from_events(events: list) -> Optional[float]:
     return statistics.median(rates) if rates else None
 
 
+def flatten(node, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists of class_path nodes (callbacks) by position: ``a.0.init_args.x``."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list) and any(isinstance(x, dict) for x in node):
+        items = ((str(i), x) for i, x in enumerate(node))
+    else:
+        return {prefix: node}
+    out: dict = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def run_config(run_dir: Path) -> Optional[dict]:
+    """The run's ``config.yaml`` as dotted keys without ``IGNORED_KEYS``; None when the file is missing."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    flat = flatten(yaml.safe_load(path.read_text()) or {})
+    return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)}
+
+
 def load_run(run_dir: Path, metric: str) -> Run:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     scalars = read_scalars(run_dir, (metric, TRAIN_TAG))
-    run = Run(run_dir, metrics, curve=[(e.step, e.value) for e in scalars.get(metric, [])])
+    run = Run(run_dir, metrics, curve=[(e.step, e.value) for e in scalars.get(metric, [])], config=run_config(run_dir))
     run.step_time = step_time_from_events(scalars.get(TRAIN_TAG, []))
     if run.step_time is None and metrics.get("global_steps"):
         run.step_time, run.step_time_from_events = metrics["fit_seconds"] / metrics["global_steps"], False
@@ -64,11 +112,59 @@ def load_run(run_dir: Path, metric: str) -> Run:
 
 def find_runs(logs: Path, experiment: str, metric: str) -> list[Run]:
     """The finished runs of ``experiment`` in version order (unfinished ones, without metrics.json, skipped)."""
-    folders = sorted(
-        (logs / experiment).glob("version_*"),
-        key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1,
-    )
+    folders = sorted((logs / experiment).glob("version_*"), key=lambda p: (_version_number(p.name), p.name))
     return [load_run(p, metric) for p in folders if (p / "metrics.json").exists()]
+
+
+def _version_number(name: str) -> int:
+    """N of ``version_N`` or ``version_N_<run name>`` (-1 for anything else)."""
+    part = name.split("_")[1] if name.count("_") >= 1 else ""
+    return int(part) if part.isdigit() else -1
+
+
+@dataclass
+class Group:
+    """The runs of one experiment that share a configuration (up to the seed): one row of the table."""
+
+    experiment: str
+    runs: list[Run]
+    label: str = ""  # the differing keys, when an experiment has several configurations
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment} ({self.label})" if self.label else self.experiment
+
+
+def group_runs(experiment: str, runs: list[Run]) -> list[Group]:
+    """Runs of one configuration together (first-seen order); different configurations as separate groups
+    labelled with the keys on which they differ; a seed repeated within a group counted once (the newest run)."""
+    by_config: dict[str, list[Run]] = {}
+    for run in runs:
+        key = json.dumps(run.config, sort_keys=True, default=str) if run.config is not None else "null"
+        by_config.setdefault(key, []).append(run)
+    groups = [Group(experiment, members) for members in by_config.values()]
+    if len(groups) > 1:
+        configs = [g.runs[0].config or {} for g in groups]
+        unset = "<unset>"
+        all_keys = {k for c in configs for k in c}
+        keys = sorted(k for k in all_keys if len({json.dumps(c.get(k, unset), default=str) for c in configs}) > 1)
+        for group, config in zip(groups, configs):
+            if group.runs[0].config is None:
+                group.label = "no config.yaml"
+            else:
+                group.label = ", ".join(f"{k}={config.get(k, unset)}" for k in keys)
+    for group in groups:
+        newest: dict = {}
+        for run in group.runs:  # version order: a later run of a seed replaces an earlier one
+            if run.seed in newest:
+                group.notes.append(
+                    f"{experiment}: {newest[run.seed].path.name} and {run.path.name} have the same configuration and "
+                    f"seed {run.seed}: counted once ({run.path.name})"
+                )
+            newest[run.seed] = run
+        group.runs = list(newest.values())
+    return groups
 
 
 def _mean_std(values: list[float], digits: int = 4) -> str:
@@ -96,7 +192,7 @@ def summary_row(experiment: str, runs: list[Run], metric: str, test_metric: str,
     tests = [float(r.metrics["test"][test_metric]) for r in runs if test_metric in (r.metrics.get("test") or {})]
     times = [r.step_time for r in runs if r.step_time is not None]
     marker = "" if all(r.step_time_from_events for r in runs) else "*"
-    seeds = ", ".join(str(r.metrics.get("seed")) for r in runs)
+    seeds = ", ".join(str(r.seed) + (f" [{r.metrics['run_name']}]" if r.metrics.get("run_name") else "") for r in runs)
     first = runs[0].metrics
     params = f"{_millions(first.get('parameters'))} ({_millions(first.get('trainable_parameters'))} trainable)"
     return [
@@ -179,17 +275,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         runs_by_experiment[experiment] = runs
 
-    rows = [summary_row(e, runs, args.metric, test_metric, args.mode) for e, runs in runs_by_experiment.items()]
+    groups = [g for e, runs in runs_by_experiment.items() for g in group_runs(e, runs)]
+    for experiment in runs_by_experiment:
+        labelled = [g.label for g in groups if g.experiment == experiment and g.label]
+        if labelled:
+            print(
+                f"docalign compare: the runs of '{experiment}' differ beyond the seed, shown as separate rows: "
+                + "; ".join(labelled),
+                file=sys.stderr,
+            )
+    for note in (n for g in groups for n in g.notes):
+        print(f"docalign compare: {note}", file=sys.stderr)
+    rows = [summary_row(g.name, g.runs, args.metric, test_metric, args.mode) for g in groups]
     table = markdown_table(rows, args.metric, test_metric)
+    notes = "".join(f"\n- {n}" for g in groups for n in g.notes)
     note = (
-        "\nMean ± standard deviation over runs. s/step: median training step time from the TensorBoard events"
+        notes + "\nMean ± standard deviation over runs. s/step: median training step time from the TensorBoard events"
         "; * = fit time / steps (includes validation). Curves: " + plot_path.name + "\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + note)
     print(table, end="")
     try:
-        plot_curves(runs_by_experiment, args.metric, plot_path)
+        plot_curves({g.name: g.runs for g in groups}, args.metric, plot_path)
     except ImportError:
         print(
             "docalign compare: matplotlib is not installed (pip install 'docalign[plot]'): no curves plotted",

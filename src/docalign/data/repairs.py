@@ -35,6 +35,19 @@ class RepairLog:
         if len(self.examples[key]) < self._max_examples:
             self.examples[key].append(f"{where} [{field}]")
 
+    def since(self, counts: "Counter[str]", examples: dict[str, int]) -> "RepairLog":
+        """The repairs recorded after a snapshot (``counts.copy()`` and each reason's number of examples then):
+        what one split added, so each split is reported once, not again under every later split."""
+        delta = RepairLog(self.strict, self._max_examples)
+        delta.counts = self.counts - counts
+        for key in delta.counts:
+            delta.examples[key] = self.examples[key][examples.get(key, 0) :]
+        return delta
+
+    def snapshot(self) -> tuple["Counter[str]", dict[str, int]]:
+        """The counts and examples' lengths now, for ``since``."""
+        return self.counts.copy(), {k: len(v) for k, v in self.examples.items()}
+
     def merge(self, other: "RepairLog") -> None:
         self.counts.update(other.counts)
         for key, items in other.examples.items():

@@ -21,8 +21,33 @@ from typing import Optional, Sequence
 
 import torch
 from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.metrics.sequence_labeling import get_entities
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
+
+
+def entity_types(label_names: Sequence[str]) -> list[str]:
+    """The entity types of a BIO tag set, in first-seen order: ``["O", "B-q", "I-q", "B-a"]`` -> ``["q", "a"]``."""
+    return list(dict.fromkeys(t.split("-", 1)[1] for t in label_names if t != "O" and "-" in t))
+
+
+def per_type_scores(golds: list[list[str]], preds: list[list[str]], types: Sequence[str]) -> dict[str, float]:
+    """``{"precision_<type>", "recall_<type>", "f1_<type>"}`` for every type: exact-span matches (conlleval
+    rules, as seqeval's micro scores) counted per type; 0 where a type has no predicted or no gold entity."""
+    gold_spans: dict[str, set] = {t: set() for t in types}
+    pred_spans: dict[str, set] = {t: set() for t in types}
+    for doc, (gold, pred) in enumerate(zip(golds, preds)):
+        for spans, tags in ((gold_spans, gold), (pred_spans, pred)):
+            for kind, start, end in get_entities(tags):
+                spans.setdefault(kind, set()).add((doc, start, end))
+    out = {}
+    for kind in types:
+        hits = len(gold_spans[kind] & pred_spans[kind])
+        precision = hits / len(pred_spans[kind]) if pred_spans[kind] else 0.0
+        recall = hits / len(gold_spans[kind]) if gold_spans[kind] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update({f"precision_{kind}": precision, f"recall_{kind}": recall, f"f1_{kind}": f1})
+    return out
 
 
 def segment_vote(tags: Sequence[str], segments: Sequence[int]) -> list[str]:
@@ -44,7 +69,8 @@ def segment_vote(tags: Sequence[str], segments: Sequence[int]) -> list[str]:
 
 
 class EntityF1(Metric):
-    """Micro entity precision, recall and F1 over BIO-tagged words (conlleval rules, as seqeval).
+    """Micro entity precision, recall and F1 over BIO-tagged words (conlleval rules, as seqeval), and per entity
+    type ``precision_<type>``, ``recall_<type>``, ``f1_<type>`` (``per_type_scores``).
 
     Args:
         label_names: the tag set, ``O`` and ``B-``/``I-`` tags.
@@ -116,13 +142,16 @@ class EntityF1(Metric):
         golds, preds = self.sequences(decoded=self.segment_decoding)
         if not golds:
             zero = torch.tensor(0.0)
-            return {"f1": zero, "precision": zero, "recall": zero}
+            per_type = per_type_scores([], [], entity_types(self.label_names))
+            return {"f1": zero, "precision": zero, "recall": zero, **{k: zero for k in per_type}}
         kwargs = {"zero_division": 0}
         values = {
             "f1": torch.tensor(f1_score(golds, preds, **kwargs), dtype=torch.float32),
             "precision": torch.tensor(precision_score(golds, preds, **kwargs), dtype=torch.float32),
             "recall": torch.tensor(recall_score(golds, preds, **kwargs), dtype=torch.float32),
         }
+        for name, value in per_type_scores(golds, preds, entity_types(self.label_names)).items():
+            values[name] = torch.tensor(value, dtype=torch.float32)
         if self.segment_decoding:
             _, raw = self.sequences()
             values["f1_tokens"] = torch.tensor(f1_score(golds, raw, **kwargs), dtype=torch.float32)

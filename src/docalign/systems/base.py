@@ -15,6 +15,10 @@ from ..alignment.aet import AETAlignment, upgrade_state_dict
 from ..models import freezing
 from ..models.backbone import BackboneConfig, build_backbone
 from ..models.warm_start import load_backbone_checkpoint
+from ..resume import rng_state, set_rng_state
+
+# Checkpoint key of what an exact resume needs beyond Lightning's own state (see ``on_save_checkpoint``).
+RESUME_KEY = "docalign_resume"
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 # An alignment component (``docalign.alignment.AETAlignment``) built by the system from the backbone's configuration,
@@ -79,6 +83,10 @@ class DocumentSystem(L.LightningModule):
         report = self.backbone.load_report
         self.warm_started = {f"backbone.hf.{n}" for n in report.loaded} if report else set()
         self.optimizer_factory = optimizer or adamw
+        # The alignment update of the last training step until ``on_train_batch_end`` has applied it: a checkpoint
+        # written by a callback's ``on_train_batch_end`` (which runs first) carries it (``on_save_checkpoint``).
+        self._unapplied_alignment: Optional[dict[str, Any]] = None
+        self._resume_state: Optional[dict[str, Any]] = None
 
     def build_classifier(self, label_names: Optional[list[str]], dropout: float, width: int) -> None:
         """``self.label_names``, ``self.dropout`` and ``self.classifier`` (width -> one logit per label)."""
@@ -137,6 +145,7 @@ class DocumentSystem(L.LightningModule):
         terms = {"loss_task": self.task_loss(out, batch)} if "loss_task" in self.alignment.weights else {}
         alignment_terms, keys = self.alignment.loss_terms(batch, out)
         terms.update(alignment_terms)
+        self._unapplied_alignment = {"ema_step": self.alignment._ema_step, "keys": keys}
         loss = self.alignment.total(terms)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=size)
@@ -146,18 +155,73 @@ class DocumentSystem(L.LightningModule):
         return {"loss": loss, "alignment_keys": keys}
 
     def on_train_start(self) -> None:
+        """Short runs log: ``log_every_n_steps`` above the run's optimiser steps becomes 1. When resuming, the
+        alignment update the checkpoint was written before is applied, then the generators' states restored."""
+        trainer = self.trainer
+        steps = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        if trainer.log_every_n_steps > steps:
+            self.print(f"log_every_n_steps {trainer.log_every_n_steps} > {int(steps)} steps: logging every step")
+            trainer.log_every_n_steps = 1
         if self.alignment is not None:
-            self.alignment.on_train_start(self.trainer.global_step)
+            self.alignment.on_train_start(trainer.global_step)
+        resume, self._resume_state = self._resume_state, None
+        if resume is None:
+            return
+        pending = resume.get("alignment_pending")
+        if pending is not None and self.alignment is not None:
+            keys = pending["keys"]
+            if keys is not None:
+                keys = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in keys.items()}
+            self.alignment._ema_step = int(pending["ema_step"])
+            self.alignment.after_optimizer_step(trainer.global_step, keys)
+        self._load_loader_states(resume.get("loaders") or [])
+        if resume.get("rng") is not None:
+            set_rng_state(resume["rng"])
+
+    def _load_loader_states(self, states: list[dict[str, Any]]) -> None:
+        """The train loaders' saved positions (``docalign.data.samplers.ResumableLoader``), given again here:
+        Lightning applies them only when it builds the train loader after restoring the loops, but
+        ``configure_optimizers`` (``estimated_stepping_batches``) has built it before, so they would be dropped
+        (Lightning-AI/pytorch-lightning#20550, open in Lightning 2.6)."""
+        loaders = self.trainer.train_dataloader
+        loaders = list(loaders.values()) if isinstance(loaders, dict) else loaders
+        stateful = [
+            x for x in (loaders if isinstance(loaders, (list, tuple)) else [loaders]) if hasattr(x, "state_dict")
+        ]
+        if len(stateful) == len(states):
+            for loader, state in zip(stateful, states):
+                loader.load_state_dict(state)
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
         """After the optimiser step: the alignment component's EMA, temperature clamp and queue update."""
         if self.alignment is not None:
             keys = outputs.get("alignment_keys") if isinstance(outputs, dict) else None
             self.alignment.after_optimizer_step(self.trainer.global_step, keys)
+        self._unapplied_alignment = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """What Lightning does not save for an exact resume (``docalign.resume``): the generators' states and, when
+        the checkpoint is written between a training step and its alignment update, that update's inputs. (With
+        DDP, rank 0's: the other ranks' generators are not restored exactly.)"""
+        state: dict[str, Any] = {"rng": rng_state()}
+        if self._unapplied_alignment is not None:
+            keys = self._unapplied_alignment["keys"]
+            state["alignment_pending"] = {
+                "ema_step": int(self._unapplied_alignment["ema_step"]),
+                "keys": None
+                if keys is None
+                else {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in keys.items()},
+            }
+        checkpoint[RESUME_KEY] = state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints of the old AET subclasses load: their state-dict keys are mapped onto the component's."""
+        """Checkpoints of the old AET subclasses load: their state-dict keys are mapped onto the component's. The
+        resume state is kept for ``on_train_start`` (used only when fitting resumes)."""
         checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
+        self._resume_state = checkpoint.get(RESUME_KEY)
+        if self._resume_state is not None:
+            fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+            self._resume_state["loaders"] = (fit_loop.get("state_dict") or {}).get("combined_loader")
 
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams

@@ -49,6 +49,7 @@ from ..images import DEFAULT_MAX_PIXELS
 from ..readers import base as reader_base
 from ..readers.base import Reader
 from ..repairs import DataError, RepairLog
+from ..samplers import ResumableLoader, ResumableSampler
 
 log = logging.getLogger("docalign.data")
 
@@ -128,9 +129,10 @@ class DocumentDataModule(L.LightningDataModule):
     def encode_split(self, split: str) -> list[EncodedWindow]:
         encoder = self.encoder()
         windows = []
+        before = self.repairs.snapshot()
         for i, doc in enumerate(islice(self.load_split(split), self.hparams.max_docs)):
             windows.extend(encoder.encode(doc, i))
-        self.repairs.warn(f"{type(self).__name__} {split}")
+        self.repairs.since(*before).warn(f"{type(self).__name__} {split}")  # this split's repairs only
         return windows
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -161,7 +163,20 @@ class DocumentDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        """Shuffled windows from a loader that resumes mid-epoch exactly (``docalign.data.samplers``)."""
+        hp, trainer = self.hparams, self.trainer
+        windows = self.windows["train"]
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return ResumableLoader(
+            windows,
+            batch_size=self.per_device_batch(hp.batch_size),
+            sampler=ResumableSampler(windows, num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0))),
+            collate_fn=partial(self.collate, pad_token_id=self.tokenizer.pad_token_id),
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+            epoch_batches=(lambda: trainer.num_training_batches) if trainer is not None else None,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
@@ -320,7 +335,7 @@ class ReleaseDataModule(DocumentDataModule):
             cached.counts.update(entry["repair_counts"])
             cached.examples.update(entry["repair_examples"])
             self.repairs.merge(cached)
-            self.repairs.warn(f"{type(self).__name__} {split} (from the cache)")
+            cached.warn(f"{type(self).__name__} {split} (from the cache)")
             self.log_stats(split, entry["stats"], f" (from the cache {self.cache.path(name, key)})")
             return entry["windows"]
         counts_before, stats_before = self.repairs.counts.copy(), self.reader.stats.copy()

@@ -82,13 +82,15 @@ class Reader:
 
     def read(self, split: str) -> Iterator[Document]:
         """All documents of ``split`` in a fixed (sorted) order, lazily."""
+        before = self.repairs.snapshot()
         yield from self.read_files(self.files(split))
-        self.log_summary(split)
+        self.log_summary(split, before)
 
-    def log_summary(self, what: str) -> None:
+    def log_summary(self, what: str, before=None) -> None:
+        """The reader's counts, and its repairs (those since ``before``, a ``RepairLog.snapshot()``, if given)."""
         if self.stats:
             log.info("%s %s: %s", type(self).__name__, what, ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.items())))
-        self.repairs.warn(f"{type(self).__name__} {what}")
+        (self.repairs.since(*before) if before is not None else self.repairs).warn(f"{type(self).__name__} {what}")
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
