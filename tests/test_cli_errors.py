@@ -79,9 +79,19 @@ def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(capsys, nothing
     assert f"{key}: {value!r} is not a valid value" in message and allowed in message
 
 
-def test_valid_overrides_still_parse(nothing_built):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["--model.lr", "0.1", "--trainer.max_epochs", "2", "--model.backbone.arch", "layoutlm"],
+        ["--model.init_args.backbone.hidden_size=16", "--seed_everything", "7", "--model.weight_decay", "-0.5"],
+        ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/f1", "--model.freeze+=backbone.*"],
+        ["--trainer.logger.init_args.save_dir", "elsewhere", "--experiment", "x", "--test_after_fit", "false"],
+        ["--model.alignment", "null", "--trainer.precision", "bf16-mixed", "--print_config=skip_null"][:4],
+    ],
+)
+def test_valid_overrides_still_parse(nothing_built, overrides):
     with pytest.raises(AssertionError, match="instantiated classes"):  # got past every check
-        cli_main([*BASE, "--model.lr", "0.1", "--trainer.max_epochs", "2", "--model.backbone.arch", "layoutlm"])
+        cli_main([*BASE, *overrides])
 
 
 class _RunsCode:

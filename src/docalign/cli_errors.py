@@ -86,7 +86,7 @@ def split_overrides(args: Sequence[str]) -> list[tuple[str, Optional[str]]]:
                 i += 1
             else:
                 value = None  # a flag
-        found.append((name[2:], value))
+        found.append((name[2:].rstrip("+"), value))  # ``--key+=value`` appends to a list
     return found
 
 
