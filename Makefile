@@ -4,17 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
 EXP ?= demo
 ARGS ?=
 EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/_%,$(wildcard experiments/*.yaml)))))
 
-.PHONY: help install train print-config test lint format tb compare clean check-exp
+.PHONY: help system-packages install train print-config test lint format tb compare clean check-exp
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  experiments: $(EXPERIMENTS)"
 
-$(STAMP): setup.cfg pyproject.toml
+# System packages first (tesseract-ocr; python3-venv where venv needs it): installed with apt-get as root or with
+# passwordless sudo, else make stops with the command to run (scripts/system-packages.sh). Order-only, so that an
+# existing .venv is not reinstalled; the check reruns when the script changes or $(SYSTEM_STAMP) is removed.
+$(SYSTEM_STAMP): scripts/system-packages.sh
+	@PYTHON=$(PYTHON) bash scripts/system-packages.sh
+	@mkdir -p $(VENV) && touch $@
+
+system-packages: $(SYSTEM_STAMP) ## Install (or name) the system packages docalign needs (first use only)
+
+$(STAMP): setup.cfg pyproject.toml | $(SYSTEM_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[ocr,hub,plot,test]'

@@ -21,7 +21,7 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("docalign.alignment",)],  # alignment components: encoders (models) + their losses, injected into systems
     [("docalign.systems",)],
     [("docalign.compare",)],  # ``docalign compare``: reads TensorBoard logs, imports no other docalign module
-    [("docalign.cli",)],
+    [("docalign.cli", "docalign.cli_errors")],  # the command and its parse-stage checks
 ]
 
 

@@ -22,7 +22,9 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from . import cli_errors, hub
 from .alignment.aet import upgrade_checkpoint
+from .cli_errors import OverrideError
 from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
@@ -125,6 +127,52 @@ class DocAlignCLI(LightningCLI):
             "CommandsHelpFormatter", (argparse.RawDescriptionHelpFormatter, parser.formatter_class), {}
         )
 
+    def parse_arguments(self, parser, args) -> None:
+        """LightningCLI's parse, then the parse-stage checks of ``docalign.cli_errors`` (overrides, ``--ckpt_path``):
+        each failure is one paragraph (``OverrideError`` / ``CheckpointError``, exit 2) before anything is built."""
+        argv = (
+            None if isinstance(args, dict) or hasattr(args, "as_dict") else list(sys.argv[1:] if args is None else args)
+        )
+        try:
+            super().parse_arguments(parser, args)
+        except cli_errors.ParseError:
+            if argv is not None:
+                self._explain_parse_error(parser, argv)
+            raise
+        if argv is None:
+            return
+        sub = self.config.get("subcommand")
+        config = self.config[sub] if sub else self.config
+        cli_errors.check_overrides(argv[1:] if sub else argv, config, *self._fields(parser, sub))
+        cli_errors.check_checkpoint_file(config.get("ckpt_path"), "--ckpt_path")
+
+    def _fields(self, parser, sub: Optional[str]) -> tuple[dict[str, Any], dict[str, type]]:
+        action = getattr(parser, "_subcommands_action", None)
+        own = action.choices[sub] if sub and action is not None and sub in action.choices else parser
+        classes = {"model": self._model_class, "data": self._datamodule_class}
+        return cli_errors.parser_fields(own), classes
+
+    def _explain_parse_error(self, parser, argv: list[str]) -> None:
+        """Raise ``OverrideError`` for the override that made the parse fail, if one can be named."""
+        overrides = {
+            i
+            for i, token in enumerate(argv)
+            if token.startswith("--") and token.split("=")[0] not in cli_errors.PARSER_OPTIONS
+        }
+        base = []
+        for i, token in enumerate(argv):  # the command line without its overrides (and their values)
+            if i in overrides or (i - 1 in overrides and "=" not in argv[i - 1] and not token.startswith("--")):
+                continue
+            if token.split("=")[0] not in ("--print_config", "--help", "-h"):  # they would print and exit here
+                base.append(token)
+        try:
+            parsed = parser.parse_args(base)
+        except (Exception, cli_errors.ParseError):  # noqa: BLE001 - the configs themselves do not parse: the report stands
+            return
+        sub = parsed.get("subcommand")
+        config = parsed[sub] if sub else parsed
+        cli_errors.check_overrides(argv[1:] if sub else argv, config, *self._fields(parser, sub), values=True)
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's reading of ``--ckpt_path``'s hyperparameters into the config, with checkpoints of the old
         AET subclasses upgraded first (their flat AET arguments become ``model.alignment``)."""
@@ -159,10 +207,20 @@ class DocAlignCLI(LightningCLI):
                 logger.init_args.name = config.experiment
         fill_from_system(config)
         apply_run_name(config)
+        missing = []  # every checkpoint that cannot be had, reported at once with the overlays that replace them
         for key, name in _checkpoint_names(config.get("model"), "model") + _checkpoint_names(
             config.get("data"), "data"
         ):
-            check_available(name, what=f"checkpoint named by {key}")
+            try:
+                check_available(name, what=f"checkpoint named by {key}")
+            except CheckpointError as err:
+                if name in hub.OFFLINE_ALIASES:  # the packaged MiniLM is not installed: no overlay helps
+                    raise
+                missing.append((key, name, err))
+        for key, name in cli_errors.timm_checkpoints_offline(config.get("model"), "model"):
+            missing.append((key, name, CheckpointError(f"timm checkpoint '{name}'")))
+        if missing:
+            raise cli_errors.offline_advice(missing, [str(p) for p in (config.get("config") or [])])
         model_args = (config.get("model") or {}).get("init_args") or {}
         alignment = model_args.get("alignment")
         text_encoder = ((alignment.get("init_args") or {}) if alignment else {}).get("text_encoder")
@@ -170,8 +228,8 @@ class DocAlignCLI(LightningCLI):
         if text_encoder is not None and text_encoder.get("pretrained") and tokenizer:
             check_same_vocabulary(tokenizer, text_encoder.pretrained, "alignment text encoder")
         init_from = (model_args.get("backbone") or {}).get("init_from")
-        if init_from and not Path(init_from).is_file():
-            raise CheckpointError(f"model.backbone.init_from: the checkpoint '{init_from}' does not exist.")
+        if init_from:
+            cli_errors.check_checkpoint_file(init_from, "model.backbone.init_from")
         self._started = time.time()
 
     def after_fit(self) -> None:
@@ -311,16 +369,27 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:
     """
     torch.set_float32_matmul_precision("high")
     try:
-        return DocAlignCLI(
+        cli = DocAlignCLI(
             DocumentSystem,
             DocumentDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             parser_kwargs={"parser_mode": "omegaconf"},
+            parser_class=cli_errors.RaisingParser,
             auto_configure_optimizers=False,
             args=args,
             run=run,
         )
+        if run:
+            sub = cli.subcommand
+            cli_errors.check_test_scored(sub, cli.config[sub], cli.trainer, cli.datamodule)
+        return cli
+    except cli_errors.NothingScored as err:
+        print(f"docalign: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except cli_errors.ParseError as err:  # jsonargparse's report of a command line it cannot parse, as one paragraph
+        print(f"docalign: error: {cli_errors.one_paragraph(err)} (Run with --help for every option.)", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as err:  # noqa: BLE001 - our own errors are reported without a traceback
         ours = _own_error(err)
         if ours is None:
@@ -330,10 +399,10 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> DocAlignCLI:
 
 
 def _own_error(err: BaseException | None) -> BaseException | None:
-    """The CheckpointError or DataError behind ``err`` (libraries may wrap it), or None."""
+    """The CheckpointError, DataError or OverrideError behind ``err`` (libraries may wrap it), or None."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, (CheckpointError, DataError)):
+        if isinstance(err, (CheckpointError, DataError, OverrideError)):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__

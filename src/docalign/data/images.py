@@ -28,10 +28,11 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..conventions import MAX_PAGE_PIXELS
 from .repairs import DataError, RepairLog
 
 # A 600-dpi A4 scan is 4960 x 7016 = 34.8 M pixels; twice that is still a page, not a bomb.
-DEFAULT_MAX_PIXELS = 80_000_000
+DEFAULT_MAX_PIXELS = MAX_PAGE_PIXELS
 DEFAULT_PDF_DPI = 144
 PDF_POINTS_PER_INCH = 72
 
@@ -159,8 +160,9 @@ def render_pdf_page(path: PathLike, page: int = 0, dpi: int = DEFAULT_PDF_DPI,
         zoom = dpi / PDF_POINTS_PER_INCH
         width, height = round(pdf_page.rect.width * zoom), round(pdf_page.rect.height * zoom)
         if max_pixels is not None and width * height > max_pixels:
+            fits = int(dpi * (max_pixels / (width * height)) ** 0.5)
             raise _Bad(f"PDF {path} page {page} at {dpi} dpi would be {width}x{height} = {width * height:,} "
-                       f"pixels, over the limit of {max_pixels:,} (max_pixels; lower the dpi)")
+                       f"pixels, over the limit of {max_pixels:,} (max_pixels; lower the dpi: {fits} dpi or less would fit)")
         try:
             pixmap = pdf_page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, colorspace=pymupdf.csRGB)
         except Exception as err:  # noqa: BLE001

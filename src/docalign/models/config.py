@@ -7,7 +7,7 @@ Its own module so that the architectures (``layoutlm``, ``layoutlmv2``, ``layout
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 
 @dataclass
@@ -39,7 +39,7 @@ class BackboneConfig:
             the arch and sizes must match it. Loaded weights count as warm-started (``lr``, not ``new_lr``).
     """
 
-    arch: str = "layoutlmv3"
+    arch: Literal["layoutlm", "layoutlmv2", "layoutlmv3"] = "layoutlmv3"
     pretrained: Optional[str] = None
     text_init: Optional[str] = "minilm"
     hidden_size: int = 384

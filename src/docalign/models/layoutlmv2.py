@@ -255,7 +255,10 @@ def read_layoutlmv2_checkpoint(name: str) -> tuple[LayoutLMv2Config, dict[str, t
 
         state = load_file(file)
     else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - the unpickler raises many types; each is this error
+            raise CheckpointError(f"'{name}': {file} cannot be loaded safely (weights only): {err}") from err
     return hf_config, state
 
 

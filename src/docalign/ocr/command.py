@@ -3,9 +3,11 @@
     docalign ocr data/scans --engine tesseract --set psm=6 --cache-dir data/ocr_cache --workers 2
 
 Pages: every ``.png``, ``.jpg``/``.jpeg``, ``.tif``/``.tiff`` (each frame of a multi-page TIFF is a page)
-and, when PyMuPDF is installed, each page of a ``.pdf`` rendered at ``--pdf-dpi``. Already cached pages
-cost a hash and a file read. Prints one summary line (pages, failed, words, seconds, cache hits) and
-exits 1 when a page failed (each failure is reported on stderr with its file), 2 on bad arguments.
+and, when PyMuPDF is installed, each page of a ``.pdf`` rendered at ``--pdf-dpi``. A page over ``--max-pixels``
+(width x height, default ``MAX_PAGE_PIXELS`` = 80 M) is refused as a failed page, before it is rendered or
+decoded, with the resolution that would fit (it is not silently shrunk: boxes stay in the pixels of the page
+the readers render). Already cached pages cost a hash and a file read. Prints one summary line (pages,
+failed, words, seconds, cache hits) and exits 1 when a page failed (each failure is reported on stderr with its file), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from PIL import Image
 
+from ..conventions import MAX_PAGE_PIXELS
 from . import DEFAULT_ENGINE, ENGINES, EngineUnavailable, get_engine, parse_value
 from .cache import CachedEngine, OcrCache
 
@@ -43,6 +46,7 @@ class Page:
     path: Path
     index: int = 0
     pdf_dpi: int = 200
+    max_pixels: Optional[int] = MAX_PAGE_PIXELS
 
     @property
     def page_id(self) -> str:
@@ -50,20 +54,45 @@ class Page:
         return f"{self.path}#{self.index + 1}" if multi_page else str(self.path)
 
     def load(self) -> Image.Image:
-        """The page as a PIL image (PDF pages rendered at ``pdf_dpi`` dots per inch, RGB)."""
+        """The page as a PIL image (PDF pages rendered at ``pdf_dpi`` dots per inch, RGB).
+
+        A page over ``max_pixels`` (width x height; None: no limit) is refused before it is rendered or decoded
+        (``PageTooLarge``, naming the page, its size and, for a PDF, the resolution that would fit).
+        """
         if self.path.suffix.lower() == PDF_SUFFIX:
             import fitz  # PyMuPDF
 
             with fitz.open(self.path) as pdf:
-                pix = pdf[self.index].get_pixmap(dpi=self.pdf_dpi, alpha=False)
+                page = pdf[self.index]
+                zoom = self.pdf_dpi / 72
+                width, height = round(page.rect.width * zoom), round(page.rect.height * zoom)
+                if self.max_pixels is not None and width * height > self.max_pixels:
+                    fits = int(self.pdf_dpi * (self.max_pixels / (width * height)) ** 0.5)
+                    raise PageTooLarge(
+                        f"at {self.pdf_dpi} dpi the page would be {width}x{height} = {width * height:,} pixels, over "
+                        f"the limit of {self.max_pixels:,} (--max-pixels); --pdf-dpi {fits} or less would fit"
+                    )
+                pix = page.get_pixmap(matrix=fitz.Matrix(zoom, zoom), alpha=False)
                 return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-        with Image.open(self.path) as im:
+        with Image.open(self.path) as im:  # PIL reads the size from the header; nothing is decoded yet
             im.seek(self.index)
+            width, height = im.size
+            if self.max_pixels is not None and width * height > self.max_pixels:
+                raise PageTooLarge(
+                    f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{self.max_pixels:,} (--max-pixels; a decompression bomb or a wrong file?)"
+                )
             im.load()
             return im.copy()
 
 
-def find_pages(folder: Path, recursive: bool = False, pdf_dpi: int = 200) -> tuple[list[Page], list[str]]:
+class PageTooLarge(ValueError):
+    """A page over the pixel limit; ``docalign ocr`` reports it as a failed page with its file."""
+
+
+def find_pages(
+    folder: Path, recursive: bool = False, pdf_dpi: int = 200, max_pixels: Optional[int] = MAX_PAGE_PIXELS
+) -> tuple[list[Page], list[str]]:
     """The pages under ``folder`` in sorted path order, and the problems found while listing them."""
     files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
     pages: list[Page] = []
@@ -73,9 +102,9 @@ def find_pages(folder: Path, recursive: bool = False, pdf_dpi: int = 200) -> tup
         try:
             if suffix in (".tif", ".tiff"):
                 with Image.open(path) as im:
-                    pages += [Page(path, i) for i in range(getattr(im, "n_frames", 1))]
+                    pages += [Page(path, i, max_pixels=max_pixels) for i in range(getattr(im, "n_frames", 1))]
             elif suffix in IMAGE_SUFFIXES:
-                pages.append(Page(path))
+                pages.append(Page(path, max_pixels=max_pixels))
             elif suffix == PDF_SUFFIX:
                 try:
                     import fitz  # PyMuPDF
@@ -83,7 +112,7 @@ def find_pages(folder: Path, recursive: bool = False, pdf_dpi: int = 200) -> tup
                     problems.append(f"{path}: PDF pages need PyMuPDF (pip install pymupdf); skipped")
                     continue
                 with fitz.open(path) as pdf:
-                    pages += [Page(path, i, pdf_dpi) for i in range(pdf.page_count)]
+                    pages += [Page(path, i, pdf_dpi, max_pixels) for i in range(pdf.page_count)]
         except Exception as err:  # noqa: BLE001 - reported and counted, never silent
             problems.append(f"{path}: cannot open ({type(err).__name__}: {err}); skipped")
     return pages, problems
@@ -105,6 +134,8 @@ def _ocr_page(page: Page) -> tuple[str, int, bool, Optional[str]]:
     assert _ENGINE is not None
     try:
         image = page.load()
+    except PageTooLarge as err:
+        return page.page_id, 0, False, f"refused: {err}"
     except Exception as err:  # noqa: BLE001
         return page.page_id, 0, False, f"cannot read image ({type(err).__name__}: {err})"
     try:
@@ -138,6 +169,7 @@ def run(
     recursive: bool = False,
     pdf_dpi: int = 200,
     progress: bool = True,
+    max_pixels: Optional[int] = MAX_PAGE_PIXELS,
 ) -> dict[str, Any]:
     """OCR every page under ``folder`` into the cache; returns the summary as a dict.
 
@@ -152,7 +184,7 @@ def run(
     settings = dict(settings or {})
     get_engine(engine, **settings)  # bad name or setting: fail before starting workers
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    pages, errors = find_pages(folder, recursive, pdf_dpi)
+    pages, errors = find_pages(folder, recursive, pdf_dpi, max_pixels)
     if not pages and not errors:
         raise ValueError(f"{folder}: no page images ({', '.join(sorted(IMAGE_SUFFIXES | {PDF_SUFFIX}))})")
     workers = max(1, min(workers, len(pages) or 1))
@@ -210,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--recursive", action="store_true", help="also look in subfolders")
     parser.add_argument("--pdf-dpi", type=int, default=200, help="resolution of rendered PDF pages (dots per inch)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PAGE_PIXELS,
+        help=f"refuse pages over this many pixels, width x height (default {MAX_PAGE_PIXELS:,}; PDF pages are "
+        "checked before rendering, images before decoding; 0: no limit)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -234,6 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.recursive,
             args.pdf_dpi,
             progress=not args.no_progress,
+            max_pixels=args.max_pixels or None,
         )
     except (ValueError, EngineUnavailable) as err:
         print(f"docalign ocr: error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from PIL import Image
@@ -115,6 +115,30 @@ class Reader:
         except json.JSONDecodeError as err:
             self.repairs.report(str(path), field, f"invalid or truncated JSON ({err})", "skip the document")
             return None
+
+    def confined_path(self, base: Path, relative: Any, where: str, field: str,
+                      repair: str = "skip the document") -> Optional[Path]:
+        """``base / relative`` for a path read from an annotation file, or None (counted) when it could leave
+        ``base``: absolute paths, ``..`` components, and paths whose resolved location (symbolic links
+        followed) is outside the resolved ``base`` are refused naming the file and the field."""
+        text = str(relative)
+        if not text.strip() or "\0" in text:
+            self.repairs.report(where, field, f"empty or invalid path {text[:80]!r}", repair)
+            return None
+        pure = PurePosixPath(text.replace("\\", "/"))
+        if pure.is_absolute() or PureWindowsPath(text).drive or ".." in pure.parts:
+            self.repairs.report(where, field, f"path {text[:80]!r} leaves the dataset folder {base} "
+                                "(absolute or with '..'); paths in annotations are relative to it", repair)
+            return None
+        path = base / pure
+        try:
+            inside = path.resolve().is_relative_to(base.resolve())
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, an invalid name
+            inside = False
+        if not inside:
+            self.repairs.report(where, field, f"path {text[:80]!r} resolves outside the dataset folder {base}", repair)
+            return None
+        return path
 
     def open_image(self, path: Path, where: str, field: str = "image") -> Optional[Image.Image]:
         """The page image as RGB, or None (counted) when unusable; see ``docalign.data.images``."""

@@ -130,7 +130,12 @@ class RVLCDIPReader(_OCRReader):
         if not path.is_file():
             raise FileNotFoundError(f"RVL-CDIP label file {path} not found (root={self.root})")
         keys = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                self.repairs.report(str(path), f"line {n}", f"not UTF-8 ({err})", "skip the line")
+                continue
             if not line.strip():
                 continue
             parts = line.split()
@@ -138,6 +143,8 @@ class RVLCDIPReader(_OCRReader):
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
                 self.repairs.report(str(path), f"line {n}", f"expected '<image path> <class index>', got {line[:80]!r}",
                                     "skip the line")
+                continue
+            if self.confined_path(self.images_dir, parts[0], str(path), f"line {n}", "skip the line") is None:
                 continue
             index = int(parts[1])
             if not 0 <= index < len(RVL_CDIP_CLASSES):

@@ -125,6 +125,8 @@ class DocVQAReader(_AnswerSpans, Reader):
             if not isinstance(question, str) or not isinstance(image, str):
                 self.repairs.report(where, f"data[{i}]", "needs string fields 'question' and 'image'", "skip the question")
                 continue
+            if self.confined_path(path.parent, image, where, f"data[{i}].image", "skip the question") is None:
+                continue
             answers = record.get("answers", [])
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
                 self.repairs.report(where, f"data[{i}].answers", f"not a list of strings: {answers!r}",
