@@ -5,7 +5,6 @@ import functools
 import os
 import random
 import shutil
-import time
 
 import lightning as L
 import pytest
@@ -321,7 +320,6 @@ def quick_trainer(tmp_path, **kw):
 
 
 def test_a_short_training_run_classifies_rendered_pages_above_chance(tmp_path):
-    started = time.time()
     L.seed_everything(0)
     data = RenderedPages(max_length=16, stride=4, image_size=32, batch_size=8)
     data.setup()
@@ -339,7 +337,6 @@ def test_a_short_training_run_classifies_rendered_pages_above_chance(tmp_path):
     assert 0.0 <= float(run.callback_metrics["val/acc"]) <= 1.0
     (tested,) = run.test(model, datamodule=data)
     assert tested["test/acc"] >= 0.75 and tested["hp/test_acc"] == tested["test/acc"]  # chance: 1/3
-    assert time.time() - started < 60
 
 
 def test_aet_classification_logs_every_term_and_pita_sees_the_token_boxes(tmp_path):
