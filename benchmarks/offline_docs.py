@@ -6,7 +6,7 @@
 *run* trains and tests each experiment offline (``_offline.yaml``; ``*_aet`` adds ``_offline_aet.yaml``, ``*_vlcdoc``
 ``_offline_vlcdoc.yaml``) on rendered documents (``_offline_docs.yaml`` with 320 / 80 / 160 pages), all at the same
 small budget: ``--steps`` steps at batch 8, 128-token windows (stride 32), validation every ``--steps / 2`` steps,
-the best checkpoint tested. DocVQA validates once, at the end, on 40 pages and tests on 80 (its pages hold several
+the best checkpoint tested. DocVQA validates once, at the end, on 40 pages and tests on 40 (its pages hold several
 questions of several windows each). One run at a time (the machine is shared). Logs:
 ``<logs>/<experiment>/version_<N>`` (TensorBoard events, metrics.json).
 
@@ -40,7 +40,7 @@ def command(experiment: str, seed: int, steps: int, logs: Path) -> list[str]:
     for config in configs:
         cmd += ["--config", f"experiments/{config}.yaml"]
     qa = experiment.startswith("docvqa")
-    pages = "{train: 320, val: 40, test: 80}" if qa else "{train: 320, val: 80, test: 160}"
+    pages = "{train: 320, val: 40, test: 40}" if qa else "{train: 320, val: 80, test: 160}"
     cmd += [
         "--data.init_args.synthetic_docs",
         pages,
@@ -132,7 +132,7 @@ def report(args: argparse.Namespace) -> None:
 Short offline runs on the synthetic documents (`docalign.data.synthetic_docs`: RVL-CDIP's 16 kinds, balanced; QA
 pairs over rendered fields), one seed per experiment (the machine was shared by five engineers, load 9-12, and a
 step took about 15-35 s), all at one budget: {args.steps} steps at batch 8, 128-token windows, best checkpoint
-tested. Classification: 320 / 80 / 160 pages (chance accuracy 1/16); QA: 320 / 40 / 80 pages. Command (per
+tested. Classification: 320 / 80 / 160 pages (chance accuracy 1/16); QA: 320 / 40 / 40 pages. Command (per
 experiment; `*_vlcdoc` adds `--config experiments/_offline_vlcdoc.yaml`, QA the flags in the script):
 `{example}`.
 
