@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
 TINY_AET = Path(__file__).resolve().parent / "configs" / "tiny_aet.yaml"  # shrinks AET's alignment encoders
+TINY_VLCDOC = Path(__file__).resolve().parent / "configs" / "tiny_vlcdoc.yaml"  # shrinks VLCDoC's ViT and blocks
 OFFLINE = EXPERIMENTS / "_offline.yaml"
+OFFLINE_VLCDOC = EXPERIMENTS / "_offline_vlcdoc.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Release folders for tests. FUNSD is the real release: CI exports DOCALIGN_FUNSD when ../shared/data/funsd
@@ -27,12 +29,21 @@ FIXTURE_ARGS = {  # the fixtures have 3 training documents: carve 1 for validati
     "CORD": ["--data.init_args.root", str(FIXTURES / "cord")],
     "SROIE": ["--data.init_args.root", str(FIXTURES / "sroie"), "--data.init_args.val_size", "1"],
     "RVLCDIP": ["--data.init_args.root", str(FIXTURES / "rvl_cdip")],  # 3 train / 1 val / 1 test, real rapidocr
+    # 4 pages in 3 class folders: one per class to train, the second Letter to test (= val), real rapidocr
+    "Tobacco3482": [
+        "--data.init_args.root",
+        str(FIXTURES / "tobacco3482"),
+        "--data.init_args.train_per_class",
+        "1",
+        "--data.init_args.val_per_class",
+        "0",
+    ],
     # 2 train pages (4 questions, 1 answer not in the OCR) / 1 val / 1 test page; tiny.yaml's 64-token windows
     # with stride 16 leave room for at most 44 question tokens
     "DocVQA": ["--data.init_args.root", str(FIXTURES / "docvqa"), "--data.init_args.max_question_tokens", "16"],
 }
-RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "DocVQA")
-OCR_DATAMODULES = ("RVLCDIP",)  # their OCR cache goes to the test's tmp folder too
+RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "Tobacco3482", "DocVQA")
+OCR_DATAMODULES = ("RVLCDIP", "Tobacco3482")  # their OCR cache goes to the test's tmp folder too
 FUNSD_MISSING = (
     "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
 )
@@ -46,10 +57,12 @@ def cli_args(experiment: str, tmp_path: Path, *extra: str) -> list[str]:
     """Arguments for ``docalign fit`` of ``experiment`` shrunk by ``tests/configs/tiny.yaml`` (and
     ``tiny_aet.yaml`` for AET experiments (``demo`` included), whose alignment encoders it shrinks).
 
-    ``experiments/_offline.yaml`` comes before tiny.yaml, so experiments that name hub checkpoints run with no
+    ``experiments/_offline.yaml`` (and ``_offline_vlcdoc.yaml`` for VLCDoC, shrunk by ``tiny_vlcdoc.yaml``) comes
+    before tiny.yaml, so experiments that name hub checkpoints run with no
     hub; release-folder DataModules read the test data (see ``data_args``).
     """
     tiny = ["--config", str(TINY)] + (["--config", str(TINY_AET)] if is_aet(experiment) else [])
+    vlcdoc = "_vlcdoc" in experiment  # VLCDoC's ViT has no offline weights: its own overlay, then its shrink
     return [
         "--config",
         str(EXPERIMENTS / "_base.yaml"),
@@ -57,7 +70,9 @@ def cli_args(experiment: str, tmp_path: Path, *extra: str) -> list[str]:
         str(EXPERIMENTS / f"{experiment}.yaml"),
         "--config",
         str(OFFLINE),
+        *(["--config", str(OFFLINE_VLCDOC)] if vlcdoc else []),
         *tiny,
+        *(["--config", str(TINY_VLCDOC)] if vlcdoc else []),
         "--experiment",
         experiment,
         "--trainer.logger.init_args.save_dir",
@@ -75,7 +90,8 @@ def class_name(experiment: str, section: str) -> str:
     path, name = EXPERIMENTS / f"{experiment}.yaml", ""
     while not name and path is not None:
         config = yaml.safe_load(path.read_text()) or {}
-        name = str((config.get(section) or {}).get("class_path", "")).rsplit(".", 1)[-1]
+        stated = (config.get(section) or {}).get("class_path") or config.get(f"{section}.class_path", "")  # dotted too
+        name = str(stated).rsplit(".", 1)[-1]
         path = EXPERIMENTS / config["config"] if isinstance(config.get("config"), str) else None
     return name
 

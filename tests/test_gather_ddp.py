@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from docalign.distributed import gather_no_grad, gather_with_grad
-from docalign.losses import ditc_loss, glitc_loss, info_nce, supcon_inter, supcon_intra
+from docalign.losses import ditc_loss, glitc_loss, info_nce, supcon_inter, supcon_intra, supcon_intra_views
 from docalign.models.momentum import FeatureQueue
 
 WORLD, BATCH, DIM, TEMP = 2, 3, 8, 0.1
@@ -58,6 +58,11 @@ def all_losses(x, rows, weight, lengths_pad):
         "clip": clip,
         **supcon_inter(image, text, labels, TEMP),
         **supcon_intra(image, text, labels, TEMP),
+        # VLCDoC's two-view intra term: each rank concatenates its own two views, so the gathered contrast set is
+        # ordered differently from the one-process one; the loss must not depend on that order
+        "supcon_intra_views": supcon_intra_views(image, F.normalize(image + 0.5 * text, dim=-1), text, labels, TEMP)[
+            "loss_intra"
+        ],
         **ditc_loss(image, text, x["image_m"][rows], x["text_m"][rows], x["queue"], x["queue"], TEMP),
         "ditc_same_document_masked": ditc_loss(
             image,

@@ -18,7 +18,7 @@ from .aet import (
     token_patch_index,
 )
 from .contrastive import Temperature, info_nce
-from .supcon import sup_contrastive, supcon_inter, supcon_intra
+from .supcon import sup_contrastive, supcon_inter, supcon_intra, supcon_intra_views
 
 __all__ = [
     "Temperature",
@@ -33,5 +33,6 @@ __all__ = [
     "sup_contrastive",
     "supcon_inter",
     "supcon_intra",
+    "supcon_intra_views",
     "token_patch_index",
 ]

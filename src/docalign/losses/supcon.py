@@ -74,3 +74,28 @@ def supcon_intra(
     v2v = sup_contrastive(vision, gather_with_grad(vision), labels, labels_all, temperature, own, True)
     t2t = sup_contrastive(text, gather_with_grad(text), labels, labels_all, temperature, own, True)
     return {"loss_intra": (v2v + t2t) / 2}
+
+
+def supcon_intra_views(
+    vision: torch.Tensor,
+    vision_view: torch.Tensor,
+    text: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """VLCDoC's intra-modality term with two image views: vision <-> vision over both views, text <-> text.
+
+    Vision: the 2B features of the two views are one contrast set (SupCon's multi-view batch, Khosla et al.):
+    each anchor's positives are its own other view and every same-class feature of either view, itself
+    excluded. Text (one view): as ``supcon_intra``. The term is the mean of the two.
+
+    Args: vision, vision_view, text (B, D) L2-normalised (``vision_view``: the augmented images'); labels (B,) long.
+    """
+    views = torch.cat([vision, vision_view])  # (2B, D)
+    view_labels = torch.cat([labels, labels])
+    labels_all, view_labels_all = gather_no_grad(labels), gather_no_grad(view_labels)
+    own = torch.arange(labels.shape[0], device=labels.device) + rank() * labels.shape[0]
+    own_views = torch.arange(views.shape[0], device=labels.device) + rank() * views.shape[0]
+    v2v = sup_contrastive(views, gather_with_grad(views), view_labels, view_labels_all, temperature, own_views, True)
+    t2t = sup_contrastive(text, gather_with_grad(text), labels, labels_all, temperature, own, True)
+    return {"loss_intra": (v2v + t2t) / 2}

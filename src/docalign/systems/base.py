@@ -72,12 +72,14 @@ class DocumentSystem(L.LightningModule):
         warmup_ratio: float,
         optimizer: Optional[OptimizerFactory],
         freeze: Optional[list[str]] = None,
+        backbone_module: Optional[torch.nn.Module] = None,
     ) -> None:
         super().__init__()
         self.freeze_patterns = list(freeze or [])
         self.backbone_config = backbone
         self.alignment: Optional[AETAlignment] = None
-        self.backbone = build_backbone(backbone, vocab_size)
+        # ``backbone_module``: a network built by the subclass (VLCDoC's towers and blocks) instead of ``backbone``'s
+        self.backbone = backbone_module if backbone_module is not None else build_backbone(backbone, vocab_size)
         if backbone.init_from:  # a docalign .ckpt (e.g. pre-training): its weights replace any hub warm start
             self.backbone.load_report = load_backbone_checkpoint(self.backbone, backbone.init_from)
         report = self.backbone.load_report

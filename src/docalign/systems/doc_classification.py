@@ -12,10 +12,12 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from ..conventions import IGNORE_INDEX
-from ..metrics.doc_accuracy import DocumentAccuracy
+from ..metrics.confusion_image import confusion_image
+from ..metrics.doc_accuracy import DocumentClassificationMetrics
 from ..models.backbone import BackboneConfig
 from .base import AlignmentFactory, DocumentSystem, OptimizerFactory
 
@@ -30,7 +32,7 @@ class DocumentClassification(DocumentSystem):
         See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``).
     """
 
-    hp_metrics = ("hp/val_acc", "hp/test_acc")
+    hp_metrics = ("hp/val_acc", "hp/test_acc", "hp/val_macro_f1", "hp/test_macro_f1")
     monitor = ("val/acc", "max")
 
     def __init__(
@@ -51,7 +53,9 @@ class DocumentClassification(DocumentSystem):
         super().__init__(backbone, vocab_size, lr, new_lr, weight_decay, schedule, warmup_ratio, optimizer, freeze)
         self.build_classifier(label_names, classifier_dropout, self.backbone.hidden_size)
         self.save_hyperparameters(ignore=["optimizer", "alignment"])
-        self.metrics = nn.ModuleDict({stage: DocumentAccuracy(len(self.label_names)) for stage in ("val", "test")})
+        self.metrics = nn.ModuleDict(
+            {stage: DocumentClassificationMetrics(len(self.label_names)) for stage in ("val", "test")}
+        )
         self.finish_init(alignment)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -82,10 +86,18 @@ class DocumentClassification(DocumentSystem):
         self.metrics[stage].update(batch["doc_index"], batch["window_index"], logits, batch["doc_label"])
 
     def _log_metrics(self, stage: str) -> None:
-        value = self.metrics[stage].compute()
+        values = self.metrics[stage].compute()
         self.metrics[stage].reset()
-        self.log(f"{stage}/acc", value, prog_bar=True)
-        self.log(f"hp/{stage}_acc", value)
+        self.log(f"{stage}/acc", values["acc"], prog_bar=True)
+        self.log(f"{stage}/macro_f1", values["macro_f1"])
+        self.log(f"hp/{stage}_acc", values["acc"])
+        self.log(f"hp/{stage}_macro_f1", values["macro_f1"])
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(
+                        f"{stage}/confusion_matrix", confusion_image(values["confusion"].cpu()), self.global_step
+                    )
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         """Per window: ``{"doc_index", "window", "logits"}`` (``window``: its ``window_index``; average a

@@ -10,6 +10,9 @@ from typing import Any, ClassVar, Optional
 from ...ocr import CachedEngine, OcrCache, engine_from_spec
 from ..encoding import DocumentEncoder
 from ..readers import classification as classification_reader
+from ..readers.base import Reader
+from ..readers.synthetic import SyntheticReader, check_counts
+from ..synthetic_docs import TOBACCO3482_KINDS
 from .base import DEFAULT_OCR_CACHE_DIR, ReleaseDataModule, log
 
 
@@ -26,18 +29,29 @@ class ClassificationDataModule(ReleaseDataModule):
     Labels: ``label_names`` are the classes; the encoder maps each document's ``doc_label`` to its index
     (``DocumentEncoder(doc_label_names=...)``) and copies it to every window (``batch["doc_label"]``).
 
+    Offline documents: ``synthetic_docs: {train: N, val: N, test: N}`` reads rendered pages
+    (``docalign.data.synthetic_docs``, one kind drawn per class, ``synthetic_kinds``; balanced classes; stream
+    ``synthetic_seed``) instead of the release, with their rendered words and boxes (no OCR, no folder, no hub);
+    ``experiments/_offline_docs.yaml`` sets it.
+
     Args:
         ocr_engine: OCR engine spec (``rapidocr``, ``tesseract``, ``easyocr``, with ``:key=value`` settings), or
             None for image-only documents.
         ocr_cache_dir: folder of the OCR cache (None: no OCR cache).
+        synthetic_docs: documents per split of the synthetic stand-in (None: the release).
+        synthetic_seed: its seed (splits use ``seed``, ``seed + 1``, ``seed + 2``).
         **kwargs: see ``ReleaseDataModule`` and ``DocumentDataModule``.
     """
 
     classes: ClassVar[tuple[str, ...]] = ()
+    synthetic_kinds: ClassVar[tuple[str, ...]] = ()  # the synthetic kind drawn for each class
     hub_readable = True
 
     def __init__(self, ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
-                 **kwargs: Any) -> None:
+                 synthetic_docs: Optional[dict[str, int]] = None, synthetic_seed: int = 0, **kwargs: Any) -> None:
+        if synthetic_docs is not None:
+            check_counts(synthetic_docs, "data.init_args.synthetic_docs")
+            ocr_engine = None  # the rendered words are exact: no OCR
         super().__init__(**kwargs)
         engine = engine_from_spec(ocr_engine) if ocr_engine else None
         self.ocr_cache = OcrCache(ocr_cache_dir) if engine is not None and ocr_cache_dir else None
@@ -48,6 +62,16 @@ class ClassificationDataModule(ReleaseDataModule):
     @property
     def label_names(self) -> list[str]:
         return list(self.classes)
+
+    def resolve_root(self, root: Optional[str]) -> Any:
+        return None if self.hparams.get("synthetic_docs") else super().resolve_root(root)
+
+    def make_reader(self) -> Reader:
+        hp = self.hparams
+        if hp.synthetic_docs:
+            return SyntheticReader(hp.synthetic_docs, hp.synthetic_seed, self.classes, self.synthetic_kinds,
+                                   repairs=self.repairs, max_pixels=hp.max_pixels)
+        return super().make_reader()
 
     def ocr_words(self, image: Any) -> tuple[list[str], list[tuple[int, int, int, int]]]:
         """The reader's OCR callable: ``image -> (words, pixel boxes)``."""
@@ -100,6 +124,7 @@ class RVLCDIP(ClassificationDataModule):
     layout = ("Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
               "('<image path> <class index 0-15>' per line) and images/.")
     classes = classification_reader.RVL_CDIP_CLASSES
+    synthetic_kinds = classes  # the synthetic kinds are RVL-CDIP's classes
     folder_reader = classification_reader.RVLCDIPReader
     hub_reader = classification_reader.RVLCDIPHubReader
 
@@ -136,6 +161,7 @@ class Tobacco3482(ClassificationDataModule):
     env_var = "DOCALIGN_TOBACCO3482"
     layout = "Expected one folder per class (ADVE, Email, Form, ...) holding the page images."
     classes = classification_reader.TOBACCO3482_CLASSES
+    synthetic_kinds = tuple(TOBACCO3482_KINDS[c] for c in classes)
     folder_reader = classification_reader.Tobacco3482Reader
     hub_reader = classification_reader.Tobacco3482HubReader
 
@@ -152,6 +178,8 @@ class Tobacco3482(ClassificationDataModule):
 
     def list_split(self, split: str) -> list[Any]:
         hp = self.hparams
+        if hp.synthetic_docs:
+            return self.reader.files(split)  # its own splits, already balanced
         if split == "val" and hp.val_per_class == 0:
             log.warning("%s: val_per_class is 0, so the test split doubles as the validation split", self.dataset)
             return self.split_keys("test")

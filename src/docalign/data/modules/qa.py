@@ -13,6 +13,7 @@ from ..encoding import EncodedWindow
 from ..qa_encoding import QAEncoder, QAWindow, collate_qa
 from ..readers import docvqa as docvqa_reader
 from ..readers.base import Reader
+from ..readers.synthetic import SyntheticReader, check_counts
 from ..repairs import DataError
 from .base import DEFAULT_OCR_CACHE_DIR, ReleaseDataModule, log
 
@@ -43,6 +44,12 @@ class DocVQA(ReleaseDataModule):
     The release folder: ``root``, the folder holding ``train/``, ``val/`` and ``test/``; default
     ``$DOCALIGN_DOCVQA``, else the hub.
 
+    Offline documents: ``synthetic_docs: {train: N, val: N, test: N}`` reads rendered pages of the sixteen kinds
+    (``docalign.data.synthetic_docs``, stream ``synthetic_seed``) with their questions over rendered fields ("What
+    is the invoice date?", answers located by construction) instead of the release (no folder, hub or OCR); their
+    test split has answers, so the ``test`` stage scores it (``test_split`` does not apply).
+    ``experiments/_offline_docs.yaml`` sets it.
+
     Args:
         hub_id: the hub copy (or a local parquet folder) read when there is no folder.
         hub_config: its configuration (``DocVQA`` for ``lmms-lab/DocVQA``; None: the default one).
@@ -50,6 +57,8 @@ class DocVQA(ReleaseDataModule):
         test_split: ``val`` (default) or ``test``: what the ``test`` stage scores (see above).
         max_question_tokens: the longest question kept, in sub-tokens (longer ones are cut and counted);
             ``max_length - 3 - max_question_tokens`` must exceed ``stride``.
+        synthetic_docs: pages per split of the synthetic stand-in (None: the release).
+        synthetic_seed: its seed (splits use ``seed``, ``seed + 1``, ``seed + 2``).
         **kwargs: ``root``, ``cache_dir``, ``max_pixels`` (``ReleaseDataModule``) and the rest of
             ``DocumentDataModule`` (``max_docs`` counts pages, not questions).
     """
@@ -64,16 +73,18 @@ class DocVQA(ReleaseDataModule):
     def __init__(self, test_split: str = "val", max_question_tokens: int = 64,
                  hub_id: str = docvqa_reader.DOCVQA_HUB_ID, hub_config: Optional[str] = docvqa_reader.DOCVQA_HUB_CONFIG,
                  ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
-                 **kwargs: Any) -> None:
+                 synthetic_docs: Optional[dict[str, int]] = None, synthetic_seed: int = 0, **kwargs: Any) -> None:
         if test_split not in ("val", "test"):
             raise ValueError(f"DocVQA: test_split must be 'val' or 'test', got {test_split!r}")
+        if synthetic_docs is not None:
+            check_counts(synthetic_docs, "data.init_args.synthetic_docs")
         super().__init__(**kwargs)
         if self.cache is not None:
             self.cache = WindowCache(self.hparams.cache_dir, QAWindow)
         self._encoding: Optional[str] = None  # the split being encoded (training skips unlocated answers)
         self._split_keys: dict[str, list[Any]] = {}
         self.ocr: Optional[CachedEngine] = None
-        if self.root is None:  # the hub copy: its pages need OCR
+        if self.root is None and not synthetic_docs:  # the hub copy: its pages need OCR
             if not ocr_engine:
                 raise DataError(f"{self.missing_root_message()} Its hub copy has no OCR words, so it needs "
                                 f"`--data.init_args.ocr_engine` (e.g. rapidocr), not None.")
@@ -90,8 +101,13 @@ class DocVQA(ReleaseDataModule):
         result = self.ocr(image)  # type: ignore[misc]
         return result.words, result.boxes
 
+    def resolve_root(self, root: Optional[str]) -> Any:
+        return None if self.hparams.get("synthetic_docs") else super().resolve_root(root)
+
     def make_reader(self) -> Reader:
         hp = self.hparams
+        if hp.synthetic_docs:
+            return SyntheticReader(hp.synthetic_docs, hp.synthetic_seed, repairs=self.repairs, max_pixels=hp.max_pixels)
         if self.root is None:
             return docvqa_reader.DocVQAHubReader(hp.hub_id, ocr=self.ocr_words, config=hp.hub_config,
                                                  repairs=self.repairs, max_pixels=hp.max_pixels)
@@ -110,6 +126,8 @@ class DocVQA(ReleaseDataModule):
         """The pages of ``split`` (``predict``: the release's test split); listed once per split, so problems in
         the questions file are reported once."""
         folder = "test" if split == "predict" else split
+        if self.hparams.synthetic_docs:
+            return self.reader.files(folder)  # every split has answers
         if folder not in self._split_keys:
             self._split_keys[folder] = self.reader.files(folder)
         pages = self._split_keys[folder]
@@ -130,7 +148,7 @@ class DocVQA(ReleaseDataModule):
         return parts
 
     def encode_split(self, split: str) -> list[EncodedWindow]:
-        if split == "test" and self.hparams.test_split == "val":
+        if split == "test" and self.hparams.test_split == "val" and not self.hparams.synthetic_docs:
             log.warning("%s: the release's test split has no answers, so the test stage scores the validation split "
                         "(test_split: val)", self.dataset)
             return self.windows["val"] if "val" in self.windows else self.encode_split("val")
