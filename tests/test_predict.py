@@ -252,3 +252,14 @@ def test_run_folder_and_checkpoint_file_give_the_same_pages(trained_run, pages, 
     for page in run:
         assert run[page]["model"]["checkpoint"] == file[page]["model"]["checkpoint"] == str(best)
         assert run[page]["words"] == file[page]["words"] and run[page]["entities"] == file[page]["entities"]
+
+
+def test_console_script_dispatch(monkeypatch, capsys):
+    """``docalign predict``/``export`` are the plain commands; LightningCLI's predict is ``predict-split``."""
+    from docalign.cli import main as docalign
+
+    for command, expected in (("predict", "--overlay"), ("export", "OUT"), ("predict-split", "--ckpt_path")):
+        monkeypatch.setattr("sys.argv", ["docalign", command, "--help"])
+        with pytest.raises(SystemExit) as done:
+            docalign()
+        assert done.value.code == 0 and expected in capsys.readouterr().out

@@ -206,6 +206,20 @@ def page_record(page: PageRef, doc: Document, model: TrainedModel, words_from: d
     }
 
 
+def dumps_page(record: dict[str, Any]) -> str:
+    """The page JSON, one word (entity, answer) per line: readable and still plain JSON."""
+    import json
+
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, list) and value:
+            inner = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in value)
+            lines.append(f" {json.dumps(key)}: [\n{inner}\n ]")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="docalign predict", description="Apply a trained model to page images, PDFs and folders of them."
@@ -245,8 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from tqdm import tqdm
 
     pages = find_pages(args.inputs, args.recursive)
@@ -277,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"docalign predict: {page.path} page {page.index + 1}: {err}", file=sys.stderr)
             continue
-        (out / f"{page.page_id}.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        (out / f"{page.page_id}.json").write_text(dumps_page(record))
         if overlay is not None:
             draw_overlay(image, record).save(overlay / f"{page.page_id}.png")
         n_words += len(record["words"])
