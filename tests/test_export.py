@@ -38,7 +38,7 @@ def batch_of(model, docs, doc_labels: bool = False):
 )
 def test_transformers_round_trip_gives_identical_predictions(tmp_path, capsys, arch, system, auto):
     import transformers
-    from transformers import AutoTokenizer
+    from transformers import AutoImageProcessor, AutoTokenizer
 
     from docalign.data.synthetic import generate_receipts
     from docalign.inference.loading import load_trained
@@ -57,6 +57,10 @@ def test_transformers_round_trip_gives_identical_predictions(tmp_path, capsys, a
     inputs = {k: batch[k] for k in ("input_ids", "bbox", "attention_mask")}
     if arch == "layoutlmv3":  # what LayoutLMv3ImageProcessor gives: mean 0.5, std 0.5
         inputs["pixel_values"] = (batch["pixel_values"] - 0.5) / 0.5
+        processor = AutoImageProcessor.from_pretrained(str(tmp_path / "hf"))
+        pixels = processor(generate_receipts(3, 1)[0].image.convert("RGB"), return_tensors="pt").pixel_values
+        assert pixels.shape == inputs["pixel_values"][:1].shape  # the backbone's size, normalised as ours
+        assert (pixels - inputs["pixel_values"][:1]).abs().mean() < 0.05  # resampling differs in detail only
     with torch.no_grad():
         expected = ours.system(batch)["logits"]
         got = hf(**inputs).logits

@@ -4,7 +4,8 @@
 files): ``AutoModelForTokenClassification`` / ``AutoModelForSequenceClassification.from_pretrained(OUT)`` and
 ``AutoTokenizer.from_pretrained(OUT)`` load them and give the same logits as our system for the same inputs
 (``input_ids``, ``bbox`` 0-1000, ``attention_mask``; v3 also ``pixel_values`` normalised with mean 0.5 and std 0.5
-at the backbone's image size, as ``LayoutLMv3ImageProcessor`` does). Which models are one:
+at the backbone's image size: the folder's ``preprocessor_config.json``, a ``LayoutLMv3ImageProcessor`` without OCR,
+prepares them). Which models are one:
 
 - LayoutLM v1 token and sequence classification, without an alignment component: our backbone *is*
   ``transformers.LayoutLMModel`` and our heads are its heads (a linear layer on the token states / on the pooler);
@@ -35,6 +36,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..conventions import PIXEL_MEAN, PIXEL_STD
 from ..hub import CheckpointError
 from .loading import (
     FOLDER_CONFIG,
@@ -111,6 +113,20 @@ def to_transformers(model: TrainedModel) -> torch.nn.Module:
     return exported.eval()
 
 
+def image_processor(model: TrainedModel) -> Any:
+    """The ``LayoutLMv3ImageProcessor`` that prepares pages as our encoder does: RGB, bilinear resize to the
+    backbone's square size, [0, 1], then mean 0.5 and std 0.5 (no OCR: words come with the inputs)."""
+    from transformers import LayoutLMv3ImageProcessor
+
+    size = model.system.backbone_config.image_size
+    return LayoutLMv3ImageProcessor(
+        apply_ocr=False,
+        size={"height": size, "width": size},
+        image_mean=[PIXEL_MEAN] * 3,
+        image_std=[PIXEL_STD] * 3,
+    )
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
@@ -145,8 +161,11 @@ def export(model: TrainedModel, out: str | Path) -> tuple[str, Optional[str]]:
     out.mkdir(parents=True, exist_ok=True)
     reason = not_transformers(model)
     if reason is None:
-        to_transformers(model).save_pretrained(str(out))
+        exported = to_transformers(model)
+        exported.save_pretrained(str(out))
         model.tokenizer.save_pretrained(str(out))
+        if getattr(exported.config, "visual_embed", False):
+            image_processor(model).save_pretrained(str(out))
         return "transformers", None
     write_own_folder(model, out, reason)
     return "docalign", reason
