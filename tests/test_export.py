@@ -140,6 +140,17 @@ def test_aet_model_is_exported_in_our_format(tmp_path, capsys):
     for key, value in load_trained(ckpt).system.state_dict().items():
         assert torch.equal(reloaded.system.state_dict()[key], value), key
 
+    from docalign.inference.predict import main as predict
+
+    write_pages(tmp_path / "pages", count=1)
+    outputs = []
+    for source in (ckpt, tmp_path / "out"):  # the AET model predicts the same from its checkpoint and its folder
+        out = tmp_path / f"pred-{source.name}"
+        args = [str(tmp_path / "pages"), "--words", str(tmp_path / "pages" / "words"), "--out", str(out)]
+        assert predict(["--ckpt", str(source), *args, "--no-progress"]) == 0
+        outputs.append(json.loads((out / "page0.json").read_text()))
+    assert outputs[0]["words"] == outputs[1]["words"] and outputs[0]["entities"] == outputs[1]["entities"]
+
 
 def test_export_refuses_bad_targets(tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "m.ckpt", tiny_hparams("TokenClassification", arch="layoutlm"))
