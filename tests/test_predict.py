@@ -263,3 +263,34 @@ def test_console_script_dispatch(monkeypatch, capsys):
         with pytest.raises(SystemExit) as done:
             docalign()
         assert done.value.code == 0 and expected in capsys.readouterr().out
+
+
+def test_segment_decoding_when_the_words_carry_segment_boxes(tmp_path, pages):
+    """A model that scores per segment decodes per segment where words share boxes (as its metric does), and leaves
+    one-box-per-word pages (OCR's) undecoded."""
+    from docalign.data.document import Document
+    from docalign.data.encoding import DocumentEncoder, collate_windows
+    from docalign.inference.loading import load_trained
+    from docalign.systems.token_classification import document_tags
+
+    ckpt = save_checkpoint(tmp_path / "s.ckpt", tiny_hparams("TokenClassification", segment_decoding=True))
+    folder, docs = pages
+    doc = as_given(docs[0])
+    boxes = [list(doc.boxes[i - i % 3]) for i in range(len(doc.words))]  # segments of three words sharing a box
+    segmented = tmp_path / "words"
+    segmented.mkdir()
+    (segmented / "page0.json").write_text(json.dumps({"words": doc.words, "boxes": boxes}))
+    for words, decoded in ((segmented / "page0.json", True), (folder / "words" / "page0.json", False)):
+        out = tmp_path / f"out-{decoded}"
+        args = ["--ckpt", str(ckpt), str(folder / "page0.png"), "--words", str(words), "--out", str(out)]
+        assert main([*args, "--batch-size", "64", "--no-progress"]) == 0
+        record = read_outputs(out)["page0"]
+        assert record["segment_decoding"] is decoded
+        model = load_trained(ckpt)
+        page = Document(doc.doc_id, doc.image, doc.words, [w["box"] for w in record["words"]])
+        encoder = DocumentEncoder(model.tokenizer, model.label_names, max_length=64, stride=16, image_size=32)
+        with torch.no_grad():
+            rows = model.system.predict_step(collate_windows(encoder.encode(page, 0), model.tokenizer.pad_token_id), 0)
+        assert [w["label"] for w in record["words"]] == document_tags(rows, segment_decoding=decoded)[0]
+    entities = read_outputs(tmp_path / "out-True")["page0"]["entities"]
+    assert entities and all(e["words"][0] % 3 == 0 and len(e["words"]) <= 3 for e in entities)

@@ -10,8 +10,11 @@ page's JSON (``<out>/<page id>.json``) holds:
 - ``words``: ``{"text", "box": [x0, y0, x1, y1] pixels}`` per word, plus for entity labelling ``label`` and
   ``confidence`` (the softmax probability of the label). Windows overlap; each word's prediction is taken from the
   one window that scores it in evaluation (``data.encoding``: its first sub-token's most central window), so a
-  word gets one label and the predictions are those the test metric scores (undecoded: segment decoding needs
-  segment boxes, which OCR words do not have);
+  word gets one label and the predictions are those the test metric scores;
+- ``segment_decoding`` (entity labelling): whether the labels were decoded per segment, as the metric of a model
+  trained with ``segment_decoding: true`` scores them: only when the words carry segment boxes (consecutive words
+  sharing one box, e.g. a words JSON made from annotated entities); OCR gives one box per word, so OCR'd pages are
+  left undecoded (per segment, every word would be an entity of its own);
 - ``entities`` (entity labelling): runs of words grouped from the BIO tags (``bio_entities``) with ``text``,
   ``label`` (the type), ``box`` (the union of its words' boxes), ``confidence`` (mean of its words') and ``words``
   (their indices);
@@ -39,6 +42,7 @@ from ..data.images import DEFAULT_MAX_PIXELS, DEFAULT_PDF_DPI
 from ..data.qa_encoding import QAEncoder, collate_qa
 from ..data.repairs import DataError, RepairLog
 from ..hub import CheckpointError
+from ..metrics.entity_f1 import segment_vote
 from ..ocr import DEFAULT_ENGINE, EngineUnavailable
 from ..ocr.command import default_cache_dir
 from ..systems.extractive_qa import best_spans
@@ -122,7 +126,7 @@ class Predictor:
         out: dict[str, Any] = {"words": words}
         task = self.model.task
         if task == "token_classification":
-            self._label_words(doc, words)
+            out["segment_decoding"] = self._label_words(doc, words)
             out["entities"] = [
                 {
                     "text": " ".join(words[i]["text"] for i in index),
@@ -139,15 +143,26 @@ class Predictor:
             out["answers"] = self._answer(doc, questions)
         return out
 
-    def _label_words(self, doc: Document, words: list[dict[str, Any]]) -> None:
+    def _label_words(self, doc: Document, words: list[dict[str, Any]]) -> bool:
+        """Fill each word's ``label`` and ``confidence``; returns whether segment decoding was applied."""
         names = self.model.label_names
+        segments = [0] * len(words)
         for batch in self._batches(self.encoder.encode(doc, 0), collate_windows):
             probs = self.model.system(batch)["logits"].float().softmax(-1)
             best, label = probs.max(-1)
             for b, t in batch["scored"].nonzero().tolist():
-                word = words[int(batch["word_ids"][b, t])]
-                word["label"] = names[int(label[b, t])]
-                word["confidence"] = round(float(best[b, t]), 4)
+                index = int(batch["word_ids"][b, t])
+                words[index]["label"] = names[int(label[b, t])]
+                words[index]["confidence"] = round(float(best[b, t]), 4)
+                segments[index] = int(batch["segment_ids"][b, t])
+        # A model that scores per segment decodes per segment, but only where the words carry segment boxes (runs of
+        # words sharing one box, e.g. a words JSON from an annotation): with OCR's one box per word, every word would
+        # become an entity of its own.
+        decode = bool(getattr(self.model.system, "segment_decoding", False)) and len(set(segments)) < len(segments)
+        if decode:
+            for word, tag in zip(words, segment_vote([w["label"] for w in words], segments)):
+                word["label"] = tag
+        return decode
 
     def _classify(self, doc: Document) -> dict[str, Any]:
         logits = [
