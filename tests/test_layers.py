@@ -20,6 +20,7 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("docalign.models",), ("docalign.losses",), ("docalign.metrics",)],
     [("docalign.alignment",)],  # alignment components: encoders (models) + their losses, injected into systems
     [("docalign.systems",)],
+    [("docalign.inference",)],  # ``docalign predict`` and ``export``: trained systems on pages, exported folders
     [("docalign.compare",)],  # ``docalign compare``: reads TensorBoard logs, imports no other docalign module
     [("docalign.cli", "docalign.cli_errors")],  # the command and its parse-stage checks
 ]

@@ -276,6 +276,7 @@ COMMANDS = {
     "test": "score a checkpoint on the test split",
     "predict": "apply a trained model to new documents (images, PDFs, folders)",
     "export": "write a trained model in a format transformers (or docalign predict) loads",
+    "predict-split": "LightningCLI's predict over a DataModule's split (predict_step), e.g. DocVQA's test questions",
     "ocr": "pre-compute OCR of a folder of page images and PDFs into the OCR cache",
     "compare": "experiments side by side from logs/: a markdown table and validation curves",
 }
@@ -419,6 +420,16 @@ def main() -> None:
         from .compare import main as compare_main
 
         raise SystemExit(compare_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["predict"]:  # a trained model on new pages (docalign.inference.predict)
+        from .inference.predict import main as predict_main
+
+        raise SystemExit(predict_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["export"]:  # a transformers folder, or docalign's own (docalign.inference.export)
+        from .inference.export import main as export_main
+
+        raise SystemExit(export_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["predict-split"]:  # LightningCLI's predict over a DataModule's split (e.g. DocVQA's test)
+        sys.argv[1] = "predict"
     cli_main()
 
 

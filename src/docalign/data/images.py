@@ -170,4 +170,17 @@ def render_pdf_page(path: PathLike, page: int = 0, dpi: int = DEFAULT_PDF_DPI,
         return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_PDF_DPI", "DataError", "load_image", "render_pdf_page"]
+def pdf_page_count(path: PathLike) -> int:
+    """The number of pages of a PDF (``DataError`` naming the file when it cannot be opened)."""
+    try:
+        import pymupdf
+    except ImportError:  # older PyMuPDF releases only have the ``fitz`` name
+        import fitz as pymupdf
+    try:
+        with pymupdf.open(Path(path)) as document:
+            return document.page_count
+    except Exception as err:  # noqa: BLE001 - PyMuPDF raises several unrelated types for bad files
+        raise DataError(f"PDF {path} cannot be opened ({type(err).__name__}: {err})") from err
+
+
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_PDF_DPI", "DataError", "load_image", "pdf_page_count", "render_pdf_page"]
