@@ -71,7 +71,9 @@ def code_fingerprint(modules: Sequence[ModuleType]) -> str:
 
 def cache_key(parts: dict[str, Any]) -> str:
     """SHA-256 of ``parts`` (JSON with sorted keys)."""
-    return hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 class WindowCache:
@@ -98,21 +100,34 @@ class WindowCache:
             if not isinstance(data, dict) or data.get("key") != key or data.get("format") != CACHE_FORMAT:
                 raise ValueError("stored key or format does not match")
             windows = [self.window_type(**w) for w in data["windows"]]
-            return "hit", {"windows": windows, "repair_counts": dict(data["repair_counts"]),
-                           "repair_examples": dict(data["repair_examples"]), "stats": dict(data["stats"])}
+            return "hit", {
+                "windows": windows,
+                "repair_counts": dict(data["repair_counts"]),
+                "repair_examples": dict(data["repair_examples"]),
+                "stats": dict(data["stats"]),
+            }
         except Exception as err:  # noqa: BLE001 - any unreadable entry is recomputed, whatever broke it
             log.warning("cache entry %s is corrupt (%s: %s); recomputing it", path, type(err).__name__, err)
             return "corrupt", None
 
-    def save(self, name: str, key: str, windows: Sequence[EncodedWindow], repair_counts: dict,
-             repair_examples: dict, stats: dict) -> Path:
+    def save(
+        self,
+        name: str,
+        key: str,
+        windows: Sequence[EncodedWindow],
+        repair_counts: dict,
+        repair_examples: dict,
+        stats: dict,
+    ) -> Path:
         """Store ``windows`` with the repairs (counts per reason, examples) and reader ``stats`` of the split."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(name, key)
         data = {
-            "format": CACHE_FORMAT, "key": key,
+            "format": CACHE_FORMAT,
+            "key": key,
             "windows": [{f.name: getattr(w, f.name) for f in dataclasses.fields(w)} for w in windows],
-            "repair_counts": dict(repair_counts), "repair_examples": {k: list(v) for k, v in repair_examples.items()},
+            "repair_counts": dict(repair_counts),
+            "repair_examples": {k: list(v) for k, v in repair_examples.items()},
             "stats": {str(k): int(v) for k, v in stats.items()},
         }
         handle, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")

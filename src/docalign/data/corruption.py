@@ -28,8 +28,14 @@ from ..conventions import IGNORE_INDEX, PAGE_SCALE
 DROPPED = -1  # mismatch_images: the sample's image is dropped
 
 
-def mask_tokens(input_ids: torch.Tensor, word_ids: torch.Tensor, rate: float, mask_token_id: int,
-                vocab_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    word_ids: torch.Tensor,
+    rate: float,
+    mask_token_id: int,
+    vocab_size: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MVLM's masking.
 
     Args:
@@ -49,7 +55,9 @@ def mask_tokens(input_ids: torch.Tensor, word_ids: torch.Tensor, rate: float, ma
     return corrupted, labels
 
 
-def text_lines(word_ids: torch.Tensor, bbox: torch.Tensor, min_overlap: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def text_lines(
+    word_ids: torch.Tensor, bbox: torch.Tensor, min_overlap: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The text lines of one window (see the module docstring).
 
     Args:
@@ -99,8 +107,9 @@ def cover_boxes(image: torch.Tensor, boxes: torch.Tensor, fill: float) -> torch.
     return out
 
 
-def mismatch_images(doc_index: torch.Tensor, replace_rate: float, drop_rate: float,
-                    generator: torch.Generator) -> torch.Tensor:
+def mismatch_images(
+    doc_index: torch.Tensor, replace_rate: float, drop_rate: float, generator: torch.Generator
+) -> torch.Tensor:
     """TIM's negatives: per sample, whose image it gets.
 
     Args:

@@ -50,13 +50,10 @@ class Document:
     def __post_init__(self) -> None:
         where = self.source or self.doc_id
         if len(self.boxes) != len(self.words):
-            raise ValueError(
-                f"{where}: field 'boxes' has {len(self.boxes)} entries but 'words' has {len(self.words)}"
-            )
+            raise ValueError(f"{where}: field 'boxes' has {len(self.boxes)} entries but 'words' has {len(self.words)}")
         if self.word_labels is not None and len(self.word_labels) != len(self.words):
             raise ValueError(
-                f"{where}: field 'word_labels' has {len(self.word_labels)} entries "
-                f"but 'words' has {len(self.words)}"
+                f"{where}: field 'word_labels' has {len(self.word_labels)} entries but 'words' has {len(self.words)}"
             )
         for i, box in enumerate(self.boxes):
             if len(box) != 4:
@@ -65,8 +62,13 @@ class Document:
     @classmethod
     def from_ocr(cls, result: Any, doc_id: str, image: Image.Image, source: str = "") -> "Document":
         """The page ``image`` with the words and pixel boxes of ``result`` (a ``docalign.ocr.OcrResult``), no labels."""
-        return cls(doc_id=doc_id, image=image, words=list(result.words),
-                   boxes=[tuple(float(v) for v in b) for b in result.boxes], source=source)
+        return cls(
+            doc_id=doc_id,
+            image=image,
+            words=list(result.words),
+            boxes=[tuple(float(v) for v in b) for b in result.boxes],
+            source=source,
+        )
 
     @property
     def size(self) -> tuple[int, int]:

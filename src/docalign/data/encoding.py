@@ -32,16 +32,16 @@ from .repairs import RepairLog
 class EncodedWindow:
     """One model input. Shapes are per window: L tokens (no padding yet)."""
 
-    input_ids: list[int]            # (L,)
-    bbox: list[list[int]]           # (L, 4), 0-1000
-    labels: list[int]               # (L,), label id on a word's first sub-token, -100 elsewhere
-    word_ids: list[int]             # (L,), index of the word in the document, -1 for special tokens
-    segment_ids: list[int]          # (L,), index of the word's segment in the document (word_segments), -1 special
-    scored: list[bool]              # (L,), True on the one token whose prediction counts for its word
-    doc_index: int                  # index of the document in its split
-    window_index: int               # index of the window among its document's windows (QA: its question's)
-    image: torch.Tensor | None      # (3, S, S) uint8, shared by the windows of one document
-    doc_label: int = IGNORE_INDEX   # the document's class id (classification), -100 when it has none
+    input_ids: list[int]  # (L,)
+    bbox: list[list[int]]  # (L, 4), 0-1000
+    labels: list[int]  # (L,), label id on a word's first sub-token, -100 elsewhere
+    word_ids: list[int]  # (L,), index of the word in the document, -1 for special tokens
+    segment_ids: list[int]  # (L,), index of the word's segment in the document (word_segments), -1 special
+    scored: list[bool]  # (L,), True on the one token whose prediction counts for its word
+    doc_index: int  # index of the document in its split
+    window_index: int  # index of the window among its document's windows (QA: its question's)
+    image: torch.Tensor | None  # (3, S, S) uint8, shared by the windows of one document
+    doc_label: int = IGNORE_INDEX  # the document's class id (classification), -100 when it has none
 
 
 def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
@@ -60,14 +60,19 @@ def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
             x0, x1 = min(x0, x1), max(x0, x1)
             y0, y1 = min(y0, y1), max(y0, y1)
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-            repairs.report(where, f"boxes[{i}]", f"box {box!r} outside the {width}x{height} page",
-                           "clip it to the page")
+            repairs.report(
+                where, f"boxes[{i}]", f"box {box!r} outside the {width}x{height} page", "clip it to the page"
+            )
             x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
             y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-        out.append([
-            int(PAGE_SCALE * x0 / width), int(PAGE_SCALE * y0 / height),
-            int(PAGE_SCALE * x1 / width), int(PAGE_SCALE * y1 / height),
-        ])
+        out.append(
+            [
+                int(PAGE_SCALE * x0 / width),
+                int(PAGE_SCALE * y0 / height),
+                int(PAGE_SCALE * x1 / width),
+                int(PAGE_SCALE * y1 / height),
+            ]
+        )
     return out
 
 
@@ -116,9 +121,16 @@ class DocumentEncoder:
         repairs: where problems are counted (or raised, if strict).
     """
 
-    def __init__(self, tokenizer: Any, label_names: Sequence[str], max_length: int = 512, stride: int = 128,
-                 image_size: int | None = 224, repairs: RepairLog | None = None,
-                 doc_label_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        label_names: Sequence[str],
+        max_length: int = 512,
+        stride: int = 128,
+        image_size: int | None = 224,
+        repairs: RepairLog | None = None,
+        doc_label_names: Sequence[str] | None = None,
+    ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("DocumentEncoder needs a fast tokenizer (it maps sub-tokens back to words)")
         self.tokenizer = tokenizer
@@ -149,8 +161,12 @@ class DocumentEncoder:
         if self.doc_label_names is None or doc.doc_label is None:
             return IGNORE_INDEX
         if doc.doc_label not in self.doc_label2id:
-            self.repairs.report(doc.source or doc.doc_id, "doc_label", f"unknown class {doc.doc_label!r} "
-                                f"(known: {', '.join(self.doc_label_names)})", "leave the document unlabelled (-100)")
+            self.repairs.report(
+                doc.source or doc.doc_id,
+                "doc_label",
+                f"unknown class {doc.doc_label!r} (known: {', '.join(self.doc_label_names)})",
+                "leave the document unlabelled (-100)",
+            )
             return IGNORE_INDEX
         return self.doc_label2id[doc.doc_label]
 
@@ -166,8 +182,9 @@ class DocumentEncoder:
         if missing:
             where = doc.source or doc.doc_id
             for i in missing:
-                self.repairs.report(where, f"words[{i}]", f"word {words[i]!r} has no sub-token",
-                                    f"encode it as {self._unk}")
+                self.repairs.report(
+                    where, f"words[{i}]", f"word {words[i]!r} has no sub-token", f"encode it as {self._unk}"
+                )
                 words[i] = self._unk
             enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
             word_ids = enc.word_ids()
@@ -176,8 +193,9 @@ class DocumentEncoder:
     def encode(self, doc: Document, doc_index: int) -> list[EncodedWindow]:
         """All windows of one document (at least one, even for a page with no words)."""
         if not doc.words and self.doc_label_names is None:  # classification: a blank page is a legitimate sample
-            self.repairs.report(doc.source or doc.doc_id, "words", "page with no words",
-                                "keep it as an image-only sample")
+            self.repairs.report(
+                doc.source or doc.doc_id, "words", "page with no words", "keep it as an image-only sample"
+            )
         boxes = normalise_boxes(doc, self.repairs)
         labels = self._label_ids(doc)
         doc_label = self._doc_label_id(doc)
@@ -209,10 +227,25 @@ class DocumentEncoder:
                 lab = [IGNORE_INDEX] * len(ids)
             else:
                 # Train on every window's first sub-tokens; only the owner's prediction is scored.
-                lab = [IGNORE_INDEX] + [labels[token_words[t]] if first_token[token_words[t]] == t
-                                        else IGNORE_INDEX for t in span] + [IGNORE_INDEX]
-            windows.append(EncodedWindow(ids, bbox, lab, word_ids, segment_ids, scored, doc_index,
-                                         window_index=index, image=image, doc_label=doc_label))
+                lab = (
+                    [IGNORE_INDEX]
+                    + [labels[token_words[t]] if first_token[token_words[t]] == t else IGNORE_INDEX for t in span]
+                    + [IGNORE_INDEX]
+                )
+            windows.append(
+                EncodedWindow(
+                    ids,
+                    bbox,
+                    lab,
+                    word_ids,
+                    segment_ids,
+                    scored,
+                    doc_index,
+                    window_index=index,
+                    image=image,
+                    doc_label=doc_label,
+                )
+            )
         return windows
 
 

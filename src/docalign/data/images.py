@@ -43,9 +43,16 @@ _PIL_LIMIT_LOCK = threading.Lock()
 PathLike = Union[str, Path]
 
 
-def load_image(path: PathLike, *, repairs: Optional[RepairLog] = None, where: Optional[str] = None,
-               field: str = "image", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, page: int = 0,
-               dpi: int = DEFAULT_PDF_DPI) -> Optional[Image.Image]:
+def load_image(
+    path: PathLike,
+    *,
+    repairs: Optional[RepairLog] = None,
+    where: Optional[str] = None,
+    field: str = "image",
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    page: int = 0,
+    dpi: int = DEFAULT_PDF_DPI,
+) -> Optional[Image.Image]:
     """Open ``path`` as an upright 8-bit RGB image.
 
     Args:
@@ -98,8 +105,10 @@ def _open_checked(path: Path, max_pixels: Optional[int]) -> Image.Image:
         with handle:
             width, height = handle.size
             if max_pixels is not None and width * height > max_pixels:
-                raise _Bad(f"image {path} has {width}x{height} = {width * height:,} pixels, over the limit of "
-                           f"{max_pixels:,} (max_pixels; a decompression bomb or a wrong file?)")
+                raise _Bad(
+                    f"image {path} has {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (max_pixels; a decompression bomb or a wrong file?)"
+                )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 handle.load()
@@ -124,8 +133,7 @@ def _to_rgb(image: Image.Image, path: Path, where: str, field: str, log: RepairL
     if mode in _CONVERT_SILENTLY:
         return image.convert("RGB")
     # High bit depth (16-bit PNG/TIFF scans, float images): PIL's convert would clip at 255.
-    log.report(where, field, f"image {path} has mode {mode!r} (more than 8 bits per pixel)",
-               "rescale it to 8 bits")
+    log.report(where, field, f"image {path} has mode {mode!r} (more than 8 bits per pixel)", "rescale it to 8 bits")
     pixels = np.asarray(image, dtype=np.float64)
     if mode.startswith("I;16"):
         scaled = pixels / 257.0
@@ -136,8 +144,9 @@ def _to_rgb(image: Image.Image, path: Path, where: str, field: str, log: RepairL
     return gray.convert("RGB")
 
 
-def render_pdf_page(path: PathLike, page: int = 0, dpi: int = DEFAULT_PDF_DPI,
-                    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.Image:
+def render_pdf_page(
+    path: PathLike, page: int = 0, dpi: int = DEFAULT_PDF_DPI, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Render page ``page`` (0-based) of a PDF at ``dpi`` dots per inch to an RGB image.
 
     The output is ``round(width_pt * dpi / 72) x round(height_pt * dpi / 72)`` pixels (PDF sizes are in
@@ -161,8 +170,10 @@ def render_pdf_page(path: PathLike, page: int = 0, dpi: int = DEFAULT_PDF_DPI,
         width, height = round(pdf_page.rect.width * zoom), round(pdf_page.rect.height * zoom)
         if max_pixels is not None and width * height > max_pixels:
             fits = int(dpi * (max_pixels / (width * height)) ** 0.5)
-            raise _Bad(f"PDF {path} page {page} at {dpi} dpi would be {width}x{height} = {width * height:,} "
-                       f"pixels, over the limit of {max_pixels:,} (max_pixels; lower the dpi: {fits} dpi or less would fit)")
+            raise _Bad(
+                f"PDF {path} page {page} at {dpi} dpi would be {width}x{height} = {width * height:,} "
+                f"pixels, over the limit of {max_pixels:,} (max_pixels; lower the dpi: {fits} dpi or less would fit)"
+            )
         try:
             pixmap = pdf_page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, colorspace=pymupdf.csRGB)
         except Exception as err:  # noqa: BLE001

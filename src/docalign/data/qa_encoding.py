@@ -35,8 +35,15 @@ import torch
 
 from ..conventions import IGNORE_INDEX, PAGE_SCALE
 from .document import Document
-from .encoding import DocumentEncoder, EncodedWindow, collate_windows, image_to_tensor
-from .encoding import normalise_boxes, window_starts, word_segments
+from .encoding import (
+    DocumentEncoder,
+    EncodedWindow,
+    collate_windows,
+    image_to_tensor,
+    normalise_boxes,
+    window_starts,
+    word_segments,
+)
 from .repairs import RepairLog
 
 SKIPPED = "training questions skipped (no answer located in the OCR)"
@@ -47,12 +54,12 @@ class QAWindow(EncodedWindow):
     """One (question, window) sample: an ``EncodedWindow`` (``labels`` all -100, ``scored`` all False) plus the
     question, its targets and what decoding needs to turn a span back into text."""
 
-    question_index: int = 0                 # the question's index among its page's questions (QAPair order)
-    start_position: int = IGNORE_INDEX      # token index of the answer's first sub-token; 0: not in this window
-    end_position: int = IGNORE_INDEX        # token index of the answer's last sub-token; -100: no located answer
+    question_index: int = 0  # the question's index among its page's questions (QAPair order)
+    start_position: int = IGNORE_INDEX  # token index of the answer's first sub-token; 0: not in this window
+    end_position: int = IGNORE_INDEX  # token index of the answer's last sub-token; -100: no located answer
     question: str = ""
     answers: list[str] = field(default_factory=list)  # the gold answer strings (empty: none, e.g. the test split)
-    words: list[str] = field(default_factory=list)    # the page's words (one list shared by the page's windows)
+    words: list[str] = field(default_factory=list)  # the page's words (one list shared by the page's windows)
 
 
 class QAEncoder(DocumentEncoder):
@@ -68,14 +75,24 @@ class QAEncoder(DocumentEncoder):
             cached with the reader's); default: a new one.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int = 512, stride: int = 128, image_size: Optional[int] = 224,
-                 repairs: Optional[RepairLog] = None, max_question_tokens: int = 64, skip_unlocated: bool = False,
-                 stats: Optional[Counter] = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int = 512,
+        stride: int = 128,
+        image_size: Optional[int] = 224,
+        repairs: Optional[RepairLog] = None,
+        max_question_tokens: int = 64,
+        skip_unlocated: bool = False,
+        stats: Optional[Counter] = None,
+    ) -> None:
         super().__init__(tokenizer, [], max_length=max_length, stride=stride, image_size=image_size, repairs=repairs)
         if max_question_tokens < 1 or max_length - 3 - max_question_tokens <= stride:
-            raise ValueError(f"max_question_tokens={max_question_tokens} leaves windows of max_length={max_length} "
-                             f"tokens no more than stride={stride} page tokens (3 are special): use at least 1 and "
-                             f"at most {max_length - 4 - stride} question tokens, or a smaller stride")
+            raise ValueError(
+                f"max_question_tokens={max_question_tokens} leaves windows of max_length={max_length} "
+                f"tokens no more than stride={stride} page tokens (3 are special): use at least 1 and "
+                f"at most {max_length - 4 - stride} question tokens, or a smaller stride"
+            )
         self.max_question_tokens = max_question_tokens
         self.skip_unlocated = skip_unlocated
         self.stats: Counter = stats if stats is not None else Counter()
@@ -87,9 +104,13 @@ class QAEncoder(DocumentEncoder):
             return []
         ids = list(self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"])
         if len(ids) > self.max_question_tokens:
-            self.repairs.report(doc.source or doc.doc_id, f"qa_pairs[{index}].question",
-                                f"question of {len(ids)} sub-tokens", f"keep its first {self.max_question_tokens}")
-            ids = ids[:self.max_question_tokens]
+            self.repairs.report(
+                doc.source or doc.doc_id,
+                f"qa_pairs[{index}].question",
+                f"question of {len(ids)} sub-tokens",
+                f"keep its first {self.max_question_tokens}",
+            )
+            ids = ids[: self.max_question_tokens]
         return ids
 
     def _span(self, doc: Document, index: int, spans: Sequence[tuple[int, int]]) -> Optional[tuple[int, int]]:
@@ -98,9 +119,12 @@ class QAEncoder(DocumentEncoder):
             return None
         first, last = spans[0]
         if not 0 <= first <= last < len(doc.words):
-            self.repairs.report(doc.source or doc.doc_id, f"qa_pairs[{index}].answer_spans[0]",
-                                f"span {spans[0]!r} is not inside the page's {len(doc.words)} words",
-                                "treat the answer as not located")
+            self.repairs.report(
+                doc.source or doc.doc_id,
+                f"qa_pairs[{index}].answer_spans[0]",
+                f"span {spans[0]!r} is not inside the page's {len(doc.words)} words",
+                "treat the answer as not located",
+            )
             return None
         return first, last
 
@@ -132,10 +156,19 @@ class QAEncoder(DocumentEncoder):
             answer_tokens = (first_token[span[0]], last_token[span[1]]) if span is not None else None
             for w, s in enumerate(window_starts(len(token_ids), content, self.stride)):
                 page = range(s, min(s + content, len(token_ids)))
-                ids = ([tok.cls_token_id] + question + [tok.sep_token_id] + [token_ids[t] for t in page]
-                       + [tok.sep_token_id])
-                bbox = ([[0, 0, 0, 0]] * (len(question) + 1) + [[PAGE_SCALE] * 4]
-                        + [boxes[token_words[t]] for t in page] + [[PAGE_SCALE] * 4])
+                ids = (
+                    [tok.cls_token_id]
+                    + question
+                    + [tok.sep_token_id]
+                    + [token_ids[t] for t in page]
+                    + [tok.sep_token_id]
+                )
+                bbox = (
+                    [[0, 0, 0, 0]] * (len(question) + 1)
+                    + [[PAGE_SCALE] * 4]
+                    + [boxes[token_words[t]] for t in page]
+                    + [[PAGE_SCALE] * 4]
+                )
                 word_ids = [-1] * offset + [token_words[t] for t in page] + [-1]
                 segment_ids = [-1] * offset + [segments[token_words[t]] for t in page] + [-1]
                 if answer_tokens is None:
@@ -144,10 +177,25 @@ class QAEncoder(DocumentEncoder):
                     start, end = offset + answer_tokens[0] - s, offset + answer_tokens[1] - s
                 else:
                     start = end = 0
-                windows.append(QAWindow(
-                    ids, bbox, [IGNORE_INDEX] * len(ids), word_ids, segment_ids, [False] * len(ids), doc_index,
-                    window_index=w, image=image, question_index=q, start_position=start, end_position=end,
-                    question=pair.question, answers=list(pair.answers), words=doc.words))
+                windows.append(
+                    QAWindow(
+                        ids,
+                        bbox,
+                        [IGNORE_INDEX] * len(ids),
+                        word_ids,
+                        segment_ids,
+                        [False] * len(ids),
+                        doc_index,
+                        window_index=w,
+                        image=image,
+                        question_index=q,
+                        start_position=start,
+                        end_position=end,
+                        question=pair.question,
+                        answers=list(pair.answers),
+                        words=doc.words,
+                    )
+                )
         return windows
 
 

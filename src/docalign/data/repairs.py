@@ -52,7 +52,7 @@ class RepairLog:
         self.counts.update(other.counts)
         for key, items in other.examples.items():
             room = self._max_examples - len(self.examples[key])
-            self.examples[key].extend(items[:max(room, 0)])
+            self.examples[key].extend(items[: max(room, 0)])
 
     def summary(self) -> str:
         if not self.counts:

@@ -21,15 +21,71 @@ from .labels import CORD_CATEGORIES, bio_label_names, bio_tags
 
 LABEL_NAMES: list[str] = bio_label_names(CORD_CATEGORIES)
 
-_STORES = ["KOPI", "NASI", "WARUNG", "BAKERY", "CAFE", "RESTO", "MART", "BISTRO", "DAPUR", "TOKO",
-           "SUSHI", "PIZZA", "BURGER", "MIE", "SATE", "BAKSO"]
+_STORES = [
+    "KOPI",
+    "NASI",
+    "WARUNG",
+    "BAKERY",
+    "CAFE",
+    "RESTO",
+    "MART",
+    "BISTRO",
+    "DAPUR",
+    "TOKO",
+    "SUSHI",
+    "PIZZA",
+    "BURGER",
+    "MIE",
+    "SATE",
+    "BAKSO",
+]
 _STORE_SUFFIX = ["JAYA", "INDAH", "SENTOSA", "MAKMUR", "KITA", "ABADI", "EXPRESS", "CORNER", "HOUSE"]
 _STREETS = ["JL.", "JALAN"]
 _STREET_NAMES = ["SUDIRMAN", "THAMRIN", "GATOT", "MERDEKA", "DIPONEGORO", "braga", "KEMANG", "SENOPATI"]
-_FOODS = ["NASI", "GORENG", "AYAM", "BAKAR", "MIE", "KUAH", "ES", "TEH", "MANIS", "KOPI", "SUSU", "JERUK",
-          "ROTI", "BAKAR", "SATE", "SAPI", "SOTO", "BETAWI", "LATTE", "ICED", "CAPPUCCINO", "TAHU", "TEMPE",
-          "PISANG", "KEJU", "COKLAT", "CHICKEN", "BURGER", "FRIES", "LEMON", "TEA", "RICE", "BOWL",
-          "SPICY", "BEEF", "NOODLE", "DUMPLING", "MATCHA", "CROISSANT", "DONUT", "WAFFLE", "SALAD"]
+_FOODS = [
+    "NASI",
+    "GORENG",
+    "AYAM",
+    "BAKAR",
+    "MIE",
+    "KUAH",
+    "ES",
+    "TEH",
+    "MANIS",
+    "KOPI",
+    "SUSU",
+    "JERUK",
+    "ROTI",
+    "BAKAR",
+    "SATE",
+    "SAPI",
+    "SOTO",
+    "BETAWI",
+    "LATTE",
+    "ICED",
+    "CAPPUCCINO",
+    "TAHU",
+    "TEMPE",
+    "PISANG",
+    "KEJU",
+    "COKLAT",
+    "CHICKEN",
+    "BURGER",
+    "FRIES",
+    "LEMON",
+    "TEA",
+    "RICE",
+    "BOWL",
+    "SPICY",
+    "BEEF",
+    "NOODLE",
+    "DUMPLING",
+    "MATCHA",
+    "CROISSANT",
+    "DONUT",
+    "WAFFLE",
+    "SALAD",
+]
 _EXTRAS = ["CHEESE", "EGG", "SAMBAL", "SHOT", "SYRUP", "TOPPING", "SAUCE", "LARGE"]
 
 
@@ -68,8 +124,21 @@ def _layout(rng: random.Random) -> list[_Line]:
     lines.append(_Line([(store, None, 0.5 - 0.06 * len(store), "l")]))
     address = [rng.choice(_STREETS), rng.choice(_STREET_NAMES), str(rng.randint(1, 250))]
     lines.append(_Line([(address, None, left, "l")]))
-    lines.append(_Line([([f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/2026",
-                          f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d}"], None, left, "l")]))
+    lines.append(
+        _Line(
+            [
+                (
+                    [
+                        f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/2026",
+                        f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d}",
+                    ],
+                    None,
+                    left,
+                    "l",
+                )
+            ]
+        )
+    )
     lines.append(_Line([(["-" * rng.randint(18, 30)], None, left, "l")]))
 
     item_style = rng.randrange(3)
@@ -83,53 +152,104 @@ def _layout(rng: random.Random) -> list[_Line]:
         subtotal += price
         quantity += count
         if item_style == 0:  # "2 x NAME ... 25,000"
-            lines.append(_Line([([str(count)], "menu.cnt", left, "l"), (["x"], None, left + 0.05, "l"),
-                                (name, "menu.nm", left + 0.10, "l"), (money(price), "menu.price", right, "r")]))
+            lines.append(
+                _Line(
+                    [
+                        ([str(count)], "menu.cnt", left, "l"),
+                        (["x"], None, left + 0.05, "l"),
+                        (name, "menu.nm", left + 0.10, "l"),
+                        (money(price), "menu.price", right, "r"),
+                    ]
+                )
+            )
         elif item_style == 1:  # "NAME" then "2 @ 12,500 ... 25,000"
             lines.append(_Line([(name, "menu.nm", left, "l")]))
-            lines.append(_Line([([str(count)], "menu.cnt", left + 0.04, "l"), (["@"], None, left + 0.10, "l"),
-                                (money(unit), "menu.unitprice", left + 0.15, "l"),
-                                (money(price), "menu.price", right, "r")]))
+            lines.append(
+                _Line(
+                    [
+                        ([str(count)], "menu.cnt", left + 0.04, "l"),
+                        (["@"], None, left + 0.10, "l"),
+                        (money(unit), "menu.unitprice", left + 0.15, "l"),
+                        (money(price), "menu.price", right, "r"),
+                    ]
+                )
+            )
         else:  # columns "NAME | 2 | 25,000"
-            lines.append(_Line([(name, "menu.nm", left, "l"), ([str(count)], "menu.cnt", cnt_col, "l"),
-                                (money(price), "menu.price", right, "r")]))
+            lines.append(
+                _Line(
+                    [
+                        (name, "menu.nm", left, "l"),
+                        ([str(count)], "menu.cnt", cnt_col, "l"),
+                        (money(price), "menu.price", right, "r"),
+                    ]
+                )
+            )
         if rng.random() < 0.25:
             extra = rng.randrange(1, 10) * 1000
             subtotal += extra
-            lines.append(_Line([(["+"], None, left + 0.04, "l"),
-                                ([rng.choice(_EXTRAS)], "menu.sub_nm", left + 0.08, "l"),
-                                (money(extra), "menu.sub_price", right, "r")]))
+            lines.append(
+                _Line(
+                    [
+                        (["+"], None, left + 0.04, "l"),
+                        ([rng.choice(_EXTRAS)], "menu.sub_nm", left + 0.08, "l"),
+                        (money(extra), "menu.sub_price", right, "r"),
+                    ]
+                )
+            )
     lines.append(_Line([(["-" * rng.randint(18, 30)], None, left, "l")]))
 
     total = subtotal
-    lines.append(_Line([([rng.choice(["SUBTOTAL", "SUB-TOTAL", "Subtotal"])], None, left, "l"),
-                        (money(subtotal), "sub_total.subtotal_price", right, "r")]))
+    lines.append(
+        _Line(
+            [
+                ([rng.choice(["SUBTOTAL", "SUB-TOTAL", "Subtotal"])], None, left, "l"),
+                (money(subtotal), "sub_total.subtotal_price", right, "r"),
+            ]
+        )
+    )
     if rng.random() < 0.4:
         discount = rng.randrange(1, 10) * 1000
         total -= discount
-        lines.append(_Line([(["DISCOUNT"], None, left, "l"),
-                            (["-" + _price(discount, style)], "sub_total.discount_price", right, "r")]))
+        lines.append(
+            _Line(
+                [
+                    (["DISCOUNT"], None, left, "l"),
+                    (["-" + _price(discount, style)], "sub_total.discount_price", right, "r"),
+                ]
+            )
+        )
     if rng.random() < 0.5:
         service = subtotal * 5 // 100
         total += service
-        lines.append(_Line([(["SERVICE", "5%"], None, left, "l"),
-                            (money(service), "sub_total.service_price", right, "r")]))
+        lines.append(
+            _Line([(["SERVICE", "5%"], None, left, "l"), (money(service), "sub_total.service_price", right, "r")])
+        )
     tax = subtotal // 10
     total += tax
-    lines.append(_Line([([rng.choice(["TAX", "PB1", "PPN"]), "10%"], None, left, "l"),
-                        (money(tax), "sub_total.tax_price", right, "r")]))
+    lines.append(
+        _Line(
+            [
+                ([rng.choice(["TAX", "PB1", "PPN"]), "10%"], None, left, "l"),
+                (money(tax), "sub_total.tax_price", right, "r"),
+            ]
+        )
+    )
     lines.append(_Line([(["TOTAL"], None, left, "l"), (money(total), "total.total_price", right, "r")]))
     if rng.random() < 0.5:
-        lines.append(_Line([(["TOTAL", "QTY"], None, left, "l"),
-                            ([str(quantity)], "total.menuqty_cnt", right, "r")]))
+        lines.append(_Line([(["TOTAL", "QTY"], None, left, "l"), ([str(quantity)], "total.menuqty_cnt", right, "r")]))
     if rng.random() < 0.6:
         paid = (total // 50000 + 1) * 50000
         lines.append(_Line([(["CASH"], None, left, "l"), (money(paid), "total.cashprice", right, "r")]))
-        lines.append(_Line([(["CHANGE"], None, left, "l"),
-                            (money(paid - total), "total.changeprice", right, "r")]))
+        lines.append(_Line([(["CHANGE"], None, left, "l"), (money(paid - total), "total.changeprice", right, "r")]))
     else:
-        lines.append(_Line([([rng.choice(["CARD", "DEBIT", "VISA"])], None, left, "l"),
-                            (money(total), "total.creditcardprice", right, "r")]))
+        lines.append(
+            _Line(
+                [
+                    ([rng.choice(["CARD", "DEBIT", "VISA"])], None, left, "l"),
+                    (money(total), "total.creditcardprice", right, "r"),
+                ]
+            )
+        )
     lines.append(_Line([(["THANK", "YOU"], None, 0.3, "l")]))
     return lines
 
@@ -171,8 +291,14 @@ def render_receipt(seed: int, index: int) -> Document:
     pixels = np.asarray(image, dtype=np.float32)
     noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, rng.uniform(2.0, 8.0), pixels.shape)
     image = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8), mode="L")
-    return Document(doc_id=f"receipt-{seed}-{index}", image=image, words=words, boxes=boxes,
-                    word_labels=labels, source=f"synthetic receipt seed={seed} index={index}")
+    return Document(
+        doc_id=f"receipt-{seed}-{index}",
+        image=image,
+        words=words,
+        boxes=boxes,
+        word_labels=labels,
+        source=f"synthetic receipt seed={seed} index={index}",
+    )
 
 
 def generate_receipts(seed: int, count: int) -> list[Document]:

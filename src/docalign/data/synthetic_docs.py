@@ -29,60 +29,365 @@ from PIL import Image, ImageDraw, ImageFont
 from .document import Document, QAPair
 
 KINDS: tuple[str, ...] = (
-    "letter", "form", "email", "handwritten", "advertisement", "scientific report", "scientific publication",
-    "specification", "file folder", "news article", "budget", "invoice", "presentation", "questionnaire",
-    "resume", "memo",
+    "letter",
+    "form",
+    "email",
+    "handwritten",
+    "advertisement",
+    "scientific report",
+    "scientific publication",
+    "specification",
+    "file folder",
+    "news article",
+    "budget",
+    "invoice",
+    "presentation",
+    "questionnaire",
+    "resume",
+    "memo",
 )
 # Tobacco-3482's folders -> the kind drawn for them (Note: short handwritten notes; Report: reports).
 TOBACCO3482_KINDS: dict[str, str] = {
-    "ADVE": "advertisement", "Email": "email", "Form": "form", "Letter": "letter", "Memo": "memo",
-    "News": "news article", "Note": "handwritten", "Report": "scientific report", "Resume": "resume",
+    "ADVE": "advertisement",
+    "Email": "email",
+    "Form": "form",
+    "Letter": "letter",
+    "Memo": "memo",
+    "News": "news article",
+    "Note": "handwritten",
+    "Report": "scientific report",
+    "Resume": "resume",
     "Scientific": "scientific publication",
 }
 
-_FIRST = ["John", "Mary", "Robert", "Linda", "James", "Susan", "David", "Karen", "Peter", "Alice", "Thomas", "Helen",
-          "Paul", "Nancy", "Mark", "Laura"]
-_LAST = ["Smith", "Johnson", "Brown", "Taylor", "Miller", "Wilson", "Moore", "Clark", "Lewis", "Walker", "Hall",
-         "Young", "King", "Wright", "Green", "Baker"]
+_FIRST = [
+    "John",
+    "Mary",
+    "Robert",
+    "Linda",
+    "James",
+    "Susan",
+    "David",
+    "Karen",
+    "Peter",
+    "Alice",
+    "Thomas",
+    "Helen",
+    "Paul",
+    "Nancy",
+    "Mark",
+    "Laura",
+]
+_LAST = [
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Taylor",
+    "Miller",
+    "Wilson",
+    "Moore",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Hall",
+    "Young",
+    "King",
+    "Wright",
+    "Green",
+    "Baker",
+]
 _COMPANY = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Tyrell", "Cyberdyne"]
 _SUFFIX = ["Inc.", "Corp.", "Ltd.", "Group", "Company", "Labs"]
 _CITY = ["Richmond", "Boston", "Denver", "Austin", "Chicago", "Seattle", "Atlanta", "Raleigh"]
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
-_FILLER = ["the", "of", "and", "to", "in", "for", "with", "on", "is", "was", "this", "that", "by", "as", "we",
-           "our", "all", "new", "will", "be", "at", "from", "have", "are", "which", "also", "more", "results"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_FILLER = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "for",
+    "with",
+    "on",
+    "is",
+    "was",
+    "this",
+    "that",
+    "by",
+    "as",
+    "we",
+    "our",
+    "all",
+    "new",
+    "will",
+    "be",
+    "at",
+    "from",
+    "have",
+    "are",
+    "which",
+    "also",
+    "more",
+    "results",
+]
 _VOCAB: dict[str, list[str]] = {
-    "letter": ["sincerely", "dear", "regards", "thank", "letter", "enclosed", "request", "reply", "kindly", "sir",
-               "madam", "pleased", "inform", "writing", "respectfully"],
-    "memo": ["memorandum", "meeting", "please", "review", "attached", "department", "staff", "policy", "effective",
-             "schedule", "action", "internal", "note", "agenda"],
-    "email": ["sent", "message", "reply", "forwarded", "thanks", "attachment", "cc", "fyi", "call", "tomorrow",
-              "update", "asap", "inbox", "thread"],
-    "handwritten": ["call", "me", "back", "remember", "pick", "up", "tomorrow", "ok", "thx", "see", "you", "note",
-                    "later", "ask"],
-    "advertisement": ["new", "now", "free", "save", "offer", "best", "taste", "try", "today", "only", "great",
-                      "flavor", "smooth", "premium", "discover", "limited"],
-    "scientific report": ["study", "sample", "method", "analysis", "observed", "report", "summary", "findings",
-                          "tested", "data", "group", "measured", "control", "exposure"],
-    "scientific publication": ["abstract", "introduction", "et", "al", "fig", "significant", "hypothesis",
-                               "journal", "references", "experiment", "correlation", "cells", "mice", "vitro"],
-    "specification": ["specification", "moisture", "weight", "tolerance", "length", "diameter", "filter",
-                      "paper", "tipping", "grade", "minimum", "maximum", "mm", "mg"],
+    "letter": [
+        "sincerely",
+        "dear",
+        "regards",
+        "thank",
+        "letter",
+        "enclosed",
+        "request",
+        "reply",
+        "kindly",
+        "sir",
+        "madam",
+        "pleased",
+        "inform",
+        "writing",
+        "respectfully",
+    ],
+    "memo": [
+        "memorandum",
+        "meeting",
+        "please",
+        "review",
+        "attached",
+        "department",
+        "staff",
+        "policy",
+        "effective",
+        "schedule",
+        "action",
+        "internal",
+        "note",
+        "agenda",
+    ],
+    "email": [
+        "sent",
+        "message",
+        "reply",
+        "forwarded",
+        "thanks",
+        "attachment",
+        "cc",
+        "fyi",
+        "call",
+        "tomorrow",
+        "update",
+        "asap",
+        "inbox",
+        "thread",
+    ],
+    "handwritten": [
+        "call",
+        "me",
+        "back",
+        "remember",
+        "pick",
+        "up",
+        "tomorrow",
+        "ok",
+        "thx",
+        "see",
+        "you",
+        "note",
+        "later",
+        "ask",
+    ],
+    "advertisement": [
+        "new",
+        "now",
+        "free",
+        "save",
+        "offer",
+        "best",
+        "taste",
+        "try",
+        "today",
+        "only",
+        "great",
+        "flavor",
+        "smooth",
+        "premium",
+        "discover",
+        "limited",
+    ],
+    "scientific report": [
+        "study",
+        "sample",
+        "method",
+        "analysis",
+        "observed",
+        "report",
+        "summary",
+        "findings",
+        "tested",
+        "data",
+        "group",
+        "measured",
+        "control",
+        "exposure",
+    ],
+    "scientific publication": [
+        "abstract",
+        "introduction",
+        "et",
+        "al",
+        "fig",
+        "significant",
+        "hypothesis",
+        "journal",
+        "references",
+        "experiment",
+        "correlation",
+        "cells",
+        "mice",
+        "vitro",
+    ],
+    "specification": [
+        "specification",
+        "moisture",
+        "weight",
+        "tolerance",
+        "length",
+        "diameter",
+        "filter",
+        "paper",
+        "tipping",
+        "grade",
+        "minimum",
+        "maximum",
+        "mm",
+        "mg",
+    ],
     "file folder": ["file", "folder", "confidential", "records", "archive", "box", "correspondence", "vol"],
-    "news article": ["said", "yesterday", "according", "officials", "reported", "city", "state", "told",
-                     "week", "government", "public", "announced", "spokesman", "court"],
-    "budget": ["budget", "expenses", "salaries", "travel", "supplies", "total", "fiscal", "year", "actual",
-               "projected", "variance", "equipment", "overhead", "quarter"],
-    "invoice": ["invoice", "bill", "qty", "unit", "price", "amount", "due", "payment", "terms", "net", "shipping",
-                "tax", "subtotal", "remit"],
-    "presentation": ["overview", "objectives", "strategy", "growth", "market", "key", "goals", "plan", "next",
-                     "steps", "opportunities", "share", "brand", "targets"],
-    "questionnaire": ["how", "often", "do", "you", "yes", "no", "never", "sometimes", "always", "agree",
-                      "disagree", "rate", "question", "survey"],
-    "resume": ["education", "experience", "skills", "university", "degree", "manager", "responsible",
-               "references", "employment", "objective", "born", "languages", "awards", "present"],
-    "form": ["name", "address", "signature", "date", "phone", "number", "approved", "check", "box", "office",
-             "use", "only", "code", "department"],
+    "news article": [
+        "said",
+        "yesterday",
+        "according",
+        "officials",
+        "reported",
+        "city",
+        "state",
+        "told",
+        "week",
+        "government",
+        "public",
+        "announced",
+        "spokesman",
+        "court",
+    ],
+    "budget": [
+        "budget",
+        "expenses",
+        "salaries",
+        "travel",
+        "supplies",
+        "total",
+        "fiscal",
+        "year",
+        "actual",
+        "projected",
+        "variance",
+        "equipment",
+        "overhead",
+        "quarter",
+    ],
+    "invoice": [
+        "invoice",
+        "bill",
+        "qty",
+        "unit",
+        "price",
+        "amount",
+        "due",
+        "payment",
+        "terms",
+        "net",
+        "shipping",
+        "tax",
+        "subtotal",
+        "remit",
+    ],
+    "presentation": [
+        "overview",
+        "objectives",
+        "strategy",
+        "growth",
+        "market",
+        "key",
+        "goals",
+        "plan",
+        "next",
+        "steps",
+        "opportunities",
+        "share",
+        "brand",
+        "targets",
+    ],
+    "questionnaire": [
+        "how",
+        "often",
+        "do",
+        "you",
+        "yes",
+        "no",
+        "never",
+        "sometimes",
+        "always",
+        "agree",
+        "disagree",
+        "rate",
+        "question",
+        "survey",
+    ],
+    "resume": [
+        "education",
+        "experience",
+        "skills",
+        "university",
+        "degree",
+        "manager",
+        "responsible",
+        "references",
+        "employment",
+        "objective",
+        "born",
+        "languages",
+        "awards",
+        "present",
+    ],
+    "form": [
+        "name",
+        "address",
+        "signature",
+        "date",
+        "phone",
+        "number",
+        "approved",
+        "check",
+        "box",
+        "office",
+        "use",
+        "only",
+        "code",
+        "department",
+    ],
 }
 _FONT_FILES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
@@ -135,8 +440,16 @@ class _Page:
     def blank(self, n: int = 1) -> None:
         self.lines.extend([] for _ in range(n))
 
-    def field(self, key: str, question: str, label: Optional[list[str]], value: list[str], x: float,
-              value_x: Optional[float] = None, scale: float = 1.0) -> None:
+    def field(
+        self,
+        key: str,
+        question: str,
+        label: Optional[list[str]],
+        value: list[str],
+        x: float,
+        value_x: Optional[float] = None,
+        scale: float = 1.0,
+    ) -> None:
         """A line ``label value``; ``question`` is asked about ``value``."""
         self.questions[key] = question
         runs = [] if not label else [_Run(label, x, scale, bold=True)]
@@ -226,10 +539,22 @@ def _email(p: _Page, m: float) -> None:
     sender = _person(r)
     p.field("from", "Who sent the email?", ["From:"], sender, m, m + 0.12)
     p.add(_Run(["Sent:"], m, bold=True), _Run([r.choice(["Monday,", "Tuesday,", "Friday,"]), *_date(r)], m + 0.12))
-    p.field("to", "Who received the email?", ["To:"], [(_person(r)[0] + "@" + r.choice(_COMPANY)).lower() + ".com"],
-            m, m + 0.12)
-    p.field("subject", "What is the subject of the email?", ["Subject:"], ["RE:"] + p.words(r.randint(2, 4), 0.8),
-            m, m + 0.12)
+    p.field(
+        "to",
+        "Who received the email?",
+        ["To:"],
+        [(_person(r)[0] + "@" + r.choice(_COMPANY)).lower() + ".com"],
+        m,
+        m + 0.12,
+    )
+    p.field(
+        "subject",
+        "What is the subject of the email?",
+        ["Subject:"],
+        ["RE:"] + p.words(r.randint(2, 4), 0.8),
+        m,
+        m + 0.12,
+    )
     p.blank()
     for _ in range(r.randint(1, 3)):
         p.paragraph(r.randint(15, 40), m, 1 - 2 * m)
@@ -265,8 +590,14 @@ def _advertisement(p: _Page, m: float) -> None:
 
 def _report(p: _Page, m: float) -> None:
     r = p.rng
-    p.field("title", "What is the title of the report?", None, ["REPORT", "ON"] + p.words(r.randint(2, 3), 0.9),
-            0.5, scale=1.4)
+    p.field(
+        "title",
+        "What is the title of the report?",
+        None,
+        ["REPORT", "ON"] + p.words(r.randint(2, 3), 0.9),
+        0.5,
+        scale=1.4,
+    )
     p.lines[-1][0].align = "c"
     p.field("author", "Who prepared the report?", ["Prepared", "by:"], _person(r), 0.3)
     p.field("date", "What is the date of the report?", ["Date:"], _date(r), 0.3)
@@ -294,12 +625,17 @@ def _publication(p: _Page, m: float) -> None:
 def _specification(p: _Page, m: float) -> None:
     r = p.rng
     p.add(_Run(["PRODUCT", "SPECIFICATION"], m, 1.4, bold=True))
-    p.field("code", "What is the specification number?", ["Spec", "No."], [f"{r.randint(100, 999)}-{r.randint(10, 99)}"],
-            m)
+    p.field(
+        "code", "What is the specification number?", ["Spec", "No."], [f"{r.randint(100, 999)}-{r.randint(10, 99)}"], m
+    )
     p.blank()
     for name in r.sample(_VOCAB["specification"][:12], r.randint(6, 10)):
-        p.add(_Run([name.capitalize()], m), _Run([f"{r.uniform(0.1, 90):.2f}"], 0.55, align="r"),
-              _Run([f"+/-{r.uniform(0.01, 2):.2f}"], 0.75, align="r"), _Run([r.choice(["mm", "mg", "%"])], 0.8))
+        p.add(
+            _Run([name.capitalize()], m),
+            _Run([f"{r.uniform(0.1, 90):.2f}"], 0.55, align="r"),
+            _Run([f"+/-{r.uniform(0.01, 2):.2f}"], 0.75, align="r"),
+            _Run([r.choice(["mm", "mg", "%"])], 0.8),
+        )
     p.blank()
     p.field("date", "When was the specification issued?", ["Issued:"], _date(r), m)
 
@@ -307,9 +643,17 @@ def _specification(p: _Page, m: float) -> None:
 def _file_folder(p: _Page, m: float) -> None:
     r = p.rng
     p.blank(r.randint(2, 8))
-    p.field("label", "What is written on the folder?", None, [w.upper() for w in p.words(r.randint(1, 3), 1.0)],
-            r.uniform(0.15, 0.4), scale=2.4)
-    p.add(_Run(["File", "No."], r.uniform(0.15, 0.4), 1.4), _Run([f"{r.randint(1, 99)}-{r.randint(100, 999)}"], None, 1.4))
+    p.field(
+        "label",
+        "What is written on the folder?",
+        None,
+        [w.upper() for w in p.words(r.randint(1, 3), 1.0)],
+        r.uniform(0.15, 0.4),
+        scale=2.4,
+    )
+    p.add(
+        _Run(["File", "No."], r.uniform(0.15, 0.4), 1.4), _Run([f"{r.randint(1, 99)}-{r.randint(100, 999)}"], None, 1.4)
+    )
     if r.random() < 0.5:
         p.blank(r.randint(1, 4))
         p.add(_Run([f"{r.randint(1975, 2001)}"], r.uniform(0.15, 0.6), 2.0))
@@ -317,11 +661,13 @@ def _file_folder(p: _Page, m: float) -> None:
 
 def _news(p: _Page, m: float) -> None:
     r = p.rng
-    p.add(_Run(["The", r.choice(_CITY), r.choice(["Times", "Herald", "Post", "Journal"])], 0.5, 2.0, align="c",
-               bold=True))
+    p.add(
+        _Run(["The", r.choice(_CITY), r.choice(["Times", "Herald", "Post", "Journal"])], 0.5, 2.0, align="c", bold=True)
+    )
     p.add(_Run(["_" * int(p.chars * (1 - 2 * m))], m))
-    p.field("headline", "What is the headline?", None, [w.capitalize() for w in p.words(r.randint(3, 6), 0.7)],
-            m, scale=1.5)
+    p.field(
+        "headline", "What is the headline?", None, [w.capitalize() for w in p.words(r.randint(3, 6), 0.7)], m, scale=1.5
+    )
     p.field("reporter", "Who wrote the article?", ["By"], _person(r), m)
     p.blank()
     p.columns(r.randint(80, 140), (m, 0.36, 0.68), 0.3 - m / 2)
@@ -331,11 +677,31 @@ def _budget(p: _Page, m: float) -> None:
     r = p.rng
     p.add(_Run(["BUDGET"] + ([f"FY{r.randint(80, 99)}"] if r.random() < 0.6 else []), 0.5, 1.5, align="c", bold=True))
     p.blank()
-    p.add(_Run(["Item"], m, bold=True), _Run(["Budget"], 0.6, align="r", bold=True),
-          _Run(["Actual"], 1 - m, align="r", bold=True))
-    for item in r.sample(["Salaries", "Travel", "Supplies", "Equipment", "Overhead", "Printing", "Consultants",
-                          "Rent", "Postage", "Telephone"], r.randint(5, 9)):
-        p.add(_Run([item], m), _Run([_money(r, 100, 90000)], 0.6, align="r"), _Run([_money(r, 100, 90000)], 1 - m, align="r"))
+    p.add(
+        _Run(["Item"], m, bold=True),
+        _Run(["Budget"], 0.6, align="r", bold=True),
+        _Run(["Actual"], 1 - m, align="r", bold=True),
+    )
+    for item in r.sample(
+        [
+            "Salaries",
+            "Travel",
+            "Supplies",
+            "Equipment",
+            "Overhead",
+            "Printing",
+            "Consultants",
+            "Rent",
+            "Postage",
+            "Telephone",
+        ],
+        r.randint(5, 9),
+    ):
+        p.add(
+            _Run([item], m),
+            _Run([_money(r, 100, 90000)], 0.6, align="r"),
+            _Run([_money(r, 100, 90000)], 1 - m, align="r"),
+        )
     p.blank()
     p.field("total", "What is the total budget?", ["TOTAL"], [_money(r, 100000, 900000)], m, 0.48)
 
@@ -347,11 +713,17 @@ def _invoice(p: _Page, m: float) -> None:
     p.field("date", "What is the invoice date?", ["Date:"], _date(r), 0.6)
     p.field("customer", "Who is the invoice billed to?", ["Bill", "to:"], _company(r), m)
     p.blank()
-    p.add(_Run(["Qty"], m, bold=True), _Run(["Description"], m + 0.1, bold=True),
-          _Run(["Amount"], 1 - m, align="r", bold=True))
+    p.add(
+        _Run(["Qty"], m, bold=True),
+        _Run(["Description"], m + 0.1, bold=True),
+        _Run(["Amount"], 1 - m, align="r", bold=True),
+    )
     for _ in range(r.randint(2, 7)):
-        p.add(_Run([str(r.randint(1, 50))], m), _Run(p.words(r.randint(1, 3), 0.2), m + 0.1),
-              _Run([_money(r)], 1 - m, align="r"))
+        p.add(
+            _Run([str(r.randint(1, 50))], m),
+            _Run(p.words(r.randint(1, 3), 0.2), m + 0.1),
+            _Run([_money(r)], 1 - m, align="r"),
+        )
     p.blank()
     p.field("total", "What is the amount due?", ["Amount", "due:"], [_money(r, 1000, 99000)], 0.55)
     p.add(_Run(["Terms:", "net", str(r.choice([10, 30, 60])), "days"], m))
@@ -360,8 +732,14 @@ def _invoice(p: _Page, m: float) -> None:
 def _presentation(p: _Page, m: float) -> None:
     r = p.rng
     p.blank(r.randint(0, 2))
-    p.field("title", "What is the title of the slide?", None, [w.capitalize() for w in p.words(r.randint(2, 4), 0.9)],
-            0.5, scale=2.4)
+    p.field(
+        "title",
+        "What is the title of the slide?",
+        None,
+        [w.capitalize() for w in p.words(r.randint(2, 4), 0.9)],
+        0.5,
+        scale=2.4,
+    )
     p.lines[-1][0].align = "c"
     p.blank()
     for _ in range(r.randint(3, 6)):
@@ -376,8 +754,12 @@ def _questionnaire(p: _Page, m: float) -> None:
     p.blank()
     for n in range(1, r.randint(4, 8)):
         p.add(_Run([f"{n}."] + p.words(r.randint(5, 9), 0.7) + ["?"], m))
-        p.add(*[_Run(["[", "]", opt], m + 0.05 + 0.2 * k) for k, opt in enumerate(r.sample(
-            ["Yes", "No", "Never", "Sometimes", "Always"], 3))])
+        p.add(
+            *[
+                _Run(["[", "]", opt], m + 0.05 + 0.2 * k)
+                for k, opt in enumerate(r.sample(["Yes", "No", "Never", "Sometimes", "Always"], 3))
+            ]
+        )
 
 
 def _resume(p: _Page, m: float) -> None:
@@ -389,11 +771,18 @@ def _resume(p: _Page, m: float) -> None:
     for head in ["EDUCATION", "EXPERIENCE", "SKILLS"]:
         p.add(_Run([head], m, 1.1, bold=True))
         for _ in range(r.randint(1, 3)):
-            p.add(_Run([f"{r.randint(1960, 1990)}-{r.randint(1991, 2001)}"], m),
-                  _Run(p.words(r.randint(3, 6), 0.7), m + 0.2))
+            p.add(
+                _Run([f"{r.randint(1960, 1990)}-{r.randint(1991, 2001)}"], m),
+                _Run(p.words(r.randint(3, 6), 0.7), m + 0.2),
+            )
         p.blank()
-    p.field("degree", "What degree does the applicant hold?", ["Degree:"], [r.choice(["B.S.", "M.S.", "Ph.D.", "M.B.A."])],
-            m)
+    p.field(
+        "degree",
+        "What degree does the applicant hold?",
+        ["Degree:"],
+        [r.choice(["B.S.", "M.S.", "Ph.D.", "M.B.A."])],
+        m,
+    )
 
 
 def _form(p: _Page, m: float) -> None:
@@ -401,26 +790,47 @@ def _form(p: _Page, m: float) -> None:
     p.add(_Run([w.upper() for w in p.words(2, 0.6)] + ["FORM"], m, 1.3, bold=True))
     p.blank()
     p.field("name", "What is the name on the form?", ["Name:"], _person(r), m, 0.3)
-    p.field("phone", "What is the phone number?", ["Phone:"], [f"({r.randint(200, 999)})", f"{r.randint(200, 999)}-"
-                                                                 f"{r.randint(1000, 9999)}"], m, 0.3)
+    p.field(
+        "phone",
+        "What is the phone number?",
+        ["Phone:"],
+        [f"({r.randint(200, 999)})", f"{r.randint(200, 999)}-{r.randint(1000, 9999)}"],
+        m,
+        0.3,
+    )
     p.field("date", "What is the date on the form?", ["Date:"], _date(r), m, 0.3)
     for _ in range(r.randint(3, 6)):
-        p.add(_Run([w.capitalize() for w in p.words(r.randint(1, 2), 0.8)] + [":"], m),
-              _Run(["_" * r.randint(10, 25)], 0.3))
+        p.add(
+            _Run([w.capitalize() for w in p.words(r.randint(1, 2), 0.8)] + [":"], m),
+            _Run(["_" * r.randint(10, 25)], 0.3),
+        )
     p.blank()
     p.add(_Run(["Signature:", "_" * 20], m), _Run(["Approved", "[", "]"], 0.65))
 
 
 _LAYOUTS: dict[str, Callable[[_Page, float], None]] = {
-    "letter": _letter, "form": _form, "email": _email, "handwritten": _handwritten, "advertisement": _advertisement,
-    "scientific report": _report, "scientific publication": _publication, "specification": _specification,
-    "file folder": _file_folder, "news article": _news, "budget": _budget, "invoice": _invoice,
-    "presentation": _presentation, "questionnaire": _questionnaire, "resume": _resume, "memo": _memo,
+    "letter": _letter,
+    "form": _form,
+    "email": _email,
+    "handwritten": _handwritten,
+    "advertisement": _advertisement,
+    "scientific report": _report,
+    "scientific publication": _publication,
+    "specification": _specification,
+    "file folder": _file_folder,
+    "news article": _news,
+    "budget": _budget,
+    "invoice": _invoice,
+    "presentation": _presentation,
+    "questionnaire": _questionnaire,
+    "resume": _resume,
+    "memo": _memo,
 }
 
 
-def _skew(box: tuple[float, float, float, float], angle: float, centre: tuple[float, float], size: tuple[int, int]
-          ) -> tuple[float, float, float, float]:
+def _skew(
+    box: tuple[float, float, float, float], angle: float, centre: tuple[float, float], size: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """The box enclosing ``box`` rotated by ``angle`` degrees (counter-clockwise, as ``Image.rotate``), clipped."""
     cx, cy = centre
     a = math.radians(angle)
@@ -498,5 +908,12 @@ def render_document(seed: int, index: int, kind: Optional[str] = None) -> Docume
     noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, rng.uniform(2.0, 10.0), pixels.shape)
     image = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8), mode="L")
     qa_pairs = [QAPair(page.questions[key], [" ".join(words[a : b + 1])], [(a, b)]) for key, (a, b) in spans.items()]
-    return Document(doc_id=f"{kind.replace(' ', '_')}-{seed}-{index}", image=image, words=words, boxes=boxes,
-                    doc_label=kind, qa_pairs=qa_pairs, source=f"synthetic {kind} seed={seed} index={index}")
+    return Document(
+        doc_id=f"{kind.replace(' ', '_')}-{seed}-{index}",
+        image=image,
+        words=words,
+        boxes=boxes,
+        doc_label=kind,
+        qa_pairs=qa_pairs,
+        source=f"synthetic {kind} seed={seed} index={index}",
+    )

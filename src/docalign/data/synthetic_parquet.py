@@ -43,7 +43,11 @@ def write_hub_copy(folder: str | Path, dataset: str, counts: dict[str, int], see
     folder = Path(folder)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     if dataset == "rvl_cdip":
-        classes, kinds, splits = RVL_CDIP_CLASSES, RVL_CDIP_CLASSES, {"train": "train", "val": "validation", "test": "test"}
+        classes, kinds, splits = (
+            RVL_CDIP_CLASSES,
+            RVL_CDIP_CLASSES,
+            {"train": "train", "val": "validation", "test": "test"},
+        )
     else:
         classes, kinds = TOBACCO3482_CLASSES, tuple(TOBACCO3482_KINDS[c] for c in TOBACCO3482_CLASSES)
         counts = {"train": sum(counts.values()), "val": 1, "test": 1}
@@ -52,9 +56,13 @@ def write_hub_copy(folder: str | Path, dataset: str, counts: dict[str, int], see
     features = hf.Features({"image": hf.Image(), "label": hf.ClassLabel(names=list(classes))})
     for ours, theirs in splits.items():
         keys = reader.files(ours)
-        rows = {"image": [{"bytes": _png(reader.read_file(k).image), "path": None} for k in keys],
-                "label": [classes.index(k.label) for k in keys]}
-        hf.Dataset.from_dict(rows, features=features).to_parquet(str(folder / "data" / f"{theirs}-00000-of-00001.parquet"))
+        rows = {
+            "image": [{"bytes": _png(reader.read_file(k).image), "path": None} for k in keys],
+            "label": [classes.index(k.label) for k in keys],
+        }
+        hf.Dataset.from_dict(rows, features=features).to_parquet(
+            str(folder / "data" / f"{theirs}-00000-of-00001.parquet")
+        )
     return folder
 
 
@@ -67,7 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--test", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = write_hub_copy(args.folder, args.dataset, {"train": args.train, "val": args.val, "test": args.test}, args.seed)
+    out = write_hub_copy(
+        args.folder, args.dataset, {"train": args.train, "val": args.val, "test": args.test}, args.seed
+    )
     print(f"wrote {args.dataset} parquet copy to {out}")
 
 

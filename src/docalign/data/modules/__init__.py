@@ -14,5 +14,17 @@ from .entities import CORD, FUNSD, SROIE, EntityDataModule
 from .qa import DocVQA
 from .synthetic import SyntheticReceipts
 
-__all__ = ["CORD", "FUNSD", "RVLCDIP", "SROIE", "ClassificationDataModule", "DocVQA", "DocumentDataModule",
-           "EntityDataModule", "ReleaseDataModule", "SyntheticReceipts", "Tobacco3482", "carve_validation"]
+__all__ = [
+    "CORD",
+    "FUNSD",
+    "RVLCDIP",
+    "SROIE",
+    "ClassificationDataModule",
+    "DocVQA",
+    "DocumentDataModule",
+    "EntityDataModule",
+    "ReleaseDataModule",
+    "SyntheticReceipts",
+    "Tobacco3482",
+    "carve_validation",
+]

@@ -170,7 +170,9 @@ class DocumentDataModule(L.LightningDataModule):
         return ResumableLoader(
             windows,
             batch_size=self.per_device_batch(hp.batch_size),
-            sampler=ResumableSampler(windows, num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0))),
+            sampler=ResumableSampler(
+                windows, num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0))
+            ),
             collate_fn=partial(self.collate, pad_token_id=self.tokenizer.pad_token_id),
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,

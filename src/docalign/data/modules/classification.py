@@ -47,8 +47,14 @@ class ClassificationDataModule(ReleaseDataModule):
     synthetic_kinds: ClassVar[tuple[str, ...]] = ()  # the synthetic kind drawn for each class
     hub_readable = True
 
-    def __init__(self, ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
-                 synthetic_docs: Optional[dict[str, int]] = None, synthetic_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ocr_engine: Optional[str] = "rapidocr",
+        ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
+        synthetic_docs: Optional[dict[str, int]] = None,
+        synthetic_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         if synthetic_docs is not None:
             check_counts(synthetic_docs, "data.init_args.synthetic_docs")
             ocr_engine = None  # the rendered words are exact: no OCR
@@ -69,8 +75,14 @@ class ClassificationDataModule(ReleaseDataModule):
     def make_reader(self) -> Reader:
         hp = self.hparams
         if hp.synthetic_docs:
-            return SyntheticReader(hp.synthetic_docs, hp.synthetic_seed, self.classes, self.synthetic_kinds,
-                                   repairs=self.repairs, max_pixels=hp.max_pixels)
+            return SyntheticReader(
+                hp.synthetic_docs,
+                hp.synthetic_seed,
+                self.classes,
+                self.synthetic_kinds,
+                repairs=self.repairs,
+                max_pixels=hp.max_pixels,
+            )
         return super().make_reader()
 
     def ocr_words(self, image: Any) -> tuple[list[str], list[tuple[int, int, int, int]]]:
@@ -83,14 +95,24 @@ class ClassificationDataModule(ReleaseDataModule):
 
     def reader_settings(self) -> dict[str, Any]:
         hp = self.hparams
-        return {"ocr_engine": hp.ocr_engine, "ocr_settings": self.ocr.settings() if self.ocr is not None else None,
-                "max_pixels": hp.max_pixels}
+        return {
+            "ocr_engine": hp.ocr_engine,
+            "ocr_settings": self.ocr.settings() if self.ocr is not None else None,
+            "max_pixels": hp.max_pixels,
+        }
 
     def encoder(self) -> DocumentEncoder:
         hp = self.hparams
         # No word tags here (label_names is empty for words); the classes map the documents' doc_label.
-        return DocumentEncoder(self.tokenizer, [], max_length=hp.max_length, stride=hp.stride,
-                               image_size=hp.image_size, repairs=self.repairs, doc_label_names=self.label_names)
+        return DocumentEncoder(
+            self.tokenizer,
+            [],
+            max_length=hp.max_length,
+            stride=hp.stride,
+            image_size=hp.image_size,
+            repairs=self.repairs,
+            doc_label_names=self.label_names,
+        )
 
     def split_keys(self, split: str) -> list[Any]:
         # Listed once per split: the label file's problems are reported once, not per call.
@@ -121,8 +143,10 @@ class RVLCDIP(ClassificationDataModule):
 
     dataset = "RVL-CDIP"
     env_var = "DOCALIGN_RVLCDIP"
-    layout = ("Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
-              "('<image path> <class index 0-15>' per line) and images/.")
+    layout = (
+        "Expected the RVL-CDIP release layout: labels/train.txt, labels/val.txt, labels/test.txt "
+        "('<image path> <class index 0-15>' per line) and images/."
+    )
     classes = classification_reader.RVL_CDIP_CLASSES
     synthetic_kinds = classes  # the synthetic kinds are RVL-CDIP's classes
     folder_reader = classification_reader.RVLCDIPReader
@@ -165,11 +189,17 @@ class Tobacco3482(ClassificationDataModule):
     folder_reader = classification_reader.Tobacco3482Reader
     hub_reader = classification_reader.Tobacco3482HubReader
 
-    def __init__(self, train_per_class: int = 80, val_per_class: int = 20,
-                 hub_id: str = classification_reader.TOBACCO3482_HUB_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        train_per_class: int = 80,
+        val_per_class: int = 20,
+        hub_id: str = classification_reader.TOBACCO3482_HUB_ID,
+        **kwargs: Any,
+    ) -> None:
         if train_per_class < 1 or val_per_class < 0:
-            raise ValueError(f"train_per_class must be >= 1 and val_per_class >= 0, got {train_per_class}, "
-                             f"{val_per_class}")
+            raise ValueError(
+                f"train_per_class must be >= 1 and val_per_class >= 0, got {train_per_class}, {val_per_class}"
+            )
         super().__init__(**kwargs)
 
     def reader_settings(self) -> dict[str, Any]:
@@ -191,9 +221,11 @@ class Tobacco3482(ClassificationDataModule):
         by_class: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             by_class.setdefault(label_of(key), []).append(i)
-        bounds = {"train": (0, hp.train_per_class),
-                  "val": (hp.train_per_class, hp.train_per_class + hp.val_per_class),
-                  "test": (hp.train_per_class + hp.val_per_class, None)}
+        bounds = {
+            "train": (0, hp.train_per_class),
+            "val": (hp.train_per_class, hp.train_per_class + hp.val_per_class),
+            "test": (hp.train_per_class + hp.val_per_class, None),
+        }
         if split not in bounds:
             raise ValueError(f"{self.dataset} has the splits train, val and test, not {split!r}")
         start, stop = bounds[split]

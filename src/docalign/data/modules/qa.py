@@ -65,15 +65,25 @@ class DocVQA(ReleaseDataModule):
 
     dataset = "DocVQA"
     env_var = "DOCALIGN_DOCVQA"
-    layout = ("Expected the DocVQA release layout: train/, val/ and test/, each with <split>_v1.0.json, documents/ "
-              "and ocr_results/.")
+    layout = (
+        "Expected the DocVQA release layout: train/, val/ and test/, each with <split>_v1.0.json, documents/ "
+        "and ocr_results/."
+    )
     collate = staticmethod(collate_qa)
     hub_readable = True
 
-    def __init__(self, test_split: str = "val", max_question_tokens: int = 64,
-                 hub_id: str = docvqa_reader.DOCVQA_HUB_ID, hub_config: Optional[str] = docvqa_reader.DOCVQA_HUB_CONFIG,
-                 ocr_engine: Optional[str] = "rapidocr", ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
-                 synthetic_docs: Optional[dict[str, int]] = None, synthetic_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        test_split: str = "val",
+        max_question_tokens: int = 64,
+        hub_id: str = docvqa_reader.DOCVQA_HUB_ID,
+        hub_config: Optional[str] = docvqa_reader.DOCVQA_HUB_CONFIG,
+        ocr_engine: Optional[str] = "rapidocr",
+        ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
+        synthetic_docs: Optional[dict[str, int]] = None,
+        synthetic_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         if test_split not in ("val", "test"):
             raise ValueError(f"DocVQA: test_split must be 'val' or 'test', got {test_split!r}")
         if synthetic_docs is not None:
@@ -86,8 +96,10 @@ class DocVQA(ReleaseDataModule):
         self.ocr: Optional[CachedEngine] = None
         if self.root is None and not synthetic_docs:  # the hub copy: its pages need OCR
             if not ocr_engine:
-                raise DataError(f"{self.missing_root_message()} Its hub copy has no OCR words, so it needs "
-                                f"`--data.init_args.ocr_engine` (e.g. rapidocr), not None.")
+                raise DataError(
+                    f"{self.missing_root_message()} Its hub copy has no OCR words, so it needs "
+                    f"`--data.init_args.ocr_engine` (e.g. rapidocr), not None."
+                )
             engine = engine_from_spec(ocr_engine)
             self.ocr = CachedEngine(engine, OcrCache(ocr_cache_dir)) if ocr_cache_dir else engine
             self.open_hub()
@@ -109,8 +121,9 @@ class DocVQA(ReleaseDataModule):
         if hp.synthetic_docs:
             return SyntheticReader(hp.synthetic_docs, hp.synthetic_seed, repairs=self.repairs, max_pixels=hp.max_pixels)
         if self.root is None:
-            return docvqa_reader.DocVQAHubReader(hp.hub_id, ocr=self.ocr_words, config=hp.hub_config,
-                                                 repairs=self.repairs, max_pixels=hp.max_pixels)
+            return docvqa_reader.DocVQAHubReader(
+                hp.hub_id, ocr=self.ocr_words, config=hp.hub_config, repairs=self.repairs, max_pixels=hp.max_pixels
+            )
         return docvqa_reader.DocVQAReader(self.root, repairs=self.repairs, max_pixels=hp.max_pixels)
 
     def reader_settings(self) -> dict[str, Any]:
@@ -118,9 +131,16 @@ class DocVQA(ReleaseDataModule):
 
     def encoder(self) -> QAEncoder:
         hp = self.hparams
-        return QAEncoder(self.tokenizer, max_length=hp.max_length, stride=hp.stride, image_size=hp.image_size,
-                         repairs=self.repairs, max_question_tokens=hp.max_question_tokens,
-                         skip_unlocated=self._encoding == "train", stats=self.reader.stats)
+        return QAEncoder(
+            self.tokenizer,
+            max_length=hp.max_length,
+            stride=hp.stride,
+            image_size=hp.image_size,
+            repairs=self.repairs,
+            max_question_tokens=hp.max_question_tokens,
+            skip_unlocated=self._encoding == "train",
+            stats=self.reader.stats,
+        )
 
     def split_keys(self, split: str) -> list[Any]:
         """The pages of ``split`` (``predict``: the release's test split); listed once per split, so problems in
@@ -132,13 +152,18 @@ class DocVQA(ReleaseDataModule):
             self._split_keys[folder] = self.reader.files(folder)
         pages = self._split_keys[folder]
         if split == "test" and not any(answers for page in pages for _, answers in page.questions):
-            source = self.reader.questions_file("test") if self.root is not None else \
-                f"{self.hparams.hub_id}[{self.reader.hub_splits['test']}]"
-            raise DataError(f"{source}: field 'answers': none of the {len(pages)} "
-                            f"pages' questions has an answer (the release's test split is scored by the DocVQA "
-                            f"evaluation server), so the test stage cannot compute ANLS on it. Use "
-                            f"`--data.init_args.test_split val` to test on the validation split, or `docalign "
-                            f"predict` for the test split's answers.")
+            source = (
+                self.reader.questions_file("test")
+                if self.root is not None
+                else f"{self.hparams.hub_id}[{self.reader.hub_splits['test']}]"
+            )
+            raise DataError(
+                f"{source}: field 'answers': none of the {len(pages)} "
+                f"pages' questions has an answer (the release's test split is scored by the DocVQA "
+                f"evaluation server), so the test stage cannot compute ANLS on it. Use "
+                f"`--data.init_args.test_split val` to test on the validation split, or `docalign "
+                f"predict` for the test split's answers."
+            )
         return pages
 
     def cache_parts(self, split: str, keys: list[Any]) -> dict[str, Any]:
@@ -149,8 +174,11 @@ class DocVQA(ReleaseDataModule):
 
     def encode_split(self, split: str) -> list[EncodedWindow]:
         if split == "test" and self.hparams.test_split == "val" and not self.hparams.synthetic_docs:
-            log.warning("%s: the release's test split has no answers, so the test stage scores the validation split "
-                        "(test_split: val)", self.dataset)
+            log.warning(
+                "%s: the release's test split has no answers, so the test stage scores the validation split "
+                "(test_split: val)",
+                self.dataset,
+            )
             return self.windows["val"] if "val" in self.windows else self.encode_split("val")
         self._encoding = split
         try:

@@ -19,8 +19,9 @@ class SyntheticReceipts(DocumentDataModule):
         **kwargs: see ``DocumentDataModule``.
     """
 
-    def __init__(self, num_train: int = 400, num_val: int = 50, num_test: int = 100, seed: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, num_train: int = 400, num_val: int = 50, num_test: int = 100, seed: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
 
     @property

@@ -8,8 +8,18 @@ of a release (empty words, unmatched entity values, answers not found).
 """
 
 from .base import Reader
-from .classification import (RVL_CDIP_CLASSES, RVL_CDIP_HUB_ID, TOBACCO3482_CLASSES, TOBACCO3482_HUB_ID, LabelledHubRow,
-                             OCRFunction, RVLCDIPHubReader, RVLCDIPReader, Tobacco3482HubReader, Tobacco3482Reader)
+from .classification import (
+    RVL_CDIP_CLASSES,
+    RVL_CDIP_HUB_ID,
+    TOBACCO3482_CLASSES,
+    TOBACCO3482_HUB_ID,
+    LabelledHubRow,
+    OCRFunction,
+    RVLCDIPHubReader,
+    RVLCDIPReader,
+    Tobacco3482HubReader,
+    Tobacco3482Reader,
+)
 from .cord import CORD_HUB_ID, CORD_LABELS, CORDHubReader, CORDReader, check_hub_dataset, parse_cord_ground_truth
 from .docvqa import DOCVQA_HUB_ID, DocVQAHubPage, DocVQAHubReader, DocVQAPage, DocVQAReader
 from .funsd import FUNSD_CATEGORIES, FUNSD_HUB_ID, FUNSD_LABELS, FUNSDHubReader, FUNSDReader
@@ -17,10 +27,39 @@ from .hub import HubReader, HubRow, TaggedHubReader
 from .sroie import SROIE_CATEGORIES, SROIE_HUB_ID, SROIE_LABELS, SROIEHubReader, SROIEReader
 
 __all__ = [
-    "CORD_HUB_ID", "CORD_LABELS", "CORDHubReader", "CORDReader", "DOCVQA_HUB_ID", "DocVQAHubPage", "DocVQAHubReader",
-    "DocVQAPage", "DocVQAReader", "FUNSDHubReader", "LabelledHubRow", "TOBACCO3482_HUB_ID", "Tobacco3482HubReader",
-    "FUNSDReader", "FUNSD_CATEGORIES", "FUNSD_HUB_ID", "FUNSD_LABELS", "HubReader", "HubRow", "OCRFunction",
-    "RVLCDIPHubReader", "RVLCDIPReader", "RVL_CDIP_CLASSES", "RVL_CDIP_HUB_ID", "Reader", "SROIEHubReader",
-    "SROIEReader", "SROIE_CATEGORIES", "SROIE_HUB_ID", "SROIE_LABELS", "TOBACCO3482_CLASSES", "TaggedHubReader",
-    "Tobacco3482Reader", "check_hub_dataset", "parse_cord_ground_truth",
+    "CORD_HUB_ID",
+    "CORD_LABELS",
+    "CORDHubReader",
+    "CORDReader",
+    "DOCVQA_HUB_ID",
+    "DocVQAHubPage",
+    "DocVQAHubReader",
+    "DocVQAPage",
+    "DocVQAReader",
+    "FUNSDHubReader",
+    "LabelledHubRow",
+    "TOBACCO3482_HUB_ID",
+    "Tobacco3482HubReader",
+    "FUNSDReader",
+    "FUNSD_CATEGORIES",
+    "FUNSD_HUB_ID",
+    "FUNSD_LABELS",
+    "HubReader",
+    "HubRow",
+    "OCRFunction",
+    "RVLCDIPHubReader",
+    "RVLCDIPReader",
+    "RVL_CDIP_CLASSES",
+    "RVL_CDIP_HUB_ID",
+    "Reader",
+    "SROIEHubReader",
+    "SROIEReader",
+    "SROIE_CATEGORIES",
+    "SROIE_HUB_ID",
+    "SROIE_LABELS",
+    "TOBACCO3482_CLASSES",
+    "TaggedHubReader",
+    "Tobacco3482Reader",
+    "check_hub_dataset",
+    "parse_cord_ground_truth",
 ]

@@ -51,8 +51,14 @@ class Reader:
 
     splits: tuple[str, ...] = ()
 
-    def __init__(self, root: str | Path, *, strict: bool = False, repairs: Optional[RepairLog] = None,
-                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        strict: bool = False,
+        repairs: Optional[RepairLog] = None,
+        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.root = Path(root).expanduser()
         self.repairs = repairs if repairs is not None else RepairLog(strict=strict)
         self.stats: Counter[str] = Counter()
@@ -89,7 +95,9 @@ class Reader:
     def log_summary(self, what: str, before=None) -> None:
         """The reader's counts, and its repairs (those since ``before``, a ``RepairLog.snapshot()``, if given)."""
         if self.stats:
-            log.info("%s %s: %s", type(self).__name__, what, ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.items())))
+            log.info(
+                "%s %s: %s", type(self).__name__, what, ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.items()))
+            )
         (self.repairs.since(*before) if before is not None else self.repairs).warn(f"{type(self).__name__} {what}")
 
     def check_split(self, split: str) -> None:
@@ -116,8 +124,9 @@ class Reader:
             self.repairs.report(str(path), field, f"invalid or truncated JSON ({err})", "skip the document")
             return None
 
-    def confined_path(self, base: Path, relative: Any, where: str, field: str,
-                      repair: str = "skip the document") -> Optional[Path]:
+    def confined_path(
+        self, base: Path, relative: Any, where: str, field: str, repair: str = "skip the document"
+    ) -> Optional[Path]:
         """``base / relative`` for a path read from an annotation file, or None (counted) when it could leave
         ``base``: absolute paths, ``..`` components, and paths whose resolved location (symbolic links
         followed) is outside the resolved ``base`` are refused naming the file and the field."""
@@ -127,8 +136,13 @@ class Reader:
             return None
         pure = PurePosixPath(text.replace("\\", "/"))
         if pure.is_absolute() or PureWindowsPath(text).drive or ".." in pure.parts:
-            self.repairs.report(where, field, f"path {text[:80]!r} leaves the dataset folder {base} "
-                                "(absolute or with '..'); paths in annotations are relative to it", repair)
+            self.repairs.report(
+                where,
+                field,
+                f"path {text[:80]!r} leaves the dataset folder {base} "
+                "(absolute or with '..'); paths in annotations are relative to it",
+                repair,
+            )
             return None
         path = base / pure
         try:
@@ -142,8 +156,9 @@ class Reader:
 
     def open_image(self, path: Path, where: str, field: str = "image") -> Optional[Image.Image]:
         """The page image as RGB, or None (counted) when unusable; see ``docalign.data.images``."""
-        return load_image(path, repairs=self.repairs, where=where, field=f"{field} ({path.name})",
-                          max_pixels=self.max_pixels)
+        return load_image(
+            path, repairs=self.repairs, where=where, field=f"{field} ({path.name})", max_pixels=self.max_pixels
+        )
 
     def parse_box(self, value: Any, where: str, field: str, repair: str = "skip the word") -> Optional[Box]:
         """``[x0, y0, x1, y1]`` (4 finite numbers, pixels) or None (counted) when malformed."""
@@ -167,11 +182,19 @@ class Reader:
         width, height = size
         for name, (x0, y0, x1, y1) in zip(fields, boxes):
             if x1 < x0 or y1 < y0:
-                self.repairs.report(where, name, f"inverted box {[x0, y0, x1, y1]} (x1 < x0 or y1 < y0)",
-                                    "let the encoder swap its corners")
+                self.repairs.report(
+                    where,
+                    name,
+                    f"inverted box {[x0, y0, x1, y1]} (x1 < x0 or y1 < y0)",
+                    "let the encoder swap its corners",
+                )
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-                self.repairs.report(where, name, f"box {[x0, y0, x1, y1]} outside the {width}x{height} image",
-                                    "let the encoder clip it to the page")
+                self.repairs.report(
+                    where,
+                    name,
+                    f"box {[x0, y0, x1, y1]} outside the {width}x{height} image",
+                    "let the encoder clip it to the page",
+                )
 
     def require_words(self, where: str, words: Sequence[str], repair: str = "skip the document") -> bool:
         """Report a page with no words; True when there are words."""
@@ -234,8 +257,9 @@ def alnum_key(text: str) -> str:
     return "".join(ch for ch in text.upper() if ch.isalnum())
 
 
-def find_spans(words: Sequence[str], value: str, key: Callable[[str], str] = alnum_key,
-               exact_only: bool = False) -> list[tuple[int, int, bool]]:
+def find_spans(
+    words: Sequence[str], value: str, key: Callable[[str], str] = alnum_key, exact_only: bool = False
+) -> list[tuple[int, int, bool]]:
     """Word spans ``(first, last, exact)`` (inclusive) whose text contains ``value``.
 
     Words and value are compared through ``key`` (default: letters and digits, upper case), so spacing,
@@ -256,7 +280,7 @@ def find_spans(words: Sequence[str], value: str, key: Callable[[str], str] = aln
         for j in range(i, len(keys)):
             acc += keys[j]
             if target in acc:
-                if target not in acc[len(first):]:  # the match needs word i: the span is minimal
+                if target not in acc[len(first) :]:  # the match needs word i: the span is minimal
                     exact = acc == target
                     if exact or not exact_only:
                         spans.append((i, j, exact))

@@ -28,14 +28,36 @@ OCRFunction = Callable[[Image.Image], tuple[Sequence[str], Sequence[Sequence[flo
 
 # Class index -> name, in the order of RVL-CDIP's label files (Harley et al., 2015).
 RVL_CDIP_CLASSES: tuple[str, ...] = (
-    "letter", "form", "email", "handwritten", "advertisement", "scientific report", "scientific publication",
-    "specification", "file folder", "news article", "budget", "invoice", "presentation", "questionnaire",
-    "resume", "memo",
+    "letter",
+    "form",
+    "email",
+    "handwritten",
+    "advertisement",
+    "scientific report",
+    "scientific publication",
+    "specification",
+    "file folder",
+    "news article",
+    "budget",
+    "invoice",
+    "presentation",
+    "questionnaire",
+    "resume",
+    "memo",
 )
 RVL_CDIP_HUB_ID = "aharley/rvl_cdip"
 # Tobacco-3482's ten class folders (Kumar et al., 2014).
 TOBACCO3482_CLASSES: tuple[str, ...] = (
-    "ADVE", "Email", "Form", "Letter", "Memo", "News", "Note", "Report", "Resume", "Scientific",
+    "ADVE",
+    "Email",
+    "Form",
+    "Letter",
+    "Memo",
+    "News",
+    "Note",
+    "Report",
+    "Resume",
+    "Scientific",
 )
 # The hub copy most often used (e.g. by the DiT/LayoutLMv3 distillation and early-exit studies); its ClassLabel
 # order is checked against TOBACCO3482_CLASSES when a split is loaded.
@@ -69,8 +91,9 @@ class _OCRMixin:
             self.repairs.report(where, "ocr", f"OCR failed ({type(err).__name__}: {err})", "skip the document")
             return None
         if len(raw_words) != len(raw_boxes):
-            self.repairs.report(where, "ocr", f"OCR returned {len(raw_words)} words but {len(raw_boxes)} boxes",
-                                "skip the document")
+            self.repairs.report(
+                where, "ocr", f"OCR returned {len(raw_words)} words but {len(raw_boxes)} boxes", "skip the document"
+            )
             return None
         words: list[str] = []
         boxes: list[Box] = []
@@ -115,8 +138,15 @@ class RVLCDIPReader(_OCRReader):
 
     splits = ("train", "val", "test")
 
-    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None, labels_dir: str = "labels",
-                 images_dir: str = "images", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        ocr: Optional[OCRFunction] = None,
+        labels_dir: str = "labels",
+        images_dir: str = "images",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(root, ocr=ocr, **kwargs)
         self.labels_dir, self.images_dir = self.root / labels_dir, self.root / images_dir
 
@@ -141,15 +171,20 @@ class RVLCDIPReader(_OCRReader):
             parts = line.split()
             where = f"{path}:{n}"
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                self.repairs.report(str(path), f"line {n}", f"expected '<image path> <class index>', got {line[:80]!r}",
-                                    "skip the line")
+                self.repairs.report(
+                    str(path), f"line {n}", f"expected '<image path> <class index>', got {line[:80]!r}", "skip the line"
+                )
                 continue
             if self.confined_path(self.images_dir, parts[0], str(path), f"line {n}", "skip the line") is None:
                 continue
             index = int(parts[1])
             if not 0 <= index < len(RVL_CDIP_CLASSES):
-                self.repairs.report(str(path), f"line {n}", f"unknown label {index} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})",
-                                    "skip the line")
+                self.repairs.report(
+                    str(path),
+                    f"line {n}",
+                    f"unknown label {index} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})",
+                    "skip the line",
+                )
                 continue
             keys.append((parts[0], RVL_CDIP_CLASSES[index], where))
         return keys
@@ -177,8 +212,14 @@ class Tobacco3482Reader(_OCRReader):
 
     splits = ("all",)
 
-    def __init__(self, root: str | Path, *, ocr: Optional[OCRFunction] = None,
-                 classes: Sequence[str] = TOBACCO3482_CLASSES, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        ocr: Optional[OCRFunction] = None,
+        classes: Sequence[str] = TOBACCO3482_CLASSES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(root, ocr=ocr, **kwargs)
         self.classes = tuple(classes)
 
@@ -190,8 +231,12 @@ class Tobacco3482Reader(_OCRReader):
         keys = []
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
             if folder.name not in self.classes:
-                self.repairs.report(str(folder), "label", f"unknown class folder {folder.name!r} "
-                                    f"(known: {', '.join(self.classes)})", "skip its files")
+                self.repairs.report(
+                    str(folder),
+                    "label",
+                    f"unknown class folder {folder.name!r} (known: {', '.join(self.classes)})",
+                    "skip its files",
+                )
                 continue
             for path in sorted(folder.iterdir()):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -243,11 +288,20 @@ class RVLCDIPHubReader(_LabelledHubReader):
 
     splits = ("train", "val", "test")
     hub_splits = {"train": "train", "val": "validation", "test": "test"}
-    instead = ("Read the RVL-CDIP release folder instead (labels/{train,val,test}.txt and images/): "
-               "`--data.init_args.root /path/to/rvl-cdip` or set DOCALIGN_RVLCDIP.")
+    instead = (
+        "Read the RVL-CDIP release folder instead (labels/{train,val,test}.txt and images/): "
+        "`--data.init_args.root /path/to/rvl-cdip` or set DOCALIGN_RVLCDIP."
+    )
 
-    def __init__(self, hub_id: str = RVL_CDIP_HUB_ID, *, ocr: Optional[OCRFunction] = None,
-                 image_column: str = "image", label_column: str = "label", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hub_id: str = RVL_CDIP_HUB_ID,
+        *,
+        ocr: Optional[OCRFunction] = None,
+        image_column: str = "image",
+        label_column: str = "label",
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("id_column", None)
         super().__init__(hub_id, **kwargs)
         self.ocr = ocr
@@ -256,8 +310,10 @@ class RVLCDIPHubReader(_LabelledHubReader):
     def check_features(self, data: Any) -> None:
         names = getattr(data.features.get(self.label_column), "names", None)
         if names and [str(n).lower() for n in names] != list(RVL_CDIP_CLASSES):
-            raise DataError(f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
-                            f"RVL-CDIP's {list(RVL_CDIP_CLASSES)} in that order; every label would be wrong")
+            raise DataError(
+                f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
+                f"RVL-CDIP's {list(RVL_CDIP_CLASSES)} in that order; every label would be wrong"
+            )
 
     def read_file(self, key: HubRow) -> Optional[Document]:
         where = self.where(key)
@@ -266,8 +322,11 @@ class RVLCDIPHubReader(_LabelledHubReader):
             return None
         label = row.get(self.label_column)
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(RVL_CDIP_CLASSES):
-            reason = "missing (no such column, or a null value)" if label is None else \
-                f"unknown label {label!r} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})"
+            reason = (
+                "missing (no such column, or a null value)"
+                if label is None
+                else f"unknown label {label!r} (classes are 0-{len(RVL_CDIP_CLASSES) - 1})"
+            )
             self.repairs.report(where, self.label_column, reason, "skip the document")
             return None
         return self.labelled_row_document(row, RVL_CDIP_CLASSES[label], key.doc_id, where)
@@ -303,12 +362,22 @@ class Tobacco3482HubReader(_LabelledHubReader):
     """
 
     splits = ("all",)
-    instead = ("Read the Tobacco-3482 folder of class folders instead: `--data.init_args.root /path/to/Tobacco3482` "
-               "or set DOCALIGN_TOBACCO3482.")
+    instead = (
+        "Read the Tobacco-3482 folder of class folders instead: `--data.init_args.root /path/to/Tobacco3482` "
+        "or set DOCALIGN_TOBACCO3482."
+    )
 
-    def __init__(self, hub_id: str = TOBACCO3482_HUB_ID, *, ocr: Optional[OCRFunction] = None,
-                 revision: Optional[str] = None, hub_split: str = "train", image_column: str = "image",
-                 label_column: str = "label", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hub_id: str = TOBACCO3482_HUB_ID,
+        *,
+        ocr: Optional[OCRFunction] = None,
+        revision: Optional[str] = None,
+        hub_split: str = "train",
+        image_column: str = "image",
+        label_column: str = "label",
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("id_column", None)
         self.hub_splits = {"all": hub_split}
         super().__init__(hub_id, revision=revision, **kwargs)
@@ -318,12 +387,15 @@ class Tobacco3482HubReader(_LabelledHubReader):
     def check_features(self, data: Any) -> None:
         feature = data.features.get(self.label_column)
         if feature is None:
-            raise DataError(f"{self.hub_id}: field '{self.label_column}': no such column (columns: "
-                            f"{', '.join(data.column_names)})")
+            raise DataError(
+                f"{self.hub_id}: field '{self.label_column}': no such column (columns: {', '.join(data.column_names)})"
+            )
         names = getattr(feature, "names", None)
         if names and [str(n).lower() for n in names] != [c.lower() for c in TOBACCO3482_CLASSES]:
-            raise DataError(f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
-                            f"Tobacco-3482's {list(TOBACCO3482_CLASSES)} in that order; every label would be wrong")
+            raise DataError(
+                f"{self.hub_id}: field '{self.label_column}': its classes are {list(names)}, not "
+                f"Tobacco-3482's {list(TOBACCO3482_CLASSES)} in that order; every label would be wrong"
+            )
 
     def files(self, split: str = "all") -> list[LabelledHubRow]:  # type: ignore[override]
         """One key per row with a valid label, in the hub's row order."""
@@ -332,8 +404,11 @@ class Tobacco3482HubReader(_LabelledHubReader):
         keys = []
         for i, label in enumerate(data[self.label_column]):
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(TOBACCO3482_CLASSES):
-                reason = "missing (null)" if label is None else \
-                    f"unknown label {label!r} (classes are 0-{len(TOBACCO3482_CLASSES) - 1})"
+                reason = (
+                    "missing (null)"
+                    if label is None
+                    else f"unknown label {label!r} (classes are 0-{len(TOBACCO3482_CLASSES) - 1})"
+                )
                 self.repairs.report(f"{self.hub_id}[{hub_split}][{i}]", self.label_column, reason, "skip the document")
                 continue
             name = TOBACCO3482_CLASSES[label]

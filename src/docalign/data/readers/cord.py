@@ -42,9 +42,14 @@ CORD_HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 _QUAD_KEYS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")
 
 
-def parse_cord_ground_truth(gt: Any, where: str, repairs: RepairLog, stats: Any,
-                            image_size: Optional[tuple[int, int]] = None, segment_boxes: bool = False
-                            ) -> Optional[tuple[list[str], list[Box], list[str], list[str]]]:
+def parse_cord_ground_truth(
+    gt: Any,
+    where: str,
+    repairs: RepairLog,
+    stats: Any,
+    image_size: Optional[tuple[int, int]] = None,
+    segment_boxes: bool = False,
+) -> Optional[tuple[list[str], list[Box], list[str], list[str]]]:
     """``(words, boxes, labels, fields)`` of one CORD ground-truth dict; None when the record is skipped.
 
     Args:
@@ -82,8 +87,9 @@ def parse_cord_ground_truth(gt: Any, where: str, repairs: RepairLog, stats: Any,
         kept: list[tuple[str, Box, str]] = []
         for j, word in enumerate(line["words"]):
             field = f"valid_line[{i}].words[{j}]"
-            text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{field}.text",
-                             repairs, stats)
+            text = word_text(
+                word.get("text") if isinstance(word, dict) else None, where, f"{field}.text", repairs, stats
+            )
             if text is None:
                 continue
             quad = word.get("quad")
@@ -109,8 +115,9 @@ def parse_cord_ground_truth(gt: Any, where: str, repairs: RepairLog, stats: Any,
     return words, boxes, labels, fields
 
 
-def _scale(gt: dict, where: str, repairs: RepairLog, stats: Any,
-           image_size: Optional[tuple[int, int]]) -> tuple[float, float]:
+def _scale(
+    gt: dict, where: str, repairs: RepairLog, stats: Any, image_size: Optional[tuple[int, int]]
+) -> tuple[float, float]:
     """Factors from ``meta.image_size`` to the actual image (1, 1 when either is unknown)."""
     meta_size = (gt.get("meta") or {}).get("image_size") if isinstance(gt.get("meta"), dict) else None
     if meta_size is None:
@@ -121,8 +128,9 @@ def _scale(gt: dict, where: str, repairs: RepairLog, stats: Any,
         width, height = float(meta_size["width"]), float(meta_size["height"])
         assert width > 0 and height > 0
     except (TypeError, KeyError, ValueError, AssertionError):
-        repairs.report(where, "meta.image_size", f"needs positive width and height, got {meta_size!r}",
-                       "use the image's own size")
+        repairs.report(
+            where, "meta.image_size", f"needs positive width and height, got {meta_size!r}", "use the image's own size"
+        )
         return 1.0, 1.0
     if (width, height) == tuple(map(float, image_size)):
         return 1.0, 1.0
@@ -149,8 +157,10 @@ class CORDReader(Reader):
         self.check_split(split)
         folder = self.root / CORD_FOLDERS[split] / "json"
         if not folder.is_dir():
-            raise FileNotFoundError(f"CORD {split} annotations not found: {folder} is not a folder (root={self.root}; "
-                                    f"expected train/, dev/, test/ each with json/ and image/)")
+            raise FileNotFoundError(
+                f"CORD {split} annotations not found: {folder} is not a folder (root={self.root}; "
+                f"expected train/, dev/, test/ each with json/ and image/)"
+            )
         return sorted(folder.glob("*.json"))
 
     def image_path(self, annotation: Path) -> Path:
@@ -170,8 +180,9 @@ class CORDReader(Reader):
 
 
 def _document(gt: Any, image: Image.Image, doc_id: str, where: str, reader: Reader) -> Optional[Document]:
-    parsed = parse_cord_ground_truth(gt, where, reader.repairs, reader.stats, image.size,
-                                     segment_boxes=getattr(reader, "segment_boxes", False))
+    parsed = parse_cord_ground_truth(
+        gt, where, reader.repairs, reader.stats, image.size, segment_boxes=getattr(reader, "segment_boxes", False)
+    )
     if parsed is None:
         return None
     words, boxes, labels, fields = parsed
@@ -193,9 +204,16 @@ class CORDHubReader(Reader):
 
     splits = ("train", "val", "test")
 
-    def __init__(self, hub_id: str = CORD_HUB_ID, *, revision: Optional[str] = None, segment_boxes: bool = False,
-                 strict: bool = False, repairs: Optional[RepairLog] = None,
-                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        hub_id: str = CORD_HUB_ID,
+        *,
+        revision: Optional[str] = None,
+        segment_boxes: bool = False,
+        strict: bool = False,
+        repairs: Optional[RepairLog] = None,
+        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    ) -> None:
         super().__init__(".", strict=strict, repairs=repairs, max_pixels=max_pixels)
         self.hub_id, self.revision, self.segment_boxes = hub_id, revision, segment_boxes
         check_hub_dataset(hub_id, revision)
@@ -228,5 +246,9 @@ class CORDHubReader(Reader):
 def check_hub_dataset(hub_id: str, revision: Optional[str] = None) -> None:
     """Fail fast when the dataset ``hub_id`` cannot be had: offline and not in the local hub cache (a local
     folder of parquet files always passes; see ``readers.hub``)."""
-    require_hub_dataset(hub_id, revision, "Read the raw CORD release folder instead (train/, dev/, test/ with json/ "
-                        "and image/): `--data.init_args.root /path/to/CORD` or set DOCALIGN_CORD.")
+    require_hub_dataset(
+        hub_id,
+        revision,
+        "Read the raw CORD release folder instead (train/, dev/, test/ with json/ "
+        "and image/): `--data.init_args.root /path/to/CORD` or set DOCALIGN_CORD.",
+    )

@@ -76,8 +76,9 @@ class _AnswerSpans:
             self.stats["questions"] += 1
             spans: list[tuple[int, int]] = []
             for answer in dict.fromkeys(answers):  # distinct answers, in order
-                found = (find_spans(words, answer, key=answer_key, exact_only=True)
-                         or find_spans(words, answer, key=loose_answer_key, exact_only=True))
+                found = find_spans(words, answer, key=answer_key, exact_only=True) or find_spans(
+                    words, answer, key=loose_answer_key, exact_only=True
+                )
                 if not found:
                     self.stats["answers not found"] += 1
                 elif found[0][:2] not in spans:
@@ -105,8 +106,10 @@ class DocVQAReader(_AnswerSpans, Reader):
                 return folder / name
         found = sorted(folder.glob("*.json"))
         if len(found) != 1:
-            raise FileNotFoundError(f"DocVQA {split}: expected {folder}/{split}_v1.0.json (root={self.root}), "
-                                    f"found {[p.name for p in found]}")
+            raise FileNotFoundError(
+                f"DocVQA {split}: expected {folder}/{split}_v1.0.json (root={self.root}), "
+                f"found {[p.name for p in found]}"
+            )
         return found[0]
 
     def files(self, split: str) -> list[DocVQAPage]:
@@ -123,14 +126,20 @@ class DocVQAReader(_AnswerSpans, Reader):
             question = record.get("question") if isinstance(record, dict) else None
             image = record.get("image") if isinstance(record, dict) else None
             if not isinstance(question, str) or not isinstance(image, str):
-                self.repairs.report(where, f"data[{i}]", "needs string fields 'question' and 'image'", "skip the question")
+                self.repairs.report(
+                    where, f"data[{i}]", "needs string fields 'question' and 'image'", "skip the question"
+                )
                 continue
             if self.confined_path(path.parent, image, where, f"data[{i}].image", "skip the question") is None:
                 continue
             answers = record.get("answers", [])
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-                self.repairs.report(where, f"data[{i}].answers", f"not a list of strings: {answers!r}",
-                                    "keep the question without answers")
+                self.repairs.report(
+                    where,
+                    f"data[{i}].answers",
+                    f"not a list of strings: {answers!r}",
+                    "keep the question without answers",
+                )
                 answers = []
             pages.setdefault(image, DocVQAPage(path.parent, image)).questions.append((question, answers))
         return list(pages.values())
@@ -138,8 +147,9 @@ class DocVQAReader(_AnswerSpans, Reader):
     def dependencies(self, page: DocVQAPage) -> list[Path]:
         return [page.folder / page.image, page.ocr_path]
 
-    def parse_ocr(self, page: DocVQAPage, image_size: tuple[int, int]
-                  ) -> Optional[tuple[list[str], list[Box], list[str]]]:
+    def parse_ocr(
+        self, page: DocVQAPage, image_size: tuple[int, int]
+    ) -> Optional[tuple[list[str], list[Box], list[str]]]:
         """``(words, boxes, fields)`` from the page's OCR file, boxes in pixels of the image."""
         path = page.ocr_path
         where = str(path)
@@ -152,9 +162,13 @@ class DocVQAReader(_AnswerSpans, Reader):
             return None
         result = results[0]
         sx, sy = 1.0, 1.0
-        if isinstance(result.get("width"), (int, float)) and isinstance(result.get("height"), (int, float)) \
-                and result["width"] > 0 and result["height"] > 0 \
-                and (result["width"], result["height"]) != image_size:
+        if (
+            isinstance(result.get("width"), (int, float))
+            and isinstance(result.get("height"), (int, float))
+            and result["width"] > 0
+            and result["height"] > 0
+            and (result["width"], result["height"]) != image_size
+        ):
             sx, sy = image_size[0] / result["width"], image_size[1] / result["height"]
             self.stats["boxes scaled to the image size"] += 1
         words: list[str] = []
@@ -167,13 +181,19 @@ class DocVQAReader(_AnswerSpans, Reader):
         for i, line in enumerate(lines):
             line_words = line.get("words") if isinstance(line, dict) else None
             if not isinstance(line_words, list):
-                self.repairs.report(where, f"recognitionResults[0].lines[{i}].words", "missing or not a list",
-                                    "skip the line")
+                self.repairs.report(
+                    where, f"recognitionResults[0].lines[{i}].words", "missing or not a list", "skip the line"
+                )
                 continue
             for j, word in enumerate(line_words):
                 name = f"recognitionResults[0].lines[{i}].words[{j}]"
-                text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{name}.text",
-                                 self.repairs, self.stats)
+                text = word_text(
+                    word.get("text") if isinstance(word, dict) else None,
+                    where,
+                    f"{name}.text",
+                    self.repairs,
+                    self.stats,
+                )
                 coords = word.get("boundingBox") if isinstance(word, dict) else None
                 if text is None:
                     continue
@@ -183,7 +203,9 @@ class DocVQAReader(_AnswerSpans, Reader):
                     xs = [float(v) * sx for v in coords[0::2]]
                     ys = [float(v) * sy for v in coords[1::2]]
                 except (TypeError, ValueError):
-                    self.repairs.report(where, f"{name}.boundingBox", f"needs 8 numbers, got {coords!r}", "skip the word")
+                    self.repairs.report(
+                        where, f"{name}.boundingBox", f"needs 8 numbers, got {coords!r}", "skip the word"
+                    )
                     continue
                 words.append(text)
                 boxes.append(points_to_box(xs, ys))
@@ -202,8 +224,14 @@ class DocVQAReader(_AnswerSpans, Reader):
         if not self.require_words(where, words, "skip the page"):
             return None
         self.check_boxes(where, fields, boxes, image.size)
-        return Document(doc_id=Path(page.image).stem, image=image, words=words, boxes=boxes,
-                        qa_pairs=self.qa_pairs(page, words), source=where)
+        return Document(
+            doc_id=Path(page.image).stem,
+            image=image,
+            words=words,
+            boxes=boxes,
+            qa_pairs=self.qa_pairs(page, words),
+            source=where,
+        )
 
 
 @dataclass
@@ -247,15 +275,26 @@ class DocVQAHubReader(_OCRMixin, _AnswerSpans, HubReader):
     """
 
     splits = ("train", "val", "test")
-    instead = ("Read the DocVQA release folder instead (train/, val/ and test/ with <split>_v1.0.json, documents/ "
-               "and ocr_results/): `--data.init_args.root /path/to/docvqa` or set DOCALIGN_DOCVQA.")
+    instead = (
+        "Read the DocVQA release folder instead (train/, val/ and test/ with <split>_v1.0.json, documents/ "
+        "and ocr_results/): `--data.init_args.root /path/to/docvqa` or set DOCALIGN_DOCVQA."
+    )
 
-    def __init__(self, hub_id: str = DOCVQA_HUB_ID, *, ocr: Optional[OCRFunction] = None,
-                 config: Optional[str] = DOCVQA_HUB_CONFIG, revision: Optional[str] = None,
-                 hub_splits: Optional[dict[str, str]] = None, question_column: str = "question",
-                 answers_column: str = "answers", image_column: str = "image",
-                 page_columns: tuple[str, ...] = ("ucsf_document_id", "ucsf_document_page_no"),
-                 docid_column: Optional[str] = "docId", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hub_id: str = DOCVQA_HUB_ID,
+        *,
+        ocr: Optional[OCRFunction] = None,
+        config: Optional[str] = DOCVQA_HUB_CONFIG,
+        revision: Optional[str] = None,
+        hub_splits: Optional[dict[str, str]] = None,
+        question_column: str = "question",
+        answers_column: str = "answers",
+        image_column: str = "image",
+        page_columns: tuple[str, ...] = ("ucsf_document_id", "ucsf_document_page_no"),
+        docid_column: Optional[str] = "docId",
+        **kwargs: Any,
+    ) -> None:
         if ocr is None:
             raise ValueError("DocVQAHubReader needs an OCR callable: the hub copies have no OCR words")
         self.hub_splits = dict(hub_splits or {"train": "train", "val": "validation", "test": "test"})
@@ -305,20 +344,28 @@ class DocVQAHubReader(_OCRMixin, _AnswerSpans, HubReader):
         for i, (question, image_key) in enumerate(zip(questions, self._image_keys(data))):
             where = f"{self.hub_id}[{hub_split}][{i}]"
             if not isinstance(question, str) or not question.strip():
-                reason = "missing (no such column, or a null value)" if question is None else \
-                    f"not a non-empty string: {question!r}"
+                reason = (
+                    "missing (no such column, or a null value)"
+                    if question is None
+                    else f"not a non-empty string: {question!r}"
+                )
                 self.repairs.report(where, self.question_column, reason, "skip the question")
                 continue
             if image_key is None:
-                self.repairs.report(where, self.image_column, "missing (no such column, or no image bytes)",
-                                    "skip the question")
+                self.repairs.report(
+                    where, self.image_column, "missing (no such column, or no image bytes)", "skip the question"
+                )
                 continue
             row_answers = answers[i]
             if row_answers is None:
                 row_answers = []
             elif not isinstance(row_answers, list) or not all(isinstance(a, str) for a in row_answers):
-                self.repairs.report(where, self.answers_column, f"not a list of strings: {row_answers!r}",
-                                    "keep the question without answers")
+                self.repairs.report(
+                    where,
+                    self.answers_column,
+                    f"not a list of strings: {row_answers!r}",
+                    "keep the question without answers",
+                )
                 row_answers = []
             if image_key not in pages:
                 name = self.page_name([column[i] for column in names], doc_ids[i], hub_split, i)
@@ -344,5 +391,6 @@ class DocVQAHubReader(_OCRMixin, _AnswerSpans, HubReader):
         if not self.require_words(where, words, "skip the page"):
             return None
         self.check_boxes(where, [f"ocr box of word {i}" for i in range(len(words))], boxes, image.size)
-        return Document(doc_id=page.doc_id, image=image, words=words, boxes=boxes,
-                        qa_pairs=self.qa_pairs(page, words), source=where)
+        return Document(
+            doc_id=page.doc_id, image=image, words=words, boxes=boxes, qa_pairs=self.qa_pairs(page, words), source=where
+        )

@@ -66,8 +66,10 @@ class FUNSDReader(Reader):
         self.check_split(split)
         folder = self.root / FUNSD_FOLDERS[split] / "annotations"
         if not folder.is_dir():
-            raise FileNotFoundError(f"FUNSD {split} annotations not found: {folder} is not a folder (root={self.root}; "
-                                    f"expected {'/'.join(FUNSD_FOLDERS.values())} with images/ and annotations/)")
+            raise FileNotFoundError(
+                f"FUNSD {split} annotations not found: {folder} is not a folder (root={self.root}; "
+                f"expected {'/'.join(FUNSD_FOLDERS.values())} with images/ and annotations/)"
+            )
         return sorted(folder.glob("*.json"))
 
     def image_path(self, annotation: Path) -> Path:
@@ -110,15 +112,24 @@ class FUNSDReader(Reader):
             for j, word in enumerate(raw_words):
                 self.stats["words"] += 1
                 field = f"form[{i}].words[{j}]"
-                text = word_text(word.get("text") if isinstance(word, dict) else None, where, f"{field}.text",
-                                 self.repairs, self.stats)
+                text = word_text(
+                    word.get("text") if isinstance(word, dict) else None,
+                    where,
+                    f"{field}.text",
+                    self.repairs,
+                    self.stats,
+                )
                 if text is None:
                     continue
                 if self.segment_boxes and entity_box is not None:
                     box = entity_box
                 else:
-                    box = self.parse_box(word.get("box"), where, f"{field}.box",
-                                         "use the entity's box" if entity_box else "skip the word")
+                    box = self.parse_box(
+                        word.get("box"),
+                        where,
+                        f"{field}.box",
+                        "use the entity's box" if entity_box else "skip the word",
+                    )
                     box = box or entity_box
                     if box is None:
                         continue
@@ -178,8 +189,10 @@ class FUNSDHubReader(TaggedHubReader):
     hub_splits = {"train": "train", "test": "test"}
     categories = FUNSD_CATEGORIES
     hub_tag_names = ("O", "B-HEADER", "I-HEADER", "B-QUESTION", "I-QUESTION", "B-ANSWER", "I-ANSWER")
-    instead = ("Read the raw FUNSD release folder instead (training_data/ and testing_data/ with images/ and "
-               "annotations/): `--data.init_args.root /path/to/FUNSD` or set DOCALIGN_FUNSD.")
+    instead = (
+        "Read the raw FUNSD release folder instead (training_data/ and testing_data/ with images/ and "
+        "annotations/): `--data.init_args.root /path/to/FUNSD` or set DOCALIGN_FUNSD."
+    )
 
     def __init__(self, hub_id: str = FUNSD_HUB_ID, **kwargs: Any) -> None:
         super().__init__(hub_id, **kwargs)

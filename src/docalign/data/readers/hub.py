@@ -95,9 +95,17 @@ class HubReader(Reader):
     hub_splits: ClassVar[dict[str, str]] = {}
     instead: ClassVar[str] = ""
 
-    def __init__(self, hub_id: str, *, revision: Optional[str] = PARQUET_REVISION, id_column: Optional[str] = "id",
-                 config: Optional[str] = None, strict: bool = False, repairs: Optional[RepairLog] = None,
-                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        hub_id: str,
+        *,
+        revision: Optional[str] = PARQUET_REVISION,
+        id_column: Optional[str] = "id",
+        config: Optional[str] = None,
+        strict: bool = False,
+        repairs: Optional[RepairLog] = None,
+        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    ) -> None:
         super().__init__(".", strict=strict, repairs=repairs, max_pixels=max_pixels)
         self.hub_id = str(hub_id)
         self.local = is_local_dataset(self.hub_id)
@@ -122,8 +130,10 @@ class HubReader(Reader):
             except ValueError as err:
                 if "Unknown split" not in str(err):
                     raise
-                raise DataError(f"{self.hub_id}: our split '{split}' is the hub's split '{hub_split}', which this "
-                                f"copy does not have ({err})") from err
+                raise DataError(
+                    f"{self.hub_id}: our split '{split}' is the hub's split '{hub_split}', which this "
+                    f"copy does not have ({err})"
+                ) from err
             self.check_features(data)
             self._data[split] = data
         return self._data[split]
@@ -141,8 +151,10 @@ class HubReader(Reader):
         ids: Optional[list[Any]] = None
         if self.id_column and self.id_column in data.column_names:
             ids = list(data[self.id_column])
-        return [HubRow(split, i, str(ids[i]) if ids is not None and ids[i] is not None else f"{hub_split}-{i}")
-                for i in range(len(data))]
+        return [
+            HubRow(split, i, str(ids[i]) if ids is not None and ids[i] is not None else f"{hub_split}-{i}")
+            for i in range(len(data))
+        ]
 
     @staticmethod
     def key_name(key: HubRow) -> str:
@@ -157,8 +169,9 @@ class HubReader(Reader):
         try:
             return self.dataset(key.split)[key.index]
         except Exception as err:  # noqa: BLE001 - one undecodable row must not end a lenient run
-            self.repairs.report(self.where(key), "row", f"cannot be decoded ({type(err).__name__}: {err})",
-                                "skip the document")
+            self.repairs.report(
+                self.where(key), "row", f"cannot be decoded ({type(err).__name__}: {err})", "skip the document"
+            )
             return None
 
     def page_image(self, row: dict[str, Any], column: Optional[str], where: str) -> tuple[Optional[Image.Image], bool]:
@@ -203,9 +216,19 @@ class TaggedHubReader(HubReader):
     categories: ClassVar[tuple[str, ...]] = ()
     hub_tag_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, hub_id: str, *, revision: Optional[str] = PARQUET_REVISION, words_column: Optional[str] = None,
-                 boxes_column: str = "bboxes", tags_column: str = "ner_tags", image_column: Optional[str] = "image",
-                 id_column: Optional[str] = "id", segment_boxes: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hub_id: str,
+        *,
+        revision: Optional[str] = PARQUET_REVISION,
+        words_column: Optional[str] = None,
+        boxes_column: str = "bboxes",
+        tags_column: str = "ner_tags",
+        image_column: Optional[str] = "image",
+        id_column: Optional[str] = "id",
+        segment_boxes: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(hub_id, revision=revision, id_column=id_column, **kwargs)
         self.words_column, self.boxes_column, self.tags_column = words_column, boxes_column, tags_column
         self.image_column, self.segment_boxes = image_column, segment_boxes
@@ -246,15 +269,19 @@ class TaggedHubReader(HubReader):
         lists = {name: row.get(name) for name in (wc, bc, tc)}
         for name, value in lists.items():
             if not isinstance(value, (list, tuple)):
-                reason = "missing (no such column, or a null value)" if value is None else \
-                    f"not a list but {type(value).__name__}"
+                reason = (
+                    "missing (no such column, or a null value)"
+                    if value is None
+                    else f"not a list but {type(value).__name__}"
+                )
                 self.repairs.report(where, name, reason, "skip the document")
                 return None
         raw_words, raw_boxes, raw_tags = lists[wc], lists[bc], lists[tc]
         for name in (bc, tc):
             if len(lists[name]) != len(raw_words):
-                self.repairs.report(where, name, f"has {len(lists[name])} entries but '{wc}' has {len(raw_words)}",
-                                    "skip the document")
+                self.repairs.report(
+                    where, name, f"has {len(lists[name])} entries but '{wc}' has {len(raw_words)}", "skip the document"
+                )
                 return None
         image, ok = self.page_image(row, self.image_column, where)
         if not ok:
@@ -298,13 +325,15 @@ class TaggedHubReader(HubReader):
 
     def _label(self, tag: Any, tag_map: Sequence[tuple[str, Optional[str]]], where: str, field: str) -> str:
         if isinstance(tag, bool) or not isinstance(tag, int) or not 0 <= tag < len(tag_map):
-            self.repairs.report(where, field, f"tag id {tag!r} outside 0-{len(tag_map) - 1} ({len(tag_map)} tags)",
-                                "label the word 'O'")
+            self.repairs.report(
+                where, field, f"tag id {tag!r} outside 0-{len(tag_map) - 1} ({len(tag_map)} tags)", "label the word 'O'"
+            )
             return "O"
         name, label = tag_map[tag]
         if label is None:
-            self.repairs.report(where, field, f"tag {name!r} is not one of ours ({', '.join(self.labels)})",
-                                "label the word 'O'")
+            self.repairs.report(
+                where, field, f"tag {name!r} is not one of ours ({', '.join(self.labels)})", "label the word 'O'"
+            )
             return "O"
         return label
 

@@ -76,8 +76,10 @@ class SROIEReader(Reader):
         if (folder / "box").is_dir():
             return sorted(p for p in (folder / "box").iterdir() if p.suffix.lower() in _OCR_SUFFIXES)
         if not folder.is_dir():
-            raise FileNotFoundError(f"SROIE {split} not found: {folder} is not a folder (root={self.root}; expected "
-                                    f"train/ and test/, each with img/, box/, entities/ or flat <id>.jpg/.txt/.json)")
+            raise FileNotFoundError(
+                f"SROIE {split} not found: {folder} is not a folder (root={self.root}; expected "
+                f"train/ and test/, each with img/, box/, entities/ or flat <id>.jpg/.txt/.json)"
+            )
         return sorted(p for p in folder.glob("*.txt"))
 
     def image_path(self, ocr: Path) -> Path:
@@ -86,8 +88,9 @@ class SROIEReader(Reader):
     def entity_path(self, ocr: Path) -> Path:
         if self._nested(ocr):
             folder = ocr.parent.parent / "entities"
-            return next((p for s in _ENTITY_SUFFIXES if (p := folder / f"{ocr.stem}{s}").is_file()),
-                        folder / f"{ocr.stem}.txt")
+            return next(
+                (p for s in _ENTITY_SUFFIXES if (p := folder / f"{ocr.stem}{s}").is_file()), folder / f"{ocr.stem}.txt"
+            )
         return ocr.with_suffix(".json")
 
     def dependencies(self, ocr: Path) -> list[Path]:
@@ -125,8 +128,12 @@ class SROIEReader(Reader):
                     raise ValueError(f"{len(parts)} comma-separated fields")
                 coords = [float(v) for v in parts[:8]]
             except ValueError as err:
-                self.repairs.report(str(path), f"line {n}", f"expected x1,y1,x2,y2,x3,y3,x4,y4,text ({err}): {line[:60]!r}",
-                                    "skip the line")
+                self.repairs.report(
+                    str(path),
+                    f"line {n}",
+                    f"expected x1,y1,x2,y2,x3,y3,x4,y4,text ({err}): {line[:60]!r}",
+                    "skip the line",
+                )
                 continue
             line_text = parts[8].strip()
             line_words = line_text.split()
@@ -134,8 +141,9 @@ class SROIEReader(Reader):
                 self.stats["empty lines skipped"] += 1
                 continue
             line_box = points_to_box(coords[0::2], coords[1::2])
-            word_boxes = ([line_box] * len(line_words) if self.segment_boxes
-                          else split_line_box(line_box, line_words, line_text))
+            word_boxes = (
+                [line_box] * len(line_words) if self.segment_boxes else split_line_box(line_box, line_words, line_text)
+            )
             words += line_words
             boxes += word_boxes
             line_of += [n] * len(line_words)
@@ -154,13 +162,16 @@ class SROIEReader(Reader):
             self.repairs.report(str(path), "entities", f"invalid or truncated JSON ({err})", "skip the document")
             return None
         if not isinstance(data, dict):
-            self.repairs.report(str(path), "entities", f"not a JSON object but {type(data).__name__}", "skip the document")
+            self.repairs.report(
+                str(path), "entities", f"not a JSON object but {type(data).__name__}", "skip the document"
+            )
             return None
         values = {}
         for key in data:
             if key not in SROIE_CATEGORIES:
-                self.repairs.report(str(path), key, f"unknown entity {key!r} (known: {', '.join(SROIE_CATEGORIES)})",
-                                    "ignore it")
+                self.repairs.report(
+                    str(path), key, f"unknown entity {key!r} (known: {', '.join(SROIE_CATEGORIES)})", "ignore it"
+                )
         for key in SROIE_CATEGORIES:
             value = data.get(key)
             if not isinstance(value, str) or not value.strip():
@@ -187,8 +198,9 @@ class SROIEReader(Reader):
         return labels
 
     @staticmethod
-    def _choose(key: str, spans: list[tuple[int, int, bool]], words: list[str], line_of: list[int],
-                labels: list[str]) -> Optional[tuple[int, int, bool]]:
+    def _choose(
+        key: str, spans: list[tuple[int, int, bool]], words: list[str], line_of: list[int], labels: list[str]
+    ) -> Optional[tuple[int, int, bool]]:
         free = [s for s in spans if all(labels[i] == "O" for i in range(s[0], s[1] + 1))]
         exact = [s for s in free if s[2]]
         candidates = exact or free
@@ -214,8 +226,14 @@ class SROIEReader(Reader):
         if image is None:
             return None
         self.check_boxes(str(ocr), fields, boxes, image.size)
-        return Document(doc_id=ocr.stem, image=image, words=words, boxes=boxes,
-                        word_labels=self.label(words, line_of, entities), source=str(ocr))
+        return Document(
+            doc_id=ocr.stem,
+            image=image,
+            words=words,
+            boxes=boxes,
+            word_labels=self.label(words, line_of, entities),
+            source=str(ocr),
+        )
 
 
 class SROIEHubReader(TaggedHubReader):
@@ -236,8 +254,10 @@ class SROIEHubReader(TaggedHubReader):
     hub_splits = {"train": "train", "test": "test"}
     categories = SROIE_CATEGORIES
     hub_tag_names = ("O", "B-COMPANY", "I-COMPANY", "B-DATE", "I-DATE", "B-ADDRESS", "I-ADDRESS", "B-TOTAL", "I-TOTAL")
-    instead = ("Read the SROIE task-3 folders instead (train/ and test/, each with img/, box/ and entities/): "
-               "`--data.init_args.root /path/to/SROIE` or set DOCALIGN_SROIE.")
+    instead = (
+        "Read the SROIE task-3 folders instead (train/ and test/, each with img/, box/ and entities/): "
+        "`--data.init_args.root /path/to/SROIE` or set DOCALIGN_SROIE."
+    )
 
     def __init__(self, hub_id: str = SROIE_HUB_ID, **kwargs: Any) -> None:
         super().__init__(hub_id, **kwargs)

@@ -47,8 +47,14 @@ class SyntheticReader(Reader):
 
     splits = SPLITS
 
-    def __init__(self, counts: dict[str, int], seed: int = 0, classes: Sequence[str] = KINDS,
-                 kinds: Optional[Sequence[str]] = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        counts: dict[str, int],
+        seed: int = 0,
+        classes: Sequence[str] = KINDS,
+        kinds: Optional[Sequence[str]] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(".", **kwargs)
         self.counts = check_counts(counts, "synthetic_docs")
         self.seed = seed
