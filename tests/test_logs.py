@@ -39,5 +39,5 @@ def test_help_lists_every_command():
     )
     assert out.returncode == 0, out.stderr
     listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and line.split()]
-    assert set(COMMANDS) == {"fit", "validate", "test", "predict", "export", "ocr", "compare"}
+    assert set(COMMANDS) == {"fit", "validate", "test", "predict", "export", "predict-split", "ocr", "compare"}
     assert all(name in listed for name in COMMANDS), out.stdout
