@@ -35,13 +35,14 @@ class PhaseTimer(pl.Callback):
         self.t0 = time.time()
         # (name, wall clock, this process's CPU seconds, all threads): CPU time is what load does not inflate
         self.marks: list[tuple[str, float, float]] = [("process", float(os.environ.get("DOCALIGN_T0", self.t0)), 0.0)]
+        self._mark("built")  # the CLI builds the callbacks after the DataModule and the model, before fit
         self.curve: list[dict] = []
 
     def _mark(self, name: str) -> None:
         self.marks.append((name, time.time(), time.process_time()))
 
-    def setup(self, trainer, pl_module, stage):
-        self._mark(f"setup_{stage}")
+    def setup(self, trainer, pl_module, stage):  # after the DataModule's setup (generation, encoding)
+        self._mark(f"setup_{getattr(stage, 'value', stage)}")
 
     def on_fit_start(self, trainer, pl_module):
         self._mark("fit_start")
@@ -53,10 +54,10 @@ class PhaseTimer(pl.Callback):
         self._mark(f"train_epoch{trainer.current_epoch}_end")
 
     def on_validation_start(self, trainer, pl_module):
-        self._mark(f"val{trainer.current_epoch}_start")
+        self._mark("sanity_start" if trainer.sanity_checking else "val_start")
 
     def on_validation_end(self, trainer, pl_module):
-        self._mark(f"val{trainer.current_epoch}_end")
+        self._mark("sanity_end" if trainer.sanity_checking else "val_end")
         if not trainer.sanity_checking:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             self.curve.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
@@ -88,13 +89,16 @@ class PhaseTimer(pl.Callback):
 def spans(marks: list[tuple], column: int = 1) -> dict[str, float]:
     """Seconds of each phase from the stamps: wall clock (``column`` 1) or CPU time (2)."""
     t = {mark[0]: mark[column] for mark in marks if len(mark) > column}
-    out = {"start-up (imports, parse, model)": t.get("setup_fit", t["process"]) - t["process"]}
-    out["data (generate, encode)"] = t["fit_start"] - t["setup_fit"]
+    out = {"start-up (imports, parse, build the model)": t["built"] - t["process"]}
+    out["data (generate, encode)"] = t["setup_fit"] - t["built"]
+    out["sanity validation"] = t.get("sanity_end", 0.0) - t.get("sanity_start", 0.0)
     epochs = sorted({int(k[len("train_epoch") :].split("_")[0]) for k in t if k.startswith("train_epoch")})
     train = sum(t[f"train_epoch{e}_end"] - t[f"train_epoch{e}_start"] for e in epochs if f"train_epoch{e}_end" in t)
-    val = sum(t[f"val{e}_end"] - t[f"val{e}_start"] for e in epochs if f"val{e}_end" in t)
+    starts = [m[column] for m in marks if m[0] == "val_start"]
+    ends = [m[column] for m in marks if m[0] == "val_end"]
+    val = sum(b - a for a, b in zip(starts, ends))
     out[f"training ({len(epochs)} epochs, incl. validation)"] = train
-    out["  of which validation"] = val
+    out[f"  of which validation ({len(ends)} passes)"] = val
     out["test (setup + loop)"] = t.get("test_end", 0) - t.get("fit_end", 0)
     out["total"] = t.get("test_end", 0) - t["process"]
     return out
