@@ -122,7 +122,7 @@ class DocVQAReader(_AnswerSpans, Reader):
         if data is not None and not isinstance(records, list):
             self.repairs.report(where, "data", "missing or not a list of questions", "read no questions")
         pages: dict[str, DocVQAPage] = {}
-        for i, record in enumerate(records or []):
+        for i, record in enumerate(records if isinstance(records, list) else []):
             question = record.get("question") if isinstance(record, dict) else None
             image = record.get("image") if isinstance(record, dict) else None
             if not isinstance(question, str) or not isinstance(image, str):
