@@ -28,6 +28,7 @@ from .cli_errors import OverrideError
 from .data import DocumentDataModule
 from .data.repairs import DataError
 from .hub import CheckpointError, check_available, check_same_vocabulary
+from .models.warm_start import load_weights_only
 from .resume import VERSION, ResumeError, RunFolder, next_version, resumable_run, run_of_checkpoint
 from .systems.base import DocumentSystem
 
@@ -184,7 +185,7 @@ class DocAlignCLI(LightningCLI):
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        ckpt = load_weights_only(ckpt_path)
         hparams = upgrade_checkpoint({"hyper_parameters": ckpt.get("hyper_parameters") or {}})["hyper_parameters"]
         hparams.pop("_instantiator", None)
         if not hparams:

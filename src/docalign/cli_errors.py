@@ -323,13 +323,10 @@ def check_checkpoint_file(path: Any, key: str = "--ckpt_path") -> None:
         bad = f"({type(err).__name__}: {err})"
     if bad:
         raise CheckpointError(f"{key}: the checkpoint file '{file}' is corrupt (damaged member {bad}); {advice}.")
-    import torch
-
-    from .models.warm_start import _safe_config_classes
+    from .models.warm_start import load_weights_only
 
     try:  # our config dataclasses are the only classes a checkpoint's hyper-parameters may hold
-        with torch.serialization.safe_globals(list(_safe_config_classes())):
-            torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        load_weights_only(file, mmap=True)
     except Exception as err:  # noqa: BLE001 - the unpickler raises many types; each one is this error
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(

@@ -29,7 +29,7 @@ from ..alignment.aet import AETAlignment, upgrade_checkpoint
 from ..hub import CheckpointError, load_tokenizer
 from ..models.alignment import ImageEncoderConfig, TextEncoderConfig
 from ..models.backbone import BackboneConfig
-from ..models.warm_start import _safe_config_classes
+from ..models.warm_start import load_weights_only
 from ..systems.base import DocumentSystem
 from ..systems.doc_classification import DocumentClassification
 from ..systems.extractive_qa import ExtractiveQA
@@ -90,8 +90,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"--ckpt: {path} does not exist (a .ckpt file or a folder written by docalign export)")
     try:
-        with torch.serialization.safe_globals(list(_safe_config_classes())):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_weights_only(path)
     except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
         raise CheckpointError(f"--ckpt: {path} could not be read as a Lightning checkpoint ({err})") from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):

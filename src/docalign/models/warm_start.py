@@ -91,8 +91,7 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
     try:
         # weights_only=True: tensors and plain containers only, so a crafted file cannot run code. A docalign
         # .ckpt made outside the CLI may hold our config dataclasses in its hyper-parameters: those are allowed.
-        with torch.serialization.safe_globals(list(_safe_config_classes())):
-            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        checkpoint = load_weights_only(file)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise CheckpointError(f"backbone.init_from: {file} could not be read as a Lightning checkpoint: {err}") from err
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
@@ -116,9 +115,17 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
     return report
 
 
-def _safe_config_classes():
+def safe_config_classes() -> tuple[type, ...]:
     """The docalign dataclasses a checkpoint's hyper-parameters may hold (allowed by the weights-only loader)."""
     from .alignment import ImageEncoderConfig, TextEncoderConfig
     from .config import BackboneConfig
+    from .vlcdoc import VLCDocConfig
 
-    return (BackboneConfig, ImageEncoderConfig, TextEncoderConfig)
+    return (BackboneConfig, ImageEncoderConfig, TextEncoderConfig, VLCDocConfig)
+
+
+def load_weights_only(path: str | Path, **kwargs) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU with our config dataclasses allowed: tensors, plain
+    containers and those dataclasses only, so a crafted file cannot run code. Every docalign checkpoint load uses it."""
+    with torch.serialization.safe_globals(list(safe_config_classes())):
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
