@@ -9,7 +9,7 @@ EXP ?= demo
 ARGS ?=
 EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/_%,$(wildcard experiments/*.yaml)))))
 
-.PHONY: help system-packages install train print-config test lint format tb compare clean check-exp
+.PHONY: help system-packages install train print-config test test-slow lint format tb compare clean check-exp
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,8 +44,11 @@ train: check-exp $(STAMP) ## Train and test EXP (default demo): make train EXP=d
 print-config: check-exp $(STAMP) ## Print the resolved config of EXP (with ARGS)
 	@$(BIN)/docalign fit --config experiments/_base.yaml --config experiments/$(EXP).yaml $(ARGS) --print_config
 
-test: $(STAMP) ## Run the test suite (offline)
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -q $(ARGS)
+test: $(STAMP) ## Run the test suite (offline; the slow rehearsals are left to `make test-slow`)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(STAMP) ## Run only the slow rehearsals (tests marked slow: minutes each, still offline)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow $(ARGS)
 
 lint: $(STAMP) ## Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites
 	$(BIN)/ruff check src tests benchmarks
