@@ -144,3 +144,46 @@ def test_text_warm_start_starts_the_joint_layernorm_at_the_text_layernorm():
     text_ln, joint_ln = model.hf.embeddings.LayerNorm, model.hf.LayerNorm
     assert torch.equal(text_ln.weight, joint_ln.weight) and torch.equal(text_ln.bias, joint_ln.bias)
     assert abs(float(joint_ln.weight.mean()) - 1.0) > 0.2  # MiniLM's gain (~0.62), not a fresh LayerNorm's 1
+
+
+def _attention_dropouts(model):
+    """(attention-probability dropout values, other dropout values) of a Hugging Face BERT-style model."""
+    attention, other = set(), set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            (attention if name.endswith("attention.self.dropout") else other).add(module.p)
+    return attention, other
+
+
+@pytest.mark.parametrize("arch", ["layoutlm", "layoutlmv3"])
+def test_attention_dropout_overrides_only_the_attention_probabilities(arch):
+    from dataclasses import replace
+
+    plain = build_backbone(replace(TINY, arch=arch, dropout=0.1), vocab_size=100)
+    assert _attention_dropouts(plain.hf)[0] == {0.1}
+    model = build_backbone(replace(TINY, arch=arch, dropout=0.1, attention_dropout=0.0), vocab_size=100)
+    assert model.hf.config.attention_probs_dropout_prob == 0.0
+    attention, other = _attention_dropouts(model.hf)
+    assert attention == {0.0} and 0.1 in other  # hidden dropout is kept
+    # in training mode, the attention of a model without attention dropout equals its eval-mode attention
+    hf = model.hf.train()
+    layer = hf.encoder.layer[0].attention.self
+    hidden = torch.randn(2, 7, 36)
+    assert torch.equal(layer(hidden)[0], layer.eval()(hidden)[0])
+
+
+def test_the_alignment_text_encoder_takes_attention_dropout_from_config_even_when_pretrained():
+    from docalign.models.alignment import AlignmentTextEncoder, TextEncoderConfig
+
+    tokenizer = load_tokenizer("minilm")
+    warm = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm"), len(tokenizer))
+    assert _attention_dropouts(warm.model)[0] == {0.1}  # the checkpoint's own
+    cut = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", attention_dropout=0.0), len(tokenizer))
+    assert _attention_dropouts(cut.model) == ({0.0}, {0.1})
+    random_init = AlignmentTextEncoder(
+        TextEncoderConfig(
+            pretrained=None, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, attention_dropout=0.0
+        ),
+        100,
+    )
+    assert _attention_dropouts(random_init.model) == ({0.0}, {0.1})

@@ -223,3 +223,50 @@ def test_an_explicit_checkpoint_in_a_run_folder_resumes_into_that_folder(tmp_pat
     outside = config(tmp_path / "elsewhere" / "x.ckpt")
     (tmp_path / "elsewhere" / "x.ckpt").write_bytes(b"x")
     assert resolve_resume(outside, "fit") is None and outside.trainer.logger.init_args.version is None
+
+
+def _padded(batches, lengths):
+    return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+
+def test_length_grouping_pads_less_keeps_every_window_and_resumes_exactly():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(20, 257, (203,), generator=g).tolist()
+    data = list(range(len(lengths)))
+
+    def loader(group):
+        sampler = ResumableSampler(data, group_by_length=group, lengths=lengths if group else None, batch_size=8)
+        return ResumableLoader(data, batch_size=8, sampler=sampler)
+
+    torch.manual_seed(5)
+    plain = _batches(loader(0))
+    torch.manual_seed(5)
+    grouped = _batches(loader(8))
+    assert sorted(sum(grouped, [])) == data  # a permutation: nothing dropped, nothing repeated
+    assert [len(b) for b in grouped] == [8] * 25 + [3]  # the short batch stays last
+    assert _padded(grouped, lengths) < 0.9 * _padded(plain, lengths)
+    # the same windows per chunk of 8 batches as the plain shuffle of that seed, only regrouped
+    assert sorted(sum(grouped[:8], [])) == sorted(sum(plain[:8], []))
+    assert grouped[:8] != sorted(grouped[:8], key=lambda b: -lengths[b[0]])  # batches shuffled within the chunk
+
+    torch.manual_seed(5)
+    first = loader(8)
+    iterator = iter(first)
+    [next(iterator) for _ in range(11)]
+    state = first.state_dict()
+    again = loader(8)
+    torch.manual_seed(123)
+    again.load_state_dict(state)
+    assert _batches(again) == grouped[11:]
+
+
+def test_length_grouping_with_two_processes_covers_the_data_and_is_refused_without_lengths():
+    lengths = [(7 * i) % 97 + 3 for i in range(40)]
+    data = list(range(40))
+    shares = [
+        list(ResumableSampler(data, num_replicas=2, rank=r, seed=3, group_by_length=2, lengths=lengths, batch_size=4))
+        for r in (0, 1)
+    ]
+    assert sorted(shares[0] + shares[1]) == data
+    with pytest.raises(ValueError, match="one length per sample"):
+        ResumableSampler(data, group_by_length=2, batch_size=4)

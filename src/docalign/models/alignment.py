@@ -64,6 +64,9 @@ class TextEncoderConfig:
         model_type: the architecture for random init (a ``transformers`` model type: ``bert``, ``roberta``...).
         hidden_size, num_layers, num_heads, intermediate_size, dropout: sizes for random init.
         max_positions: longest input in tokens (random init).
+        attention_dropout: dropout on the attention probabilities alone, overriding ``dropout`` and a pretrained
+            checkpoint's own; None: the checkpoint's (pretrained) or ``dropout`` (random init). The momentum copy
+            inherits it. See ``BackboneConfig.attention_dropout`` for why the offline demo sets it to 0.
     """
 
     pretrained: Optional[str] = "minilm"
@@ -74,6 +77,7 @@ class TextEncoderConfig:
     intermediate_size: int = 1536
     dropout: float = 0.1
     max_positions: int = 512
+    attention_dropout: Optional[float] = None
 
 
 def _grid_check(what: str, value: Optional[int], fusion: int) -> int:
@@ -185,7 +189,10 @@ class AlignmentTextEncoder(nn.Module):
     def __init__(self, config: TextEncoderConfig, vocab_size: int) -> None:
         super().__init__()
         if config.pretrained:
-            self.model = load_pretrained_model(config.pretrained)
+            overrides = (
+                {} if config.attention_dropout is None else {"attention_probs_dropout_prob": config.attention_dropout}
+            )
+            self.model = load_pretrained_model(config.pretrained, **overrides)
             rows = self.model.get_input_embeddings().num_embeddings
             if rows != vocab_size:
                 raise CheckpointError(
@@ -206,7 +213,9 @@ class AlignmentTextEncoder(nn.Module):
                 num_attention_heads=config.num_heads,
                 intermediate_size=config.intermediate_size,
                 hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout
+                if config.attention_dropout is None
+                else config.attention_dropout,
                 max_position_embeddings=config.max_positions + 2,
             )
             self.model = AutoModel.from_config(hf_config)

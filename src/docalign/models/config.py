@@ -7,7 +7,7 @@ Its own module so that the architectures (``layoutlm``, ``layoutlmv2``, ``layout
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 
 @dataclass
@@ -27,6 +27,10 @@ class BackboneConfig:
         spatial_bias: learnable 1-D and 2-D relative position biases in self-attention (trainable,
             unlike Hugging Face's implementation, which looks them up under ``no_grad``).
         dropout: hidden and attention dropout.
+        attention_dropout: dropout on the attention probabilities alone, overriding ``dropout`` (and a
+            ``pretrained`` checkpoint's own); None: as ``dropout`` (random init, ``text_init``) or the checkpoint's.
+            On the CPU it is most of a step's cost at short lengths (a random mask over every batch x head x
+            query x key; measured in docs/RESULTS.md), which is why the offline demo sets it to 0.
         max_2d_position: size of the coordinate embedding tables (boxes are in 0-1000).
         layout_init: how new coordinate tables start: ``sinusoidal`` (smooth in the coordinate; see
             ``docalign.models.layout_init``) or ``random`` (Hugging Face's N(0, 0.02)). Loaded tables are kept.
@@ -51,6 +55,7 @@ class BackboneConfig:
     visual: bool = True
     spatial_bias: bool = True
     dropout: float = 0.1
+    attention_dropout: Optional[float] = None
     max_2d_position: int = 1024
     layout_init: str = "sinusoidal"
     visual_backbone: str = "resnet18"
@@ -58,3 +63,14 @@ class BackboneConfig:
     visual_fpn: bool = True
     visual_norm: str = "group"
     init_from: Optional[str] = None
+
+    @property
+    def attention_probs_dropout(self) -> float:
+        """The attention-probability dropout of a backbone built from sizes (not from a full checkpoint)."""
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
+    def override_attention_dropout(self, hf_config: Any) -> Any:
+        """A full checkpoint's ``hf_config`` with ``attention_dropout`` applied when it is set."""
+        if self.attention_dropout is not None:
+            hf_config.attention_probs_dropout_prob = self.attention_dropout
+        return hf_config

@@ -67,7 +67,7 @@ class LayoutLMBackbone(nn.Module):
         self.load_report: LoadReport | None = None
         if config.pretrained:
             source = load_pretrained_arch(config.pretrained, "layoutlm", vocab_size)
-            self.hf = self._build(source.config)
+            self.hf = self._build(config.override_attention_dropout(source.config))
             self.load_report = transfer(self.hf, source.state_dict(), strip_text_prefix, config.pretrained)
             return
         sizes = dict(
@@ -87,7 +87,7 @@ class LayoutLMBackbone(nn.Module):
             max_2d_position_embeddings=config.max_2d_position,
             max_position_embeddings=512,
             hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_probs_dropout,
             pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
             hidden_act=getattr(text_config, "hidden_act", "gelu"),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2),

@@ -286,7 +286,7 @@ class LayoutLMv2Backbone(nn.Module):
                 )
             grid = tuple(hf_config.image_feature_pool_shape[:2])
             hf_config.has_relative_attention_bias = hf_config.has_spatial_attention_bias = config.spatial_bias
-            self.hf = self._build(hf_config, config, grid)
+            self.hf = self._build(config.override_attention_dropout(hf_config), config, grid)
             self.load_report = transfer(self.hf, fuse_qkv(state), hf_name, config.pretrained)
             if self.config.visual and not any(k.endswith("visual_segment_embedding") for k in state):
                 with torch.no_grad():  # has_visual_segment_embedding=False: a zero vector is the same model
@@ -317,7 +317,7 @@ class LayoutLMv2Backbone(nn.Module):
             max_position_embeddings=512,
             max_2d_position_embeddings=config.max_2d_position,
             hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_probs_dropout,
             has_relative_attention_bias=config.spatial_bias,
             has_spatial_attention_bias=config.spatial_bias,
             pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,

@@ -63,7 +63,7 @@ class LayoutLMv3Backbone(nn.Module):
         self.load_report: LoadReport | None = None
         if config.pretrained:
             source = load_pretrained_arch(config.pretrained, "layoutlmv3", vocab_size)
-            hf_config = source.config
+            hf_config = config.override_attention_dropout(source.config)
             hf_config.has_relative_attention_bias = hf_config.has_spatial_attention_bias = config.spatial_bias
             self.position_offset = hf_config.pad_token_id + 1
             self.hf = self._build(hf_config)
@@ -97,7 +97,7 @@ class LayoutLMv3Backbone(nn.Module):
                 has_spatial_attention_bias=config.spatial_bias,
                 visual_embed=config.visual,
                 hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.attention_probs_dropout,
                 pad_token_id=getattr(text_config, "pad_token_id", 0) or 0,
             )
             self.position_offset = 0

@@ -11,13 +11,14 @@ from typing import Any
 from ..hub import CheckpointError, hub_failure, resolve_checkpoint
 
 
-def load_pretrained_model(name: str) -> Any:
-    """``AutoModel.from_pretrained`` with a clear error; returns the transformers model."""
+def load_pretrained_model(name: str, **config_overrides: Any) -> Any:
+    """``AutoModel.from_pretrained`` with a clear error; returns the transformers model. ``config_overrides``
+    replace attributes of the checkpoint's config (e.g. ``attention_probs_dropout_prob``)."""
     from transformers import AutoModel
 
     path = resolve_checkpoint(name)
     try:
-        return AutoModel.from_pretrained(path)
+        return AutoModel.from_pretrained(path, **config_overrides)
     except (OSError, ValueError) as err:
         raise hub_failure(name, "checkpoint", err) from err
 

@@ -76,6 +76,9 @@ class DocumentDataModule(L.LightningDataModule):
         num_workers, pin_memory: DataLoader settings.
         strict: raise on the first bad sample instead of repairing it (see ``RepairLog``).
         max_docs: use only the first ``max_docs`` documents of each split (quick runs and tests).
+        group_by_length: 0 (default): training batches are plain shuffles; ``k``: windows of similar length are
+            batched together within chunks of ``k`` batches of a shuffled pass, so batches pad less (the demo uses
+            8; ``docalign.data.samplers``). Validation and test keep the document order.
     """
 
     collate = staticmethod(collate_windows)  # windows -> padded batch; a task's DataModule may name its own
@@ -92,6 +95,7 @@ class DocumentDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         strict: bool = False,
         max_docs: Optional[int] = None,
+        group_by_length: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -167,11 +171,19 @@ class DocumentDataModule(L.LightningDataModule):
         hp, trainer = self.hparams, self.trainer
         windows = self.windows["train"]
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        batch = self.per_device_batch(hp.batch_size)
+        grouping = hp.get("group_by_length", 0)  # absent from checkpoints of older runs
         return ResumableLoader(
             windows,
-            batch_size=self.per_device_batch(hp.batch_size),
+            batch_size=batch,
             sampler=ResumableSampler(
-                windows, num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0))
+                windows,
+                num_replicas=world,
+                rank=rank,
+                seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+                group_by_length=grouping,
+                lengths=[self.window_length(w) for w in windows] if grouping else None,
+                batch_size=batch,
             ),
             collate_fn=partial(self.collate, pad_token_id=self.tokenizer.pad_token_id),
             num_workers=hp.num_workers,
@@ -179,6 +191,12 @@ class DocumentDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
             epoch_batches=(lambda: trainer.num_training_batches) if trainer is not None else None,
         )
+
+    @staticmethod
+    def window_length(window: Any) -> int:
+        """A training sample's padded dimension (tokens) for ``group_by_length``; a task's DataModule whose samples
+        are not ``EncodedWindow``s names its own."""
+        return len(window.input_ids)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
