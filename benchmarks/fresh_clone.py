@@ -59,7 +59,7 @@ def one_round(test: bool) -> dict:
             "exit": install_code or train_code,
             "f1": result.get("test", {}).get("test/f1", float("nan")),
             "fit_s": result.get("fit_seconds", float("nan")),
-            "steps": result.get("global_step"),
+            "steps": result.get("global_steps"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         if test:
