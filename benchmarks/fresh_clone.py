@@ -39,7 +39,7 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int, str]:
     return time.time() - start, code, log.read_text()
 
 
-def one_round(test: bool) -> dict:
+def one_round(test: bool, commit: str) -> dict:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=REPO.parent, prefix="fresh-clone-") as tmp:
         clone = Path(tmp) / "docalign"
@@ -47,6 +47,7 @@ def one_round(test: bool) -> dict:
         if shared.is_dir():  # CI lays ../shared beside the clone; do the same
             (Path(tmp) / "shared").symlink_to(shared)
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)  # the commit the state is keyed by
         install_s, install_code, _ = timed(["make", "install"], clone, Path(tmp) / "install.log")
         train_s, train_code, _ = timed(["make", "train"], clone, Path(tmp) / "train.log")
         metrics = sorted(clone.glob("logs/demo/version_*/metrics.json"))
@@ -89,7 +90,7 @@ def main() -> int:
     state = json.loads(args.state.read_text()) if args.state.exists() else {}
     rounds = state.setdefault(commit, [])
     while len(rounds) < args.rounds:
-        rounds.append(one_round(args.test and len(rounds) == args.rounds - 1))
+        rounds.append(one_round(args.test and len(rounds) == args.rounds - 1, commit))
         args.state.parent.mkdir(parents=True, exist_ok=True)
         args.state.write_text(json.dumps(state, indent=1))
         print(json.dumps(rounds[-1]), flush=True)
