@@ -43,6 +43,12 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--queue-size", type=int, default=65536)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--attention-dropout",
+        type=float,
+        help="attention-probability dropout of the fusion model and the text encoder (default: theirs, 0.1); "
+        "writes its own section",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.device = "cpu"
@@ -231,6 +237,7 @@ def main() -> int:
         [
             "- command: `HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/aet_profile.py"
             + (f" --steps {args.steps}" if args.steps != 3 else "")
+            + (f" --attention-dropout {args.attention_dropout:g}" if args.attention_dropout is not None else "")
             + "`",
             f"- machine: {results.machine(f'torch {torch.__version__}, {args.threads} torch threads')}",
             f"- sizes: aet_cost.py's (batch {args.batch} x {args.length} tokens + 224 px image, queues "
@@ -250,7 +257,14 @@ def main() -> int:
     print(body)
     print(f"load average after: {load[0]:.1f}")
     if not args.no_write:
-        results.write_section("aet_profile", "AET step profile: where the time goes", body)
+        if args.attention_dropout is None:
+            results.write_section("aet_profile", "AET step profile: where the time goes", body)
+        else:
+            results.write_section(
+                f"aet_profile_attention_dropout_{args.attention_dropout:g}",
+                f"AET step profile with attention dropout {args.attention_dropout:g}",
+                body,
+            )
     return 0
 
 
