@@ -215,7 +215,7 @@ DATASET_REFS = {
     "lmms-lab/DocVQA": ("main",),
     "HuggingFaceM4/DocumentVQA": ("main",),
 }
-DEFAULT_DOCS = 4  # documents per split (Tobacco-3482: its one split holds 10, one per class)
+DEFAULT_DOCS = 4  # documents per split (Tobacco-3482: its one split holds 20, two per class)
 
 
 def hub_folder(kind: str, repo_id: str) -> str:
@@ -239,7 +239,9 @@ def is_complete(hub: Path, kind: str, repo_id: str, sha: str, refs: Sequence[str
     )
 
 
-def install_snapshot(hub: Path, kind: str, repo_id: str, sha: str, staged: Path, refs: Sequence[str] = ("main",)) -> Path:
+def install_snapshot(
+    hub: Path, kind: str, repo_id: str, sha: str, staged: Path, refs: Sequence[str] = ("main",)
+) -> Path:
     """Move the files under ``staged`` into the hub cache of ``repo_id`` as snapshot ``sha`` (blobs named by their
     sha256, the snapshot's files symlinks to them, as ``huggingface_hub`` lays them out); the refs go last."""
     storage = hub / hub_folder(kind, repo_id)
@@ -283,7 +285,7 @@ def corpus(size: int, seed: int = 0) -> Iterator[str]:
     from .data.synthetic_docs import render_document
 
     lines = 0
-    for i in range(8):
+    for i in range(8 if size > 10_000 else 2):
         for doc in (render_receipt(seed, i), render_document(seed, i)):
             yield " ".join(doc.words)
             lines += 1
@@ -699,7 +701,7 @@ DATASETS: dict[str, tuple[Callable[..., dict[str, list[Any]]], str, dict[str, in
     "nielsr/funsd-layoutlmv3": (funsd_rows, "default", {"train": 0, "test": 0}),
     "darentang/sroie": (sroie_rows, "default", {"train": 0, "test": 0}),
     "aharley/rvl_cdip": (classification_rows("rvl_cdip"), "default", {"train": 0, "validation": 0, "test": 0}),
-    "maveriq/tobacco3482": (classification_rows("tobacco3482"), "default", {"train": 10}),
+    "maveriq/tobacco3482": (classification_rows("tobacco3482"), "default", {"train": 20}),
     "lmms-lab/DocVQA": (docvqa_rows, "DocVQA", {"validation": 0, "test": 0}),
     "HuggingFaceM4/DocumentVQA": (docvqa_rows, "default", {"train": 0, "validation": 0, "test": 0}),
 }
