@@ -28,7 +28,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-from .hub import CheckpointError, hub_offline
+from .hub import CheckpointError, hub_offline, timm_cached
 
 # Options of the parser itself, never config fields.
 PARSER_OPTIONS = {"--config", "--print_config", "--help", "-h", "--print-config"}
@@ -367,8 +367,9 @@ def overlays_covering(keys: Sequence[str], folder: Path) -> list[tuple[str, list
 
 
 def timm_checkpoints_offline(node: Any, path: str = "") -> list[tuple[str, str]]:
-    """``(config key, name)`` of every ``timm_checkpoint`` without a ``checkpoint_file`` (offline, these would
-    be downloaded: ``docalign.models.alignment`` refuses them when the model is built)."""
+    """``(config key, name)`` of every ``timm_checkpoint`` without a ``checkpoint_file`` and not in the local Hugging
+    Face cache (offline, these would be downloaded: ``docalign.models.alignment`` refuses them when the model is
+    built)."""
     if not hub_offline():
         return []
     found = []
@@ -376,7 +377,8 @@ def timm_checkpoints_offline(node: Any, path: str = "") -> list[tuple[str, str]]
     for key, value in items:
         here = f"{path}.{key}" if path else key
         if key == "timm_checkpoint" and isinstance(value, str) and value and not _get(node, "checkpoint_file"):
-            found.append((here, value))
+            if not timm_cached(value):
+                found.append((here, value))
         elif hasattr(value, "__dict__") or isinstance(value, dict):
             found.extend(timm_checkpoints_offline(value, here))
     return found

@@ -61,6 +61,28 @@ def check_available(name: str, what: str = "checkpoint") -> None:
         raise hub_failure(name, what, FileNotFoundError("not in the local Hugging Face cache"))
 
 
+def timm_cached(name: str) -> bool:
+    """True when the pretrained weights of the timm model ``name`` are in the local Hugging Face cache (the hub
+    repository timm's registry names, ``timm/<name>``, with ``model.safetensors`` or ``pytorch_model.bin``), so that
+    ``timm.create_model(name, pretrained=True)`` works offline. False for a name timm does not know."""
+    try:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - unknown names raise RuntimeError or return None, by timm version
+        return False
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = repo.partition("@")
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo, filename, revision=revision or None), str):
+            return True
+    return False
+
+
 def hub_failure(name: str, what: str, err: Exception) -> CheckpointError:
     how = (
         "HF_HUB_OFFLINE is set, so nothing is downloaded"
@@ -75,15 +97,27 @@ def hub_failure(name: str, what: str, err: Exception) -> CheckpointError:
     )
 
 
+# Model types whose own tokenizer class takes (words, boxes) and refuses words alone (LayoutLMv2/v3's raise "You must
+# provide corresponding bounding boxes"): their vocabulary files are read by the text tokenizer of the same format
+# (BERT's WordPiece, RoBERTa's byte-level BPE), which gives the same ids; docalign puts the boxes in itself.
+WORD_TOKENIZERS = {"layoutlmv2": "BertTokenizer", "layoutlmv3": "RobertaTokenizer"}
+
+
 def load_tokenizer(name: str) -> Any:
-    """A fast tokenizer for ``name``; BPE tokenizers get ``add_prefix_space=True`` (words are pre-split)."""
+    """A fast tokenizer for ``name``; BPE tokenizers get ``add_prefix_space=True`` (words are pre-split).
+
+    LayoutLMv2/v3 checkpoints get the text tokenizer of their format (``WORD_TOKENIZERS``) over their own files."""
+    import transformers
     from transformers import AutoConfig, AutoTokenizer
 
     path = resolve_checkpoint(name)
     try:
         config = AutoConfig.from_pretrained(path)
         kwargs = {"add_prefix_space": True} if config.model_type in {"roberta", "layoutlmv3", "longformer"} else {}
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
+        if config.model_type in WORD_TOKENIZERS:
+            tokenizer = getattr(transformers, WORD_TOKENIZERS[config.model_type]).from_pretrained(path, **kwargs)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
     except (OSError, ValueError) as err:
         raise hub_failure(name, "tokenizer", err) from err
     if len(tokenizer) < MIN_VOCAB:

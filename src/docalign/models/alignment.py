@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conventions import PIXEL_MEAN, PIXEL_STD
-from ..hub import CheckpointError, hub_offline
+from ..hub import CheckpointError, hub_offline, timm_cached
 from .pretrained import load_pretrained_model
 
 
@@ -164,10 +164,10 @@ def _load_timm(config: ImageEncoderConfig, image_size: int) -> nn.Module:
     kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=config.drop_path)
     if config.checkpoint_file:
         kwargs["pretrained_cfg_overlay"] = dict(file=config.checkpoint_file)
-    elif hub_offline():
+    elif hub_offline() and not timm_cached(name):
         raise CheckpointError(
             f"The image encoder's timm checkpoint '{name}' must be downloaded from the Hugging Face "
-            f"hub, but HF_HUB_OFFLINE is set. {advice}"
+            f"hub, but HF_HUB_OFFLINE is set and it is not in the local cache. {advice}"
         )
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
