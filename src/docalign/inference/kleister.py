@@ -224,14 +224,16 @@ def rules_extract(words: Sequence[str], keys: Sequence[str] = KEYS, preamble_wor
         if found:
             out["jurisdiction"] = [normalise("jurisdiction", found[-1].split())]
     if "term" in keys:
+        terms = []
         for span in term_spans(words, text):
             start = text.starts[span.first]
             end = text.starts[span.last] + len(words[span.last])
             if _TERM_AFTER.search(text.text[end : end + 40]) and _TERM_CONTEXT.search(
                 text.text[max(0, start - 120) : start]
             ):
-                out["term"] = [span.value]
-                break
+                terms.append(span.value)
+        if terms:  # several periods (confidentiality, non-solicitation, standstill): the agreement's is the longest
+            out["term"] = [max(terms, key=term_days)]
     if "party" in keys:
         out_parties = _parties(text, preamble_words)
         if out_parties:
@@ -240,6 +242,18 @@ def rules_extract(words: Sequence[str], keys: Sequence[str] = KEYS, preamble_wor
 
 
 _PLACES = {name_key(j) for j in JURISDICTIONS} | {"CAYMANISLANDS", "BRITISHVIRGINISLANDS", "BERMUDA", "DELAWARELIMITED"}
+
+
+_UNIT_DAYS = {"day": 1, "week": 7, "month": 30.44, "year": 365.25}
+
+
+def term_days(value: str) -> float:
+    """``"18_months"`` -> 547.9: a term's length in days, to compare terms."""
+    number, _, unit = value.partition("_")
+    try:
+        return float(number) * _UNIT_DAYS.get(unit.rstrip("s"), 0.0)
+    except ValueError:
+        return 0.0
 
 
 def _is_place(text: str) -> bool:
