@@ -3,6 +3,10 @@
 A ``Document`` is one page (or one multi-page document flattened to one image) with its words in
 reading order. Boxes are in the image's own pixel coordinates; scaling to the 0-1000 grid the models
 use happens at encoding time, where the page size is known.
+
+Multi-page documents (Kleister-NDA) also set ``pages`` (one image per page, ``image`` is ``pages[0]``)
+and ``word_pages`` (the 0-based page of each word): a word's box is then in pixels of *its* page. A
+document without ``pages`` is a single page and behaves exactly as before.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Document:
         doc_label: the document's class (classification datasets), or None.
         qa_pairs: questions and answers (document QA), possibly empty.
         source: where the record came from (a file path or a hub id), for error messages.
+        pages: multi-page documents: every page's image (``image`` is the first); None for one page.
+        word_pages: with ``pages``: the 0-based page index of each word (its box is in that page's pixels).
+        key_values: key information extraction: the expected values per key (benchmark-written strings,
+            e.g. ``{"party": ["Nike_Inc."], "term": ["2_years"]}``), or None when unlabelled.
     """
 
     doc_id: str
@@ -46,9 +54,23 @@ class Document:
     doc_label: Optional[str] = None
     qa_pairs: list[QAPair] = field(default_factory=list)
     source: str = ""
+    pages: Optional[list[Image.Image]] = None
+    word_pages: Optional[list[int]] = None
+    key_values: Optional[dict[str, list[str]]] = None
 
     def __post_init__(self) -> None:
         where = self.source or self.doc_id
+        if self.pages is not None:
+            if not self.pages:
+                raise ValueError(f"{where}: field 'pages' is empty (a multi-page document needs at least one page)")
+            if self.word_pages is None or len(self.word_pages) != len(self.words):
+                n = None if self.word_pages is None else len(self.word_pages)
+                raise ValueError(f"{where}: field 'word_pages' has {n} entries but 'words' has {len(self.words)}")
+            for i, page in enumerate(self.word_pages):
+                if not 0 <= page < len(self.pages):
+                    raise ValueError(f"{where}: field 'word_pages[{i}]' is {page}, not a page of {len(self.pages)}")
+        elif self.word_pages is not None:
+            raise ValueError(f"{where}: field 'word_pages' is set but 'pages' is not")
         if len(self.boxes) != len(self.words):
             raise ValueError(f"{where}: field 'boxes' has {len(self.boxes)} entries but 'words' has {len(self.words)}")
         if self.word_labels is not None and len(self.word_labels) != len(self.words):
@@ -72,5 +94,16 @@ class Document:
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) of the page in pixels."""
+        """(width, height) of the (first) page in pixels."""
         return self.image.size
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages) if self.pages is not None else 1
+
+    def page_of(self, word: int) -> int:
+        """The 0-based page of word ``word`` (0 for a single-page document)."""
+        return self.word_pages[word] if self.word_pages is not None else 0
+
+    def page_image(self, page: int) -> Image.Image:
+        return self.pages[page] if self.pages is not None else self.image

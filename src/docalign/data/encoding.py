@@ -12,6 +12,12 @@ special tokens); segment decoding (``metrics.entity_f1``) reads these ids and no
 boxes again. The rule uses the model's inputs only: two runs of one box separated by another box are two
 segments, and two adjacent entities that share one box are one segment (FUNSD has none: on its train and
 test splits the runs are exactly the annotation's entities).
+
+Multi-page documents (``Document.pages``): the token sequence runs over all pages in order and is windowed
+the same way; every token carries its word's page (``page_ids``), boxes are scaled by the size of the
+word's own page, and each window takes the image of the page that holds most of its tokens
+(``page_index``; ties: the earliest page), so a window of page 7's words sees page 7. The per-page image
+tensors are built once per document and shared by its windows.
 """
 
 from __future__ import annotations
@@ -42,16 +48,23 @@ class EncodedWindow:
     window_index: int  # index of the window among its document's windows (QA: its question's)
     image: torch.Tensor | None  # (3, S, S) uint8, shared by the windows of one document
     doc_label: int = IGNORE_INDEX  # the document's class id (classification), -100 when it has none
+    page_ids: list[int] | None = None  # (L,), the page of each token's word (-1 special); None: one page
+    page_index: int = 0  # the page whose image ``image`` is
 
 
 def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
-    """Pixel boxes -> integer boxes on the 0-1000 grid, repairing inverted and out-of-page boxes."""
-    width, height = doc.size
+    """Pixel boxes -> integer boxes on the 0-1000 grid, repairing inverted and out-of-page boxes.
+
+    A multi-page document's word is scaled by the size of its own page (``Document.word_pages``)."""
     where = doc.source or doc.doc_id
-    if width <= 0 or height <= 0:
-        raise ValueError(f"{where}: field 'image' has an empty size {doc.size}")
+    sizes = [page.size for page in doc.pages] if doc.pages is not None else [doc.size]
+    for p, (width, height) in enumerate(sizes):
+        if width <= 0 or height <= 0:
+            field = "image" if doc.pages is None else f"pages[{p}]"
+            raise ValueError(f"{where}: field '{field}' has an empty size {(width, height)}")
     out = []
     for i, box in enumerate(doc.boxes):
+        width, height = sizes[doc.word_pages[i]] if doc.word_pages is not None else sizes[0]
         x0, y0, x1, y1 = (float(v) for v in box)
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             raise ValueError(f"{where}: field 'boxes[{i}]' is not finite: {box!r}")
@@ -201,7 +214,16 @@ class DocumentEncoder:
         doc_label = self._doc_label_id(doc)
         segments = word_segments(boxes)
         token_ids, token_words = self._tokenize(doc)
-        image = image_to_tensor(doc.image, self.image_size) if self.image_size else None
+        page_tensors: dict[int, torch.Tensor] = {}
+
+        def page_tensor(page: int) -> torch.Tensor | None:
+            if not self.image_size:
+                return None
+            if page not in page_tensors:
+                page_tensors[page] = image_to_tensor(doc.page_image(page), self.image_size)
+            return page_tensors[page]
+
+        multi_page = doc.pages is not None
 
         content = self.max_length - 2
         starts = window_starts(len(token_ids), content, self.stride)
@@ -222,6 +244,16 @@ class DocumentEncoder:
             bbox = [[0, 0, 0, 0]] + [boxes[token_words[t]] for t in span] + [[PAGE_SCALE] * 4]
             word_ids = [-1] + [token_words[t] for t in span] + [-1]
             segment_ids = [-1] + [segments[token_words[t]] for t in span] + [-1]
+            page_ids = None
+            page = 0
+            if multi_page:
+                token_pages = [doc.word_pages[token_words[t]] for t in span]
+                page_ids = [-1] + token_pages + [-1]
+                if token_pages:
+                    counts: dict[int, int] = {}
+                    for p in token_pages:
+                        counts[p] = counts.get(p, 0) + 1
+                    page = max(sorted(counts), key=lambda p: counts[p])
             scored = [False] + [owner.get(t) == s for t in span] + [False]
             if labels is None:
                 lab = [IGNORE_INDEX] * len(ids)
@@ -242,8 +274,10 @@ class DocumentEncoder:
                     scored,
                     doc_index,
                     window_index=index,
-                    image=image,
+                    image=page_tensor(page),
                     doc_label=doc_label,
+                    page_ids=page_ids,
+                    page_index=page,
                 )
             )
         return windows
@@ -254,7 +288,9 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
 
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
     ``word_ids (B, L)`` and ``segment_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool,
-    ``doc_index (B,)``, ``window_index (B,)``, ``doc_label (B,)`` (class id, -100 when the document has none)
+    ``doc_index (B,)``, ``window_index (B,)``, ``doc_label (B,)`` (class id, -100 when the document has none),
+    ``page_ids (B, L)`` (each token's page, -1 on special and padding tokens; 0 for single-page documents),
+    ``page_index (B,)`` (the page whose image the window carries)
     and ``pixel_values (B, 3, S, S)`` float in [0, 1] (each consumer normalises it once for itself: the backbones
     with ``conventions.PIXEL_MEAN``/``PIXEL_STD``, the alignment ViT with its own statistics; the alignment views
     augment it as it is).
@@ -272,6 +308,8 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
         "doc_index": torch.tensor([w.doc_index for w in windows], dtype=torch.long),
         "window_index": torch.tensor([w.window_index for w in windows], dtype=torch.long),
         "doc_label": torch.tensor([w.doc_label for w in windows], dtype=torch.long),
+        "page_ids": torch.full((batch, length), -1, dtype=torch.long),
+        "page_index": torch.tensor([w.page_index for w in windows], dtype=torch.long),
     }
     for i, w in enumerate(windows):
         n = len(w.input_ids)
@@ -282,6 +320,10 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
         out["word_ids"][i, :n] = torch.tensor(w.word_ids)
         out["segment_ids"][i, :n] = torch.tensor(w.segment_ids)
         out["scored"][i, :n] = torch.tensor(w.scored)
+        if w.page_ids is not None:
+            out["page_ids"][i, :n] = torch.tensor(w.page_ids)
+        else:
+            out["page_ids"][i, 1 : n - 1] = 0
     if windows[0].image is not None:
         out["pixel_values"] = torch.stack([w.image for w in windows]).float().div_(255.0)
     return out

@@ -1,4 +1,5 @@
-"""Dataset readers: raw release folders and hub copies (CORD, FUNSD, SROIE, RVL-CDIP, DocVQA, Tobacco-3482) ->
+"""Dataset readers: raw release folders and hub copies (CORD, FUNSD, SROIE, RVL-CDIP, DocVQA, Tobacco-3482,
+Kleister-NDA) ->
 ``Document`` records.
 
 Every reader shares one interface (``docalign.data.readers.base.Reader``): ``files(split)`` lists the
@@ -24,6 +25,7 @@ from .cord import CORD_HUB_ID, CORD_LABELS, CORDHubReader, CORDReader, check_hub
 from .docvqa import DOCVQA_HUB_ID, DocVQAHubPage, DocVQAHubReader, DocVQAPage, DocVQAReader
 from .funsd import FUNSD_CATEGORIES, FUNSD_HUB_ID, FUNSD_LABELS, FUNSDHubReader, FUNSDReader
 from .hub import HubReader, HubRow, TaggedHubReader
+from .kleister import KLEISTER_KEYS, KleisterNDAReader, KleisterRow
 from .sroie import SROIE_CATEGORIES, SROIE_HUB_ID, SROIE_LABELS, SROIEHubReader, SROIEReader
 
 __all__ = [
@@ -45,6 +47,9 @@ __all__ = [
     "FUNSD_HUB_ID",
     "FUNSD_LABELS",
     "HubReader",
+    "KLEISTER_KEYS",
+    "KleisterNDAReader",
+    "KleisterRow",
     "HubRow",
     "OCRFunction",
     "RVLCDIPHubReader",

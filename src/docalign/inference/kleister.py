@@ -1,0 +1,305 @@
+"""Kleister-NDA extraction: values per key from token predictions or from rules, normalised, to out.tsv.
+
+Two extractors, one output:
+
+- ``decode_spans`` + ``select_values``: a token classifier's per-word BIO predictions (with confidences)
+  -> spans -> candidate strings normalised as the benchmark writes them (dates to ISO, terms to
+  ``{number}_{unit}``, names with ``_`` for spaces) -> per key the candidate with the highest summed
+  confidence (``party``: up to ``max_parties`` distinct ones);
+- ``rules_extract``: hand-written rules over the words of the text layer, no model: the baseline a learned
+  extractor has to beat (measured by ``benchmarks/kleister.py``).
+
+``write_out_tsv`` writes one line per document, in in.tsv order (an empty line for a document with no
+value), sorted ``key=value`` pairs: the benchmark's out.tsv format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..data.kleister_values import KEYS, WordText, date_spans, name_key, term_spans
+from ..metrics.kleister_f1 import format_line
+
+US_STATES = (
+    "Alabama Alaska Arizona Arkansas California Colorado Connecticut Delaware Florida Georgia Hawaii Idaho "
+    "Illinois Indiana Iowa Kansas Kentucky Louisiana Maine Maryland Massachusetts Michigan Minnesota "
+    "Mississippi Missouri Montana Nebraska Nevada Ohio Oklahoma Oregon Pennsylvania Tennessee Texas Utah "
+    "Vermont Virginia Washington Wisconsin Wyoming"
+).split() + [
+    "New Hampshire",
+    "New Jersey",
+    "New Mexico",
+    "New York",
+    "North Carolina",
+    "North Dakota",
+    "Rhode Island",
+    "South Carolina",
+    "South Dakota",
+    "West Virginia",
+    "District of Columbia",
+]
+COUNTRIES = ["England", "England and Wales", "Ontario", "Canada", "Israel", "Germany", "Switzerland", "Japan"]
+JURISDICTIONS = sorted(US_STATES + COUNTRIES, key=len, reverse=True)
+
+# Company suffixes whose form the release changes (the text's variant -> the value's form); others keep the
+# text's form, title-cased unless all capitals ("LLC", "N.V.", "L.L.C." stay).
+_SUFFIXES = {"INCORPORATED": "Inc.", "LIMITED": "Ltd.", "LP": "LP", "INC": "Inc.", "LTD": "Ltd."}
+_KEEP_UPPER = {"LLC", "LP", "LLP", "PLC", "NV", "NA", "LLLP"}
+_SUFFIX_KEYS = {"INC", "INCORPORATED", "CORP", "CORPORATION", "LLC", "LTD", "LIMITED", "LP", "LLP", "CO", "COMPANY"}
+_SUFFIX_KEYS |= {"NA", "NV", "PLC", "AG", "SA", "BANCORP"}
+_TITLE_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+
+
+def _title(word: str) -> str:
+    """Python's documented title-case recipe: ``ICx`` -> ``Icx``, ``Colt's`` -> ``Colt's``, ``Talk.com`` -> ``Talk.Com``."""
+    return _TITLE_WORD.sub(lambda m: m.group(0)[0].upper() + m.group(0)[1:].lower(), word)
+
+
+def normalise_party(text: str) -> str:
+    """A party name as the release writes it: ``NIKE, Inc.,`` -> ``Nike_Inc.``, ``Leggett & Platt, Incorporated``
+    -> ``Leggett_and_Platt_Inc.``, ``Leonard Green & Partners, L.P.`` -> ``Leonard_Green_and_Partners_LP`` (commas
+    dropped, ``&`` as ``and``, words title-cased, a few suffixes in the release's short form)."""
+    text = text.replace("&", " & ").replace("’", "'")
+    words = [w.strip(",;:()“”\"'") for w in text.split()]
+    words = [w for w in words if w]
+    out = []
+    for i, word in enumerate(words):
+        key = name_key(word)
+        if word == "&":
+            out.append("and")
+        elif i > 0 and key in _SUFFIXES and i >= len(words) - 2:
+            out.append(_SUFFIXES[key])
+        elif key in _KEEP_UPPER and word.upper() == word:
+            out.append(word)
+        else:
+            out.append(_title(word))
+    return "_".join(out)
+
+
+def normalise_jurisdiction(text: str) -> str:
+    return "_".join(w.capitalize() if w.lower() not in ("of", "and") else w.lower() for w in text.split())
+
+
+def normalise(key: str, words: Sequence[str]) -> Optional[str]:
+    """The benchmark-written value of a span of words for ``key`` (None: not a value of that key)."""
+    if key == "effective_date":
+        spans = date_spans(list(words))
+        return spans[0].value if spans else None
+    if key == "term":
+        spans = term_spans(list(words))
+        return spans[0].value if spans else None
+    text = " ".join(words).strip(' ,.;:()“”"')
+    if not text:
+        return None
+    if key == "jurisdiction":
+        for name in JURISDICTIONS:
+            if name_key(name) in name_key(text):
+                return name.replace(" ", "_")
+        return normalise_jurisdiction(text)
+    return normalise_party(text)
+
+
+# --- the model's side: BIO -> spans -> values ----------------------------------------------------------
+def decode_spans(labels: Sequence[str], confidences: Sequence[float]) -> list[tuple[str, int, int, float]]:
+    """``(key, first, last, mean confidence)`` of the BIO spans in per-word ``labels`` (an ``I-k`` after
+    ``O`` or another key starts a span, as seqeval's lenient reading)."""
+    spans = []
+    current: Optional[list] = None
+    for i, label in enumerate(labels):
+        tag, _, key = label.partition("-")
+        if tag == "B" or (tag == "I" and (current is None or current[0] != key)):
+            if current:
+                spans.append(current)
+            current = [key, i, i, [confidences[i]]]
+        elif tag == "I":
+            current[2] = i
+            current[3].append(confidences[i])
+        else:
+            if current:
+                spans.append(current)
+            current = None
+    if current:
+        spans.append(current)
+    return [(k, a, b, sum(c) / len(c)) for k, a, b, c in spans]
+
+
+def select_values(
+    words: Sequence[str],
+    spans: Sequence[tuple[str, int, int, float]],
+    keys: Sequence[str] = KEYS,
+    max_parties: int = 2,
+    min_score: float = 0.0,
+) -> dict[str, list[str]]:
+    """Per key, the normalised candidates ranked by summed span confidence: the best one (``party``: the
+    ``max_parties`` best distinct ones); candidates scoring under ``min_score`` are dropped."""
+    scores: dict[str, Counter] = defaultdict(Counter)
+    for key, first, last, conf in spans:
+        if key not in keys:
+            continue
+        value = normalise(key, words[first : last + 1])
+        if value:
+            scores[key][value] += conf
+    out = {}
+    for key, counter in scores.items():
+        ranked = [v for v, s in counter.most_common() if s >= min_score]
+        if not ranked:
+            continue
+        if key == "party":
+            chosen, seen = [], set()
+            for v in ranked:
+                if name_key(v) not in seen:
+                    seen.add(name_key(v))
+                    chosen.append(v)
+                if len(chosen) == max_parties:
+                    break
+            out[key] = chosen
+        else:
+            out[key] = ranked[:1]
+    return out
+
+
+# --- rules over the text layer ------------------------------------------------------------------------
+_DATE_CONTEXT = re.compile(
+    r"(dated|as of|effective|made|entered into|executed|date[d]?:|this)\W*(?:\w+\W+){0,4}$", re.I
+)
+_LAW = re.compile(
+    r"laws?\s+of\s+(?:the\s+)?(?:State\s+of\s+|Commonwealth\s+of\s+|Province\s+of\s+)?(?P<j>"
+    + "|".join(re.escape(j) for j in JURISDICTIONS)
+    + r")\b",
+    re.I,
+)
+_LAW_BEFORE = re.compile(r"\b(?P<j>" + "|".join(re.escape(j) for j in JURISDICTIONS) + r")\s+law\b", re.I)
+_SUFFIX_RE = (
+    r"(?i:Inc|Incorporated|Corporation|Corp|LLC|L\.L\.C|Ltd|Limited|L\.P|LP|LLP|Company|Co|N\.A|N\.V|plc|AG|S\.A|"
+    r"Bancorp)\b\.?"
+)
+_NAME_WORD = r"(?:[A-Z0-9][\w.'’!¢-]*|&|and|of|de)"
+_COMPANY = re.compile(
+    rf"(?P<name>(?:{_NAME_WORD},?\s+){{0,6}}?{_NAME_WORD},?\s+{_SUFFIX_RE}(?:,?\s+(?i:Ltd|Limited|L\.L\.C|LLC|Inc)\b\.?)?)"
+)
+_PERSON = re.compile(
+    r"(?P<name>\b[A-Z][a-z]+(?:\s+[A-Z]\.)?(?:\s+[A-Z][a-z]+){1,2}(?:,?\s+(?:Jr\.|Sr\.|II|III|IV))?)"
+    r"\s*(?:\(\s*(?:the\s+)?[“\"]|,\s+an\s+individual|,\s+residing|,\s+\(|\(hereinafter)"
+)
+_NOT_NAME = re.compile(
+    r"^(?:\d{3,}|\d+,?|(?:19|20)\d\d,?|January|February|March|April|May|June|July|August|September|October|"
+    r"November|December|Logo|Exhibit|EX-[\w.-]+|Attention:?|Re:?|To:?|Dear|Confidential|Principal|President|"
+    r"Inc\.,?|Corporation,?|Ltd\.,?|LLC,?|Board|Directors|Agreement|CEO|Form|Officer|Stockholders?|Between|Among|"
+    r"Shareholders?|General|Counsel|Chief|Executive|Employer|Employee|Whereas|Recitals?|Party|Parties)$",
+    re.I,
+)
+_TERM_CONTEXT = re.compile(r"(term|period|terminate|expire|remain in (?:full force and )?effect|continue)", re.I)
+_TERM_AFTER = re.compile(
+    r"^\W*(?:from|after|following|of)\s+(?:the\s+)?(?:date|effective|execution|signing|first|this|its)", re.I
+)
+_STOP = {"THE", "THIS", "AGREEMENT", "EXHIBIT", "SECTION", "BY", "AND", "OF", "IN", "WITNESS", "WHEREOF"}
+
+
+def rules_extract(words: Sequence[str], keys: Sequence[str] = KEYS, preamble_words: int = 400) -> dict[str, list[str]]:
+    """Values per key by rules over the text layer (no model); see the module docstring."""
+    text = WordText(words)
+    out: dict[str, list[str]] = {}
+    if "effective_date" in keys:
+        dates = date_spans(words, text)
+        chosen = None
+        for span in dates:
+            start = text.starts[span.first]
+            if span.first < preamble_words and _DATE_CONTEXT.search(text.text[max(0, start - 60) : start]):
+                chosen = span
+                break
+        if chosen is None and dates and dates[0].first < preamble_words:
+            chosen = dates[0]
+        if chosen is None and dates:  # no date up front: the signature dates at the end, the most frequent (latest)
+            counts = Counter(span.value for span in dates)
+            chosen = max(reversed(dates), key=lambda span: (counts[span.value], span.first))
+        if chosen is not None:
+            out["effective_date"] = [chosen.value]
+    if "jurisdiction" in keys:
+        found = [m.group("j") for m in _LAW.finditer(text.text)] or [
+            m.group("j") for m in _LAW_BEFORE.finditer(text.text)
+        ]
+        if found:
+            out["jurisdiction"] = [normalise("jurisdiction", found[-1].split())]
+    if "term" in keys:
+        terms = []
+        for span in term_spans(words, text):
+            start = text.starts[span.first]
+            end = text.starts[span.last] + len(words[span.last])
+            if _TERM_AFTER.search(text.text[end : end + 40]) and _TERM_CONTEXT.search(
+                text.text[max(0, start - 120) : start]
+            ):
+                terms.append(span.value)
+        if terms:  # several periods (confidentiality, non-solicitation, standstill): the agreement's is the longest
+            out["term"] = [max(terms, key=term_days)]
+    if "party" in keys:
+        out_parties = _parties(text, preamble_words)
+        if out_parties:
+            out["party"] = out_parties
+    return out
+
+
+_PLACES = {name_key(j) for j in JURISDICTIONS} | {"CAYMANISLANDS", "BRITISHVIRGINISLANDS", "BERMUDA", "DELAWARELIMITED"}
+
+
+_UNIT_DAYS = {"day": 1, "week": 7, "month": 30.44, "year": 365.25}
+
+
+def term_days(value: str) -> float:
+    """``"18_months"`` -> 547.9: a term's length in days, to compare terms."""
+    number, _, unit = value.partition("_")
+    try:
+        return float(number) * _UNIT_DAYS.get(unit.rstrip("s"), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def _is_place(text: str) -> bool:
+    return name_key(text) in _PLACES
+
+
+def _parties(text: WordText, preamble_words: int) -> list[str]:
+    limit = text.starts[min(preamble_words, len(text.starts) - 1)] if text.starts else 0
+    head = text.text[:limit]
+    found: list[tuple[int, str]] = []
+    for m in _COMPANY.finditer(head):
+        words = m.group("name").split()
+        cut = max((i + 1 for i, w in enumerate(words[:-1]) if _NOT_NAME.match(w) or w.endswith(":")), default=0)
+        words = words[cut:]
+        while words and (name_key(words[0]) in _STOP or not words[0][0].isupper()):
+            words.pop(0)
+        if len(words) >= 2 and name_key(words[-2]) not in _STOP and not _is_place(" ".join(words[:-1])):
+            found.append((m.start(), " ".join(words), True))
+    for m in _PERSON.finditer(head):
+        name = m.group("name")
+        if not any(name_key(w) in _STOP or name_key(w) in _SUFFIX_KEYS for w in name.split()):
+            found.append((m.start("name"), name, False))
+    found.sort()
+    chosen: list[str] = []
+    for _, name, _company in found:
+        value = normalise_party(name)
+        key = name_key(value)
+        if not key:
+            continue
+        same = [i for i, c in enumerate(chosen) if key in name_key(c) or name_key(c) in key]
+        if same:  # one party written twice: keep the longer form ("Kite Pharma" < "Kite Pharma, Inc.")
+            i = same[0]
+            if len(key) > len(name_key(chosen[i])):
+                chosen[i] = value
+            continue
+        if len(chosen) < 2:
+            chosen.append(value)
+    return chosen
+
+
+def write_out_tsv(
+    path: str | Path, lines: Sequence[dict[str, list[str]]], keys: Optional[Sequence[Sequence[str]]] = None
+) -> Path:
+    """Write the benchmark's out.tsv: line i for document i (``keys[i]``: only the keys asked for it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rendered = [format_line(values, keys[i] if keys is not None else None) for i, values in enumerate(lines)]
+    path.write_text("".join(line + "\n" for line in rendered))
+    return path
