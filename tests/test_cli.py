@@ -20,8 +20,8 @@ def test_every_experiment_runs_one_step(experiment, tmp_path):
     metrics = json.loads((log_dir / "metrics.json").read_text())
     assert metrics["experiment"] == experiment and "test" in metrics
     assert (log_dir / "config.yaml").exists() and (log_dir / "checkpoints" / "last.ckpt").exists()
-    if cli.model.hparams.get("segment_decoding"):  # decoded F1 and the undecoded one beside it
-        assert {"test/f1", "test/f1_tokens"} <= set(metrics["test"])
+    if cli.model.hparams.get("segment_decoding"):  # seqeval's F1 and the one given the gold segments beside it
+        assert {"test/f1", "test/f1_segments"} <= set(metrics["test"]) and "test/f1_tokens" not in metrics["test"]
 
 
 @pytest.mark.parametrize("task", ["funsd_ft", "cord_ft"])

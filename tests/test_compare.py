@@ -123,3 +123,17 @@ def test_compare_groups_by_configuration_not_by_folder(tmp_path):
     assert rows["demo (model.init_args.lr=0.0005)"][1] == "1 (1)"
     assert "differ beyond the seed" in done.stderr and "model.init_args.lr" in done.stderr
     assert "version_1 and version_3" in done.stderr and "version_1 and version_3" in (tmp_path / "c.md").read_text()
+
+
+def test_runs_from_before_the_metric_rename_are_read_with_todays_names():
+    """Old metrics.json: ``test/f1`` was segment-decoded and ``test/f1_tokens`` the word-tag F1; compare reads them as
+    today's ``test/f1_segments`` and ``test/f1`` and looks their curves up under the old tags. New runs: unchanged."""
+    from docalign.compare import legacy_names
+
+    old = {"test": {"test/f1": 0.71, "test/f1_tokens": 0.25, "test/precision": 0.7}, "best_val": {"val/f1": 0.66}}
+    metrics, tags = legacy_names(old)
+    assert metrics["test"] == {"test/f1_segments": 0.71, "test/f1": 0.25, "test/precision_segments": 0.7}
+    assert metrics["best_val"] == {"val/f1_segments": 0.66}  # best val/f1 (word tags) then comes from its curve
+    assert tags["val/f1"] == "val/f1_tokens" and tags["val/f1_segments"] == "val/f1"
+    new = {"test": {"test/f1": 0.25, "test/f1_segments": 0.71}, "best_val": {"val/f1": 0.2}}
+    assert legacy_names(new) == (new, {})

@@ -102,7 +102,7 @@ def test_segment_vote_by_hand():
     assert segment_vote([], []) == []
 
 
-def test_segment_decoding_scores_decoded_and_reports_undecoded():
+def test_f1_is_seqeval_over_word_tags_and_f1_segments_is_given_the_gold_segments():
     # one document, gold: a 3-word question then a 2-word location; the model splits the question in two
     gold = ["B-PER", "I-PER", "I-PER", "B-LOC", "I-LOC"]
     pred = ["B-PER", "I-PER", "B-PER", "B-LOC", "I-LOC"]
@@ -110,9 +110,16 @@ def test_segment_decoding_scores_decoded_and_reports_undecoded():
     m = EntityF1(NAMES, segment_decoding=True)
     m.update(torch.zeros(5, dtype=torch.long), torch.arange(5), ids(pred), ids(gold), segments)
     out = m.compute()
-    assert float(out["f1"]) == 1.0  # one PER over the first segment, one LOC over the second
-    # undecoded: predicted PER(0-1), PER(2), LOC(3-4); gold PER(0-2), LOC(3-4): P = 1/3, R = 1/2 -> F1 0.4
-    assert abs(float(out["f1_tokens"]) - 0.4) < 1e-6
+    # f1, by hand: predicted PER(0-1), PER(2), LOC(3-4); gold PER(0-2), LOC(3-4): 1 hit of 3 predicted, of 2 gold
+    # -> P 1/3, R 1/2, F1 0.4; and exactly seqeval's on the word tags
+    assert abs(float(out["f1"]) - 0.4) < 1e-6 and abs(float(out["f1"]) - f1_score([gold], [pred])) < 1e-6
+    assert abs(float(out["precision"]) - 1 / 3) < 1e-6 and abs(float(out["recall"]) - 0.5) < 1e-6
+    assert float(out["f1_segments"]) == 1.0  # one PER over the first segment, one LOC over the second
+    assert float(out["precision_segments"]) == 1.0 and float(out["recall_segments"]) == 1.0
+    assert "f1_tokens" not in out
+    plain = EntityF1(NAMES)  # without segment decoding: the same f1, and no segment scores
+    plain.update(torch.zeros(5, dtype=torch.long), torch.arange(5), ids(pred), ids(gold))
+    assert plain.compute()["f1"] == out["f1"] and "f1_segments" not in plain.compute()
     try:
         m.update(torch.zeros(1, dtype=torch.long), torch.arange(1), ids(["O"]), ids(["O"]))
     except ValueError as error:
@@ -165,8 +172,8 @@ def test_funsd_segment_ids_group_words_as_equal_boxes_did_and_decode_to_the_same
         assert segments[0] == 0
         for i in range(1, len(segments)):
             assert segments[i] - segments[i - 1] == (boxes[i] != boxes[i - 1])
-    assert by_ids.compute() == by_boxes.compute()  # every value equal, f1 and f1_tokens included
-    assert 0.5 < float(by_ids.compute()["f1"]) < 1  # real entities, really decoded
+    assert by_ids.compute() == by_boxes.compute()  # every value equal, f1 and f1_segments included
+    assert 0.5 < float(by_ids.compute()["f1_segments"]) < 1  # real entities, really decoded
 
 
 class _Fixed(torch.nn.Module):
@@ -215,4 +222,4 @@ def test_token_classification_takes_segments_from_segment_ids_not_from_boxes():
     assert [r["segment"] for r in rows] == [0, 0, 1, 1]
     assert document_tags(rows, segment_decoding=True) == {7: ["B-PER", "I-PER", "B-LOC", "I-LOC"]}
     out = model.metrics["val"].compute()
-    assert float(out["f1"]) == 1.0  # by box, the four words would be one PER entity: F1 0
+    assert float(out["f1_segments"]) == 1.0  # by box, the four words would be one PER entity: F1 0

@@ -151,7 +151,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 def test_predictions_merged_per_document_score_what_the_test_metric_scored(tmp_path):
     """``predict_step`` rows, merged by ``document_tags`` (with segment decoding, as funsd_ft scores), give the
-    test F1 and the undecoded F1 that ``fit`` wrote to metrics.json."""
+    test F1 (seqeval over the word tags, undecoded) and the F1 given the gold segments that ``fit`` wrote to
+    metrics.json; the checkpoint monitor is the former."""
     import torch
     from seqeval.metrics import f1_score
 
@@ -191,7 +192,8 @@ def test_predictions_merged_per_document_score_what_the_test_metric_scored(tmp_p
             ]
     golds = [[words[w] for w in sorted(words)] for _, words in sorted(gold.items())]
     assert model.segment_decoding and len(golds) == 3
-    for decoded, key in ((True, "test/f1"), (False, "test/f1_tokens")):
+    assert cli.trainer.checkpoint_callback.monitor == "val/f1"
+    for decoded, key in ((False, "test/f1"), (True, "test/f1_segments")):
         tags = document_tags(rows, segment_decoding=decoded)
         assert [len(t) for t in tags.values()] == [len(g) for g in golds]
         assert abs(f1_score(golds, list(tags.values())) - metrics["test"][key]) < 1e-6

@@ -17,6 +17,11 @@ checkpoint to resume from). Runs whose configurations differ beyond that are sho
 labelled with the keys that differ and their values (and listed on stderr). A run resumed with ``--ckpt_path`` is
 the same folder, so it is one run; two folders of one configuration with the same seed are counted once (the
 newer one), with a note. Runs given a ``--run_name`` show it beside their seed.
+
+Entity labelling: ``f1`` is seqeval's entity F1 over the per-word BIO tags (the published score);
+``f1_segments`` is "entities given the gold segments" (segment decoding, ``TokenClassification``), not comparable
+with published F1. Runs written before the rename (their test metrics hold ``test/f1_tokens``: there ``f1`` was
+the segment-decoded score) are read with today's names (``legacy_names``).
 """
 
 from __future__ import annotations
@@ -100,10 +105,46 @@ def run_config(run_dir: Path) -> Optional[dict]:
     return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)}
 
 
+# What each entity-labelling metric measures (printed under the table when it is the one compared).
+METRIC_NOTES = {
+    "f1": "seqeval entity F1 over the per-word BIO tags of whole documents (the score published results report)",
+    "f1_segments": "entities given the gold segments: every word of a segment (words sharing one box) takes the "
+    "segment's majority predicted type before scoring; not comparable with published F1",
+}
+# Before the rename: ``f1``/``precision``/``recall`` were segment-decoded and ``f1_tokens`` was the word-tag F1.
+_LEGACY = {"f1": "f1_segments", "precision": "precision_segments", "recall": "recall_segments", "f1_tokens": "f1"}
+
+
+def legacy_names(metrics: dict) -> tuple[dict, dict[str, str]]:
+    """A ``metrics.json`` of a run from before the metric rename with today's names, and ``{today's tag: the tag
+    its TensorBoard events carry}`` (identity for a current run)."""
+    if not any(k.endswith("/f1_tokens") for k in metrics.get("test") or {}):
+        return metrics, {}
+    tags = {}
+
+    def rename(key: str) -> str:
+        stage, _, name = key.rpartition("/")
+        if stage in ("val", "test") and name in _LEGACY:
+            tags[f"{stage}/{_LEGACY[name]}"] = key
+            return f"{stage}/{_LEGACY[name]}"
+        return key
+
+    out = dict(metrics)
+    for part in ("test", "best_val"):
+        if isinstance(metrics.get(part), dict):
+            out[part] = {rename(k): v for k, v in metrics[part].items()}
+    for stage in ("val", "test"):
+        for old, new in _LEGACY.items():
+            tags.setdefault(f"{stage}/{new}", f"{stage}/{old}")
+    # best_val held the old monitor (segment-decoded), now val/f1_segments: today's best val/f1 comes from the curve.
+    return out, tags
+
+
 def load_run(run_dir: Path, metric: str) -> Run:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    scalars = read_scalars(run_dir, (metric, TRAIN_TAG))
-    run = Run(run_dir, metrics, curve=[(e.step, e.value) for e in scalars.get(metric, [])], config=run_config(run_dir))
+    metrics, tags = legacy_names(json.loads((run_dir / "metrics.json").read_text()))
+    tag = tags.get(metric, metric)
+    scalars = read_scalars(run_dir, (tag, TRAIN_TAG))
+    run = Run(run_dir, metrics, curve=[(e.step, e.value) for e in scalars.get(tag, [])], config=run_config(run_dir))
     run.step_time = step_time_from_events(scalars.get(TRAIN_TAG, []))
     if run.step_time is None and metrics.get("global_steps"):
         run.step_time, run.step_time_from_events = metrics["fit_seconds"] / metrics["global_steps"], False
@@ -293,6 +334,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         notes + "\nMean ± standard deviation over runs. s/step: median training step time from the TensorBoard events"
         "; * = fit time / steps (includes validation). Curves: " + plot_path.name + "\n"
     )
+    name = test_metric.rpartition("/")[2]
+    if name in METRIC_NOTES:
+        note += f"`{test_metric}`: {METRIC_NOTES[name]}.\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + note)
     print(table, end="")

@@ -275,6 +275,14 @@ class DocumentSystem(L.LightningModule):
                     if k != "optimizer"
                 }
                 logger.log_hyperparams(params, {name: float("nan") for name in self.hp_metrics})
+                notes = self.metric_notes()
+                if notes:  # TensorBoard's Text tab: what each logged metric measures
+                    text = "\n".join(f"- `{{val,test}}/{name}`: {note}" for name, note in notes.items())
+                    logger.experiment.add_text("metrics", text, global_step=self.trainer.global_step)
+
+    def metric_notes(self) -> dict[str, str]:
+        """``{metric name: what it measures}``, written to TensorBoard's Text tab at the start of a fit."""
+        return {}
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _evaluate or its own evaluation hooks")

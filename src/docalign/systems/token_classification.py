@@ -20,11 +20,12 @@ class TokenClassification(DocumentSystem):
     Args:
         label_names: the tag set, linked from ``data.label_names``.
         classifier_dropout: dropout before the classifier.
-        segment_decoding: score entities per segment: the words of a segment (the batch's ``segment_ids``:
-            consecutive words that share one box, e.g. with ``data.segment_boxes: true``) get one entity, the
-            majority of their predicted types (see ``docalign.metrics.entity_f1``); ``f1_tokens`` logs the
-            undecoded F1 beside it. Leave it off with word-level boxes, where every word would become an entity
-            of its own.
+        segment_decoding: also score entities given the gold segments (``f1_segments``, ``precision_segments``,
+            ``recall_segments``): the words of a segment (the batch's ``segment_ids``: consecutive words that share
+            one box, e.g. with ``data.segment_boxes: true``) get one entity, the majority of their predicted types
+            (see ``docalign.metrics.entity_f1``). ``f1`` (and ``val/f1``, the checkpoint monitor) stays seqeval's
+            entity F1 over the per-word BIO predictions either way, the score published results report. Leave it off
+            with word-level boxes, where every word would become an entity of its own.
         See ``DocumentSystem`` for the rest (``alignment``: e.g. AETNet's, ``docalign.alignment.AETAlignment``).
     """
 
@@ -53,6 +54,18 @@ class TokenClassification(DocumentSystem):
         self.segment_decoding = segment_decoding
         self.metrics = nn.ModuleDict({stage: EntityF1(self.label_names, segment_decoding) for stage in ("val", "test")})
         self.finish_init(alignment)
+
+    def metric_notes(self) -> dict[str, str]:
+        notes = {
+            "f1": "seqeval entity F1 (micro, conlleval rules) over the per-word BIO predictions of whole documents; "
+            "the checkpoint monitor is val/f1"
+        }
+        if self.segment_decoding:
+            notes["f1_segments"] = (
+                "entities given the gold segments: every word of a segment (words sharing one box) gets the "
+                "segment's majority predicted type before seqeval scores it; not comparable with published F1"
+            )
+        return notes
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``logits (B, L, num_labels)`` plus the backbone's states (and the alignment encoders' outputs)."""
