@@ -295,3 +295,38 @@ def test_rules_on_the_fixture_and_out_tsv(tmp_path: Path) -> None:
     expected = (FIXTURE / "dev-0" / "expected.tsv").read_text().splitlines()
     scores = kleister_f1(expected, lines[:2])
     assert scores["jurisdiction"].f1 == 1.0 and scores["effective_date"].f1 == 1.0
+
+
+def test_extraction_command_with_the_rules(tmp_path: Path, capsys) -> None:
+    import json
+
+    from docalign.inference.kleister import main
+
+    assert main(["--root", str(FIXTURE), "--split", "dev-0", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["documents"] == 2 and report["f1_uc"]["jurisdiction"] == 1.0
+    assert len((tmp_path / "dev-0" / "out.tsv").read_text().splitlines()) == 2
+    assert main(["--root", str(FIXTURE), "--split", "test-A", "--out", str(tmp_path)]) == 0
+    assert "f1_uc" not in json.loads(capsys.readouterr().out)  # no expected.tsv: out.tsv only
+    assert (tmp_path / "test-A" / "out.tsv").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_trained_model_to_out_tsv(tmp_path: Path, capsys) -> None:
+    """kleister_ft shrunk to one tiny step on the fixture, then its checkpoint on dev-0 and test-A."""
+    import json
+
+    from docalign.cli import cli_main
+    from docalign.inference.kleister import main
+
+    from conftest import cli_args
+
+    cli = cli_main(["fit", *cli_args("kleister_ft", tmp_path)])
+    run = Path(cli.trainer.log_dir)
+    capsys.readouterr()
+    for split, lines in (("dev-0", 2), ("test-A", 1)):
+        assert main(["--root", str(FIXTURE), "--split", split, "--ckpt", str(run)]) == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        out = run / "kleister" / split / "out.tsv"
+        assert report["out"] == str(out) and len(out.read_text().split("\n")) == lines + 1
+    assert set(report["model_keys"]) == {"effective_date", "jurisdiction", "party", "term"}

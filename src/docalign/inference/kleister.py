@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..data.kleister_values import KEYS, WordText, date_spans, name_key, term_spans
 from ..metrics.kleister_f1 import format_line
@@ -303,3 +303,86 @@ def write_out_tsv(
     rendered = [format_line(values, keys[i] if keys is not None else None) for i, values in enumerate(lines)]
     path.write_text("".join(line + "\n" for line in rendered))
     return path
+
+
+# --- a trained model on a split: python -m docalign.inference.kleister ---------------------------------
+def model_values(
+    predictor: Any, doc: Any, keys: Sequence[str], max_parties: int = 2, min_score: float = 0.0
+) -> dict[str, list[str]]:
+    """Values per key from a trained token classifier's word labels (``inference.predict.Predictor``)."""
+    out = predictor.predict(doc)
+    labels = [w.get("label", "O") for w in out["words"]]
+    confidences = [w.get("confidence", 0.0) for w in out["words"]]
+    return select_values(doc.words, decode_spans(labels, confidences), keys, max_parties, min_score)
+
+
+def combine(model: dict[str, list[str]], rules: dict[str, list[str]], use_model: Sequence[str]) -> dict[str, list[str]]:
+    """The model's values for the keys in ``use_model``, the rules' for the others."""
+    return {k: (model if k in use_model else rules).get(k, []) for k in set(model) | set(rules)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    import json
+    import time
+
+    from ..data.readers.kleister import KleisterNDAReader
+    from ..metrics.kleister_f1 import kleister_f1
+    from ..ocr import get_engine
+    from .loading import checkpoint_of, load_trained
+    from .predict import Predictor
+
+    parser = argparse.ArgumentParser(
+        prog="python -m docalign.inference.kleister",
+        description="Kleister-NDA out.tsv (and F1 where expected.tsv exists) from a trained model or the rules.",
+    )
+    parser.add_argument("--root", required=True, help="the Kleister-NDA release folder")
+    parser.add_argument("--split", default="dev-0", choices=KleisterNDAReader.splits)
+    parser.add_argument("--ckpt", help="a .ckpt or a run folder (logs/<exp>/version_N); without it: the rules only")
+    parser.add_argument("--out", help="output folder (default: <run>/kleister, or logs/kleister/rules)")
+    parser.add_argument(
+        "--model_keys",
+        default=",".join(KEYS),
+        help="comma-separated keys taken from the model; the others from the rules (default: all from the model)",
+    )
+    parser.add_argument("--max_docs", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    model_run = bool(args.ckpt)  # the rules need no page images and no OCR
+    reader = KleisterNDAReader(
+        args.root, label=False, render=model_run, ocr=get_engine("tesseract") if model_run else None
+    )
+    rows = reader.rows(args.split)[: args.max_docs]
+    predictor, ckpt = None, None
+    if args.ckpt:
+        ckpt = checkpoint_of(args.ckpt)
+        predictor = Predictor(load_trained(ckpt))
+    use_model = [k for k in args.model_keys.split(",") if k] if predictor else []
+    folder = Path(args.out) if args.out else (ckpt.parent.parent / "kleister" if ckpt else Path("logs/kleister/rules"))
+    start = time.perf_counter()
+    predicted = []
+    for row in rows:
+        doc = reader.read_file(row)
+        if doc is None:
+            predicted.append({})
+            continue
+        rules = rules_extract(doc.words, row.keys)
+        model = model_values(predictor, doc, row.keys) if predictor is not None else {}
+        predicted.append(combine(model, rules, use_model) if predictor is not None else rules)
+    seconds = time.perf_counter() - start
+    path = write_out_tsv(folder / args.split / "out.tsv", predicted, [r.keys for r in rows])
+    report: dict[str, Any] = {"split": args.split, "documents": len(rows), "seconds": round(seconds, 1)}
+    report.update({"ckpt": str(ckpt) if ckpt else None, "model_keys": use_model, "out": str(path)})
+    if all(r.expected is not None for r in rows):
+        lines = path.read_text().splitlines()
+        expected_lines = (Path(args.root) / args.split / "expected.tsv").read_text(encoding="utf-8").splitlines()
+        expected = [expected_lines[r.line - 1] for r in rows]
+        for name, upper in (("f1_uc", True), ("f1_tc", False)):
+            report[name] = {k: round(v.f1, 4) for k, v in kleister_f1(expected, lines, upper=upper).items()}
+    (folder / args.split / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
