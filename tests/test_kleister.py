@@ -330,3 +330,45 @@ def test_trained_model_to_out_tsv(tmp_path: Path, capsys) -> None:
         out = run / "kleister" / split / "out.tsv"
         assert report["out"] == str(out) and len(out.read_text().split("\n")) == lines + 1
     assert set(report["model_keys"]) == {"effective_date", "jurisdiction", "party", "term"}
+
+
+# --- long-document encoding ----------------------------------------------------------------------------
+def test_windows_over_pages_keep_pages_and_score_every_word_once(minilm_tokenizer) -> None:
+    import torch
+
+    from docalign.data.encoding import DocumentEncoder, collate_windows
+
+    reader = KleisterNDAReader(FIXTURE)
+    doc = reader.read_file(reader.rows("train")[0])
+    encoder = DocumentEncoder(minilm_tokenizer, KLEISTER_LABELS, max_length=32, stride=8, image_size=32)
+    windows = encoder.encode(doc, 0)
+    assert len(windows) > 3
+    scored = [w.word_ids[t] for w in windows for t in range(len(w.input_ids)) if w.scored[t]]
+    assert sorted(scored) == list(range(len(doc.words)))  # merged per word: each scored exactly once
+    for w in windows:
+        pages = [p for p in w.page_ids if p >= 0]
+        assert pages == [doc.word_pages[i] for i in w.word_ids if i >= 0]
+        assert w.page_index == max(sorted(set(pages)), key=pages.count)
+    by_page = {w.page_index: w.image for w in windows}
+    assert sorted(by_page) == [0, 1, 2]
+    assert not torch.equal(by_page[0], by_page[2])  # each window sees its own page
+    batch = collate_windows(windows[:3], minilm_tokenizer.pad_token_id)
+    assert batch["page_ids"].shape == batch["input_ids"].shape and batch["page_index"].shape == (3,)
+    assert (batch["page_ids"][batch["word_ids"] < 0] == -1).all()
+
+
+def test_boxes_scale_by_their_own_page(minilm_tokenizer) -> None:
+    from PIL import Image
+
+    from docalign.data.document import Document
+    from docalign.data.encoding import normalise_boxes
+
+    pages = [Image.new("RGB", (100, 200)), Image.new("RGB", (400, 100))]
+    doc = Document(
+        "d", pages[0], ["a", "b"], [(50, 100, 100, 200), (200, 50, 400, 100)], pages=pages, word_pages=[0, 1]
+    )
+    assert normalise_boxes(doc, RepairLog()) == [[500, 500, 1000, 1000], [500, 500, 1000, 1000]]
+    with pytest.raises(ValueError, match="word_pages\\[1\\]"):
+        Document("d", pages[0], ["a", "b"], [(0, 0, 1, 1)] * 2, pages=pages, word_pages=[0, 2])
+    with pytest.raises(ValueError, match="'word_pages' is set but 'pages' is not"):
+        Document("d", pages[0], ["a"], [(0, 0, 1, 1)], word_pages=[0])
