@@ -282,6 +282,18 @@ def test_decode_and_select_values() -> None:
     assert decode_spans(["I-party", "I-term", "O"], [1.0, 1.0, 1.0]) == [("party", 0, 0, 1.0), ("term", 1, 1, 1.0)]
 
 
+def test_model_only_where_confident() -> None:
+    from docalign.inference.kleister import combine, pick_values
+
+    ranked = {"party": [("A_Inc.", 2.5), ("B_LLC", 0.4)], "term": [("2_years", 0.3)]}
+    assert pick_values(ranked, min_score=1.0) == {"party": ["A_Inc."]}
+    rules = {"party": ["C_Corp."], "term": ["1_year"], "jurisdiction": ["Texas"]}
+    model = pick_values(ranked, min_score=1.0)
+    assert combine(model, rules, ["party", "term"]) == {"party": ["A_Inc."], "jurisdiction": ["Texas"]}
+    assert combine(model, rules, ["party", "term"], fallback=True)["term"] == ["1_year"]
+    assert combine(model, rules, ["term"])["party"] == ["C_Corp."]
+
+
 def test_rules_on_the_fixture_and_out_tsv(tmp_path: Path) -> None:
     reader = KleisterNDAReader(FIXTURE, render=False)
     rows = reader.rows("dev-0")
