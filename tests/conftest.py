@@ -41,9 +41,11 @@ FIXTURE_ARGS = {  # the fixtures have 3 training documents: carve 1 for validati
     # 2 train pages (4 questions, 1 answer not in the OCR) / 1 val / 1 test page; tiny.yaml's 64-token windows
     # with stride 16 leave room for at most 44 question tokens
     "DocVQA": ["--data.init_args.root", str(FIXTURES / "docvqa"), "--data.init_args.max_question_tokens", "16"],
+    # 3 train documents (one scanned: tesseract OCR, cached in the test's tmp folder) / 2 dev-0 (val and test)
+    "KleisterNDA": ["--data.init_args.root", str(FIXTURES / "kleister_nda")],
 }
-RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "Tobacco3482", "DocVQA")
-OCR_DATAMODULES = ("RVLCDIP", "Tobacco3482")  # their OCR cache goes to the test's tmp folder too
+RELEASE_DATAMODULES = ("FUNSD", "CORD", "SROIE", "RVLCDIP", "Tobacco3482", "DocVQA", "KleisterNDA")
+OCR_DATAMODULES = ("RVLCDIP", "Tobacco3482", "KleisterNDA")  # their OCR cache goes to the test's tmp folder too
 FUNSD_MISSING = (
     "FUNSD is not available: set DOCALIGN_FUNSD to the FUNSD release folder (CI does when ../shared/data/funsd exists)"
 )

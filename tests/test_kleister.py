@@ -282,6 +282,18 @@ def test_decode_and_select_values() -> None:
     assert decode_spans(["I-party", "I-term", "O"], [1.0, 1.0, 1.0]) == [("party", 0, 0, 1.0), ("term", 1, 1, 1.0)]
 
 
+def test_model_only_where_confident() -> None:
+    from docalign.inference.kleister import combine, pick_values
+
+    ranked = {"party": [("A_Inc.", 2.5), ("B_LLC", 0.4)], "term": [("2_years", 0.3)]}
+    assert pick_values(ranked, min_score=1.0) == {"party": ["A_Inc."]}
+    rules = {"party": ["C_Corp."], "term": ["1_year"], "jurisdiction": ["Texas"]}
+    model = pick_values(ranked, min_score=1.0)
+    assert combine(model, rules, ["party", "term"]) == {"party": ["A_Inc."], "jurisdiction": ["Texas"]}
+    assert combine(model, rules, ["party", "term"], fallback=True)["term"] == ["1_year"]
+    assert combine(model, rules, ["term"])["party"] == ["C_Corp."]
+
+
 def test_rules_on_the_fixture_and_out_tsv(tmp_path: Path) -> None:
     reader = KleisterNDAReader(FIXTURE, render=False)
     rows = reader.rows("dev-0")
@@ -295,3 +307,80 @@ def test_rules_on_the_fixture_and_out_tsv(tmp_path: Path) -> None:
     expected = (FIXTURE / "dev-0" / "expected.tsv").read_text().splitlines()
     scores = kleister_f1(expected, lines[:2])
     assert scores["jurisdiction"].f1 == 1.0 and scores["effective_date"].f1 == 1.0
+
+
+def test_extraction_command_with_the_rules(tmp_path: Path, capsys) -> None:
+    import json
+
+    from docalign.inference.kleister import main
+
+    assert main(["--root", str(FIXTURE), "--split", "dev-0", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["documents"] == 2 and report["f1_uc"]["jurisdiction"] == 1.0
+    assert len((tmp_path / "dev-0" / "out.tsv").read_text().splitlines()) == 2
+    assert main(["--root", str(FIXTURE), "--split", "test-A", "--out", str(tmp_path)]) == 0
+    assert "f1_uc" not in json.loads(capsys.readouterr().out)  # no expected.tsv: out.tsv only
+    assert (tmp_path / "test-A" / "out.tsv").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_trained_model_to_out_tsv(tmp_path: Path, capsys) -> None:
+    """kleister_ft shrunk to one tiny step on the fixture, then its checkpoint on dev-0 and test-A."""
+    import json
+
+    from docalign.cli import cli_main
+    from docalign.inference.kleister import main
+
+    from conftest import cli_args
+
+    cli = cli_main(["fit", *cli_args("kleister_ft", tmp_path)])
+    run = Path(cli.trainer.log_dir)
+    capsys.readouterr()
+    for split, lines in (("dev-0", 2), ("test-A", 1)):
+        assert main(["--root", str(FIXTURE), "--split", split, "--ckpt", str(run)]) == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        out = run / "kleister" / split / "out.tsv"
+        assert report["out"] == str(out) and len(out.read_text().split("\n")) == lines + 1
+    assert set(report["model_keys"]) == {"effective_date", "jurisdiction", "party", "term"}
+
+
+# --- long-document encoding ----------------------------------------------------------------------------
+def test_windows_over_pages_keep_pages_and_score_every_word_once(minilm_tokenizer) -> None:
+    import torch
+
+    from docalign.data.encoding import DocumentEncoder, collate_windows
+
+    reader = KleisterNDAReader(FIXTURE)
+    doc = reader.read_file(reader.rows("train")[0])
+    encoder = DocumentEncoder(minilm_tokenizer, KLEISTER_LABELS, max_length=32, stride=8, image_size=32)
+    windows = encoder.encode(doc, 0)
+    assert len(windows) > 3
+    scored = [w.word_ids[t] for w in windows for t in range(len(w.input_ids)) if w.scored[t]]
+    assert sorted(scored) == list(range(len(doc.words)))  # merged per word: each scored exactly once
+    for w in windows:
+        pages = [p for p in w.page_ids if p >= 0]
+        assert pages == [doc.word_pages[i] for i in w.word_ids if i >= 0]
+        assert w.page_index == max(sorted(set(pages)), key=pages.count)
+    by_page = {w.page_index: w.image for w in windows}
+    assert sorted(by_page) == [0, 1, 2]
+    assert not torch.equal(by_page[0], by_page[2])  # each window sees its own page
+    batch = collate_windows(windows[:3], minilm_tokenizer.pad_token_id)
+    assert batch["page_ids"].shape == batch["input_ids"].shape and batch["page_index"].shape == (3,)
+    assert (batch["page_ids"][batch["word_ids"] < 0] == -1).all()
+
+
+def test_boxes_scale_by_their_own_page(minilm_tokenizer) -> None:
+    from PIL import Image
+
+    from docalign.data.document import Document
+    from docalign.data.encoding import normalise_boxes
+
+    pages = [Image.new("RGB", (100, 200)), Image.new("RGB", (400, 100))]
+    doc = Document(
+        "d", pages[0], ["a", "b"], [(50, 100, 100, 200), (200, 50, 400, 100)], pages=pages, word_pages=[0, 1]
+    )
+    assert normalise_boxes(doc, RepairLog()) == [[500, 500, 1000, 1000], [500, 500, 1000, 1000]]
+    with pytest.raises(ValueError, match="word_pages\\[1\\]"):
+        Document("d", pages[0], ["a", "b"], [(0, 0, 1, 1)] * 2, pages=pages, word_pages=[0, 2])
+    with pytest.raises(ValueError, match="'word_pages' is set but 'pages' is not"):
+        Document("d", pages[0], ["a"], [(0, 0, 1, 1)], word_pages=[0])

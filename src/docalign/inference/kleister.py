@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..data.kleister_values import KEYS, WordText, date_spans, name_key, term_spans
 from ..metrics.kleister_f1 import format_line
@@ -126,6 +126,44 @@ def decode_spans(labels: Sequence[str], confidences: Sequence[float]) -> list[tu
     return [(k, a, b, sum(c) / len(c)) for k, a, b, c in spans]
 
 
+def rank_values(
+    words: Sequence[str], spans: Sequence[tuple[str, int, int, float]], keys: Sequence[str] = KEYS
+) -> dict[str, list[tuple[str, float]]]:
+    """Per key, the normalised candidate values of ``spans`` with their summed span confidence, best first."""
+    scores: dict[str, Counter] = defaultdict(Counter)
+    for key, first, last, conf in spans:
+        if key not in keys:
+            continue
+        value = normalise(key, words[first : last + 1])
+        if value:
+            scores[key][value] += conf
+    return {key: [(v, round(s, 4)) for v, s in counter.most_common()] for key, counter in scores.items()}
+
+
+def pick_values(
+    ranked: dict[str, list[tuple[str, float]]], max_parties: int = 2, min_score: float = 0.0
+) -> dict[str, list[str]]:
+    """From ``rank_values``: per key the best value (``party``: the ``max_parties`` best distinct ones) scoring at
+    least ``min_score``."""
+    out = {}
+    for key, candidates in ranked.items():
+        values = [v for v, score in candidates if score >= min_score]
+        if not values:
+            continue
+        if key == "party":
+            chosen, seen = [], set()
+            for v in values:
+                if name_key(v) not in seen:
+                    seen.add(name_key(v))
+                    chosen.append(v)
+                if len(chosen) == max_parties:
+                    break
+            out[key] = chosen
+        else:
+            out[key] = values[:1]
+    return out
+
+
 def select_values(
     words: Sequence[str],
     spans: Sequence[tuple[str, int, int, float]],
@@ -135,30 +173,7 @@ def select_values(
 ) -> dict[str, list[str]]:
     """Per key, the normalised candidates ranked by summed span confidence: the best one (``party``: the
     ``max_parties`` best distinct ones); candidates scoring under ``min_score`` are dropped."""
-    scores: dict[str, Counter] = defaultdict(Counter)
-    for key, first, last, conf in spans:
-        if key not in keys:
-            continue
-        value = normalise(key, words[first : last + 1])
-        if value:
-            scores[key][value] += conf
-    out = {}
-    for key, counter in scores.items():
-        ranked = [v for v, s in counter.most_common() if s >= min_score]
-        if not ranked:
-            continue
-        if key == "party":
-            chosen, seen = [], set()
-            for v in ranked:
-                if name_key(v) not in seen:
-                    seen.add(name_key(v))
-                    chosen.append(v)
-                if len(chosen) == max_parties:
-                    break
-            out[key] = chosen
-        else:
-            out[key] = ranked[:1]
-    return out
+    return pick_values(rank_values(words, spans, keys), max_parties, min_score)
 
 
 # --- rules over the text layer ------------------------------------------------------------------------
@@ -303,3 +318,110 @@ def write_out_tsv(
     rendered = [format_line(values, keys[i] if keys is not None else None) for i, values in enumerate(lines)]
     path.write_text("".join(line + "\n" for line in rendered))
     return path
+
+
+# --- a trained model on a split: python -m docalign.inference.kleister ---------------------------------
+def model_ranked(predictor: Any, doc: Any, keys: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+    """``rank_values`` of a trained token classifier's word labels (``inference.predict.Predictor``)."""
+    out = predictor.predict(doc)
+    labels = [w.get("label", "O") for w in out["words"]]
+    confidences = [w.get("confidence", 0.0) for w in out["words"]]
+    return rank_values(doc.words, decode_spans(labels, confidences), keys)
+
+
+def combine(
+    model: dict[str, list[str]], rules: dict[str, list[str]], use_model: Sequence[str], fallback: bool = False
+) -> dict[str, list[str]]:
+    """The model's values for the keys in ``use_model``, the rules' for the others; ``fallback``: also the rules'
+    where the model gives none (with ``pick_values(min_score=...)``: the model only where it is confident)."""
+    out = {}
+    for key in set(model) | set(rules):
+        value = model.get(key, []) if key in use_model else rules.get(key, [])
+        if not value and fallback and key in use_model:
+            value = rules.get(key, [])
+        if value:
+            out[key] = value
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    import json
+    import time
+
+    from ..data.readers.kleister import KleisterNDAReader
+    from ..metrics.kleister_f1 import kleister_f1
+    from ..ocr import get_engine
+    from .loading import checkpoint_of, load_trained
+    from .predict import Predictor
+
+    parser = argparse.ArgumentParser(
+        prog="python -m docalign.inference.kleister",
+        description="Kleister-NDA out.tsv (and F1 where expected.tsv exists) from a trained model or the rules.",
+    )
+    parser.add_argument("--root", required=True, help="the Kleister-NDA release folder")
+    parser.add_argument("--split", default="dev-0", choices=KleisterNDAReader.splits)
+    parser.add_argument("--ckpt", help="a .ckpt or a run folder (logs/<exp>/version_N); without it: the rules only")
+    parser.add_argument("--out", help="output folder (default: <run>/kleister, or logs/kleister/rules)")
+    parser.add_argument(
+        "--model_keys",
+        default=",".join(KEYS),
+        help="comma-separated keys taken from the model; the others from the rules (default: all from the model)",
+    )
+    parser.add_argument(
+        "--min_score",
+        type=float,
+        default=0.0,
+        help="the model's values need this summed confidence (below it: none, or the rules' with --fallback)",
+    )
+    parser.add_argument("--fallback", action="store_true", help="the rules' value where the model gives none")
+    parser.add_argument("--max_docs", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    model_run = bool(args.ckpt)  # the rules need no page images and no OCR
+    reader = KleisterNDAReader(
+        args.root, label=False, render=model_run, ocr=get_engine("tesseract") if model_run else None
+    )
+    rows = reader.rows(args.split)[: args.max_docs]
+    predictor, ckpt = None, None
+    if args.ckpt:
+        ckpt = checkpoint_of(args.ckpt)
+        predictor = Predictor(load_trained(ckpt))
+    use_model = [k for k in args.model_keys.split(",") if k] if predictor else []
+    folder = Path(args.out) if args.out else (ckpt.parent.parent / "kleister" if ckpt else Path("logs/kleister/rules"))
+    start = time.perf_counter()
+    predicted: list[dict[str, list[str]]] = []
+    candidates: list[dict[str, Any]] = []  # the model's scored candidates per document, for other policies
+    for row in rows:
+        doc = reader.read_file(row)
+        if doc is None:
+            predicted.append({})
+            continue
+        rules = rules_extract(doc.words, row.keys)
+        if predictor is None:
+            predicted.append(rules)
+            continue
+        ranked = model_ranked(predictor, doc, row.keys)
+        candidates.append({"filename": row.filename, "model": ranked, "rules": rules})
+        model = pick_values(ranked, min_score=args.min_score)
+        predicted.append(combine(model, rules, use_model, args.fallback))
+    seconds = time.perf_counter() - start
+    path = write_out_tsv(folder / args.split / "out.tsv", predicted, [r.keys for r in rows])
+    report: dict[str, Any] = {"split": args.split, "documents": len(rows), "seconds": round(seconds, 1)}
+    report.update({"ckpt": str(ckpt) if ckpt else None, "model_keys": use_model, "out": str(path)})
+    report.update({"min_score": args.min_score, "fallback": args.fallback})
+    if candidates:
+        (folder / args.split / "candidates.json").write_text(json.dumps(candidates) + "\n")
+    if all(r.expected is not None for r in rows):
+        lines = path.read_text().splitlines()
+        expected_lines = (Path(args.root) / args.split / "expected.tsv").read_text(encoding="utf-8").splitlines()
+        expected = [expected_lines[r.line - 1] for r in rows]
+        for name, upper in (("f1_uc", True), ("f1_tc", False)):
+            report[name] = {k: round(v.f1, 4) for k, v in kleister_f1(expected, lines, upper=upper).items()}
+    (folder / args.split / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

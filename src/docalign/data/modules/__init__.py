@@ -6,11 +6,13 @@
 - ``entities``: word tagging: ``FUNSD``, ``CORD``, ``SROIE``.
 - ``classification``: document classification: ``RVLCDIP``, ``Tobacco3482``.
 - ``qa``: extractive question answering: ``DocVQA``.
+- ``kleister``: key information extraction from long multi-page documents: ``KleisterNDA``.
 """
 
 from .base import DocumentDataModule, ReleaseDataModule, carve_validation
 from .classification import RVLCDIP, ClassificationDataModule, Tobacco3482
 from .entities import CORD, FUNSD, SROIE, EntityDataModule
+from .kleister import KleisterNDA
 from .qa import DocVQA
 from .synthetic import SyntheticReceipts
 
@@ -23,6 +25,7 @@ __all__ = [
     "DocVQA",
     "DocumentDataModule",
     "EntityDataModule",
+    "KleisterNDA",
     "ReleaseDataModule",
     "SyntheticReceipts",
     "Tobacco3482",

@@ -49,9 +49,18 @@ from PIL import Image
 from ...conventions import MAX_PAGE_PIXELS
 from ..document import Document
 from ..images import PDF_POINTS_PER_INCH
+from ..kleister_values import KLEISTER_LABELS, weak_labels
 from .base import Box, Reader
 
 KLEISTER_KEYS: tuple[str, ...] = ("effective_date", "jurisdiction", "party", "term")
+__all__ = [
+    "KLEISTER_KEYS",
+    "KLEISTER_LABELS",
+    "KleisterNDAReader",
+    "KleisterRow",
+    "parse_expected_line",
+    "unescape_text",
+]
 KLEISTER_COLUMNS: tuple[str, ...] = ("filename", "keys", "text_djvu", "text_tesseract", "text_textract", "text_best")
 DEFAULT_KLEISTER_DPI = 72
 
@@ -112,6 +121,8 @@ class KleisterNDAReader(Reader):
         ocr: the OCR for pages without a text layer (None: such pages keep no words, counted).
         ocr_dpi: the resolution pages are rendered at for OCR (boxes are scaled back to ``dpi``).
         max_pages: read at most this many pages per document (None: all), counted when it cuts.
+        label: weak word labels (``Document.word_labels``, BIO over ``KLEISTER_LABELS``) from the expected values
+            (``docalign.data.kleister_values.weak_labels``); values not found counted in ``stats`` per key.
         strict, repairs, max_pixels: see ``Reader`` (``max_pixels`` bounds every rendered page).
     """
 
@@ -126,6 +137,7 @@ class KleisterNDAReader(Reader):
         ocr: Optional[OcrCallable] = None,
         ocr_dpi: int = 200,
         max_pages: Optional[int] = None,
+        label: bool = True,
         max_pixels: Optional[int] = MAX_PAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
@@ -133,6 +145,7 @@ class KleisterNDAReader(Reader):
         if dpi <= 0 or ocr_dpi <= 0:
             raise ValueError(f"KleisterNDAReader: dpi and ocr_dpi must be positive, got {dpi} and {ocr_dpi}")
         self.dpi, self.render, self.ocr, self.ocr_dpi, self.max_pages = dpi, render, ocr, ocr_dpi, max_pages
+        self.label = label
         self.seconds = 0.0  # time spent reading PDFs (rendering, text layer, OCR)
         self._rows: dict[str, list[KleisterRow]] = {}
 
@@ -302,6 +315,14 @@ class KleisterNDAReader(Reader):
             self.repairs.report(where, "words", f"no words on any of the {count} page(s)", "skip the document")
             return None
         self.stats["words"] += len(words)
+        word_labels = None
+        if self.label and row.expected is not None:
+            weak = weak_labels(words, row.expected)
+            word_labels = weak.labels
+            for key, n in weak.found.items():
+                self.stats[f"{key} values found"] += n
+            for key, n in weak.missing.items():
+                self.stats[f"{key} values not found"] += n
         return Document(
             doc_id=Path(row.filename).stem,
             image=pages[0],
@@ -310,6 +331,7 @@ class KleisterNDAReader(Reader):
             source=where,
             pages=pages,
             word_pages=word_pages,
+            word_labels=word_labels,
             key_values=row.expected,
         )
 
