@@ -275,13 +275,22 @@ class AdditiveFusion(nn.Module):
 
     A linear map per modality, or the identity when the widths already match (the paper's case:
     768 everywhere). The results are added to the fusion model's patch and text embeddings.
+    ``add_image_gate()`` multiplies the image stream by a learnable scalar ``image_gate`` that starts at 0.
     """
 
     def __init__(self, image_width: int, text_width: int, fusion_width: int) -> None:
         super().__init__()
         self.image = nn.Identity() if image_width == fusion_width else nn.Linear(image_width, fusion_width)
         self.text = nn.Identity() if text_width == fusion_width else nn.Linear(text_width, fusion_width)
+        self.image_gate: Optional[nn.Parameter] = None
+
+    def add_image_gate(self) -> None:
+        """A zero-initialised learnable scale on the image stream (the fusion starts as if it had none)."""
+        self.image_gate = nn.Parameter(torch.zeros(()))
 
     def forward(self, image_states: torch.Tensor, text_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(visual_extra (B, 1+P, H), text_extra (B, L, H))``."""
-        return self.image(image_states), self.text(text_states)
+        visual = self.image(image_states)
+        if self.image_gate is not None:
+            visual = visual * self.image_gate.to(visual.dtype)
+        return visual, self.text(text_states)
