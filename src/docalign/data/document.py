@@ -36,6 +36,9 @@ class Document:
         doc_label: the document's class (classification datasets), or None.
         qa_pairs: questions and answers (document QA), possibly empty.
         source: where the record came from (a file path or a hub id), for error messages.
+        word_boxes: each word's own box (pixels) when ``boxes`` are segment-level (a reader's ``segment_boxes``);
+            None: ``boxes`` are the words' own boxes, or the reader keeps none. Not a model input: only AETNet's
+            PITA can use it (``pita_boxes: words``).
     """
 
     doc_id: str
@@ -46,11 +49,16 @@ class Document:
     doc_label: Optional[str] = None
     qa_pairs: list[QAPair] = field(default_factory=list)
     source: str = ""
+    word_boxes: Optional[list[tuple[float, float, float, float]]] = None
 
     def __post_init__(self) -> None:
         where = self.source or self.doc_id
         if len(self.boxes) != len(self.words):
             raise ValueError(f"{where}: field 'boxes' has {len(self.boxes)} entries but 'words' has {len(self.words)}")
+        if self.word_boxes is not None and len(self.word_boxes) != len(self.words):
+            raise ValueError(
+                f"{where}: field 'word_boxes' has {len(self.word_boxes)} entries but 'words' has {len(self.words)}"
+            )
         if self.word_labels is not None and len(self.word_labels) != len(self.words):
             raise ValueError(
                 f"{where}: field 'word_labels' has {len(self.word_labels)} entries but 'words' has {len(self.words)}"

@@ -16,6 +16,7 @@ test splits the runs are exactly the annotation's entities).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -42,6 +43,9 @@ class EncodedWindow:
     window_index: int  # index of the window among its document's windows (QA: its question's)
     image: torch.Tensor | None  # (3, S, S) uint8, shared by the windows of one document
     doc_label: int = IGNORE_INDEX  # the document's class id (classification), -100 when it has none
+    # (L, 4) 0-1000, each token's word's own box when the document has ``word_boxes`` (segment boxes in ``bbox``);
+    # None otherwise. Only AETNet's PITA reads it (``pita_boxes: words``).
+    word_bbox: list[list[int]] | None = None
 
 
 def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
@@ -197,6 +201,9 @@ class DocumentEncoder:
                 doc.source or doc.doc_id, "words", "page with no words", "keep it as an image-only sample"
             )
         boxes = normalise_boxes(doc, self.repairs)
+        own_boxes = None
+        if doc.word_boxes is not None:  # repairs already counted for the input boxes: these are fixed quietly
+            own_boxes = normalise_boxes(dataclasses.replace(doc, boxes=doc.word_boxes), RepairLog(strict=False))
         labels = self._label_ids(doc)
         doc_label = self._doc_label_id(doc)
         segments = word_segments(boxes)
@@ -223,6 +230,9 @@ class DocumentEncoder:
             word_ids = [-1] + [token_words[t] for t in span] + [-1]
             segment_ids = [-1] + [segments[token_words[t]] for t in span] + [-1]
             scored = [False] + [owner.get(t) == s for t in span] + [False]
+            word_bbox = None
+            if own_boxes is not None:
+                word_bbox = [[0, 0, 0, 0]] + [own_boxes[token_words[t]] for t in span] + [[PAGE_SCALE] * 4]
             if labels is None:
                 lab = [IGNORE_INDEX] * len(ids)
             else:
@@ -244,6 +254,7 @@ class DocumentEncoder:
                     window_index=index,
                     image=image,
                     doc_label=doc_label,
+                    word_bbox=word_bbox,
                 )
             )
         return windows
@@ -255,7 +266,8 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
     Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``bbox (B, L, 4)``, ``labels (B, L)``,
     ``word_ids (B, L)`` and ``segment_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool,
     ``doc_index (B,)``, ``window_index (B,)``, ``doc_label (B,)`` (class id, -100 when the document has none)
-    and ``pixel_values (B, 3, S, S)`` float in [0, 1] (each consumer normalises it once for itself: the backbones
+    , ``word_bbox (B, L, 4)`` (the words' own boxes; only when a window carries them, the others' filled with their
+    ``bbox``) and ``pixel_values (B, 3, S, S)`` float in [0, 1] (each consumer normalises it once for itself: the backbones
     with ``conventions.PIXEL_MEAN``/``PIXEL_STD``, the alignment ViT with its own statistics; the alignment views
     augment it as it is).
     """
@@ -282,6 +294,11 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
         out["word_ids"][i, :n] = torch.tensor(w.word_ids)
         out["segment_ids"][i, :n] = torch.tensor(w.segment_ids)
         out["scored"][i, :n] = torch.tensor(w.scored)
+    if any(w.word_bbox is not None for w in windows):
+        out["word_bbox"] = out["bbox"].clone()
+        for i, w in enumerate(windows):
+            if w.word_bbox is not None:
+                out["word_bbox"][i, : len(w.word_bbox)] = torch.tensor(w.word_bbox)
     if windows[0].image is not None:
         out["pixel_values"] = torch.stack([w.image for w in windows]).float().div_(255.0)
     return out
