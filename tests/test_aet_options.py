@@ -208,3 +208,32 @@ def test_every_option_is_set_from_the_command_line(tmp_path):
     assert align.views.transform.transforms[0].scale == (0.5, 1.0)
     assert isinstance(align.views.transform.transforms[1], v2.RandAugment)
     assert isinstance(cli.model, TokenClassification) and isinstance(align, AETAlignment)
+
+
+# ---- the pre-trained patch stem (CRAFT's VGG16-BN), offline --------------------------------------------------
+
+
+def test_craft_patch_stem_loads_offline_from_the_installed_package(data, tmp_path, monkeypatch):  # noqa: F811
+    from docalign.hub import CheckpointError
+    from docalign.models.alignment import AlignmentImageEncoder, craft_checkpoint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2, patch_stem="craft_vgg16_bn")
+    encoder = AlignmentImageEncoder(config, 32, 16)
+    state = torch.load(craft_checkpoint(), map_location="cpu", weights_only=True)
+    stem = encoder.vit.patch_embed.proj[0]
+    assert torch.equal(stem[0].weight, state["module.basenet.slice1.0.weight"])  # conv1_1
+    assert torch.equal(stem[31].running_var, state["module.basenet.slice4.31.running_var"])  # conv4_3's BN
+    out = encoder(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 1 + 4, 24)
+    # the stem's parameters count as warm-started (the system's lr), the 1x1 projection and the transformer as new
+    model = system(data, image_encoder=config, lr=1e-5, new_lr=1e-3)
+    lr_of = {id(p): g["lr"] for g in model.param_groups() for p in g["params"]}
+    vit = model.alignment.encoders.image.vit
+    assert lr_of[id(vit.patch_embed.proj[0][0].weight)] == 1e-5 and lr_of[id(vit.patch_embed.proj[1].weight)] == 1e-3
+    bad = tmp_path / "bad.pth"
+    torch.save({"module.basenet.slice1.0.weight": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a CRAFT checkpoint"):
+        AlignmentImageEncoder(dataclasses.replace(config, patch_stem_file=str(bad)), 32, 16)
+    with pytest.raises(ValueError, match="patch_stem"):
+        AlignmentImageEncoder(dataclasses.replace(config, patch_stem="resnet"), 32, 16)

@@ -174,6 +174,7 @@ class AETAlignment(nn.Module):
             self.warm_started |= {f"encoders.text.{n}" for n, _ in self.encoders.text.named_parameters()}
         if image_encoder.timm_checkpoint:
             self.warm_started |= {f"encoders.image.{n}" for n, _ in self.encoders.image.named_parameters()}
+        self.warm_started |= {f"encoders.image.{n}" for n in self.encoders.image.stem_parameter_names()}
 
         # Key side: built only when a contrastive term uses it (unused parameters would also trip DDP).
         self.encoders_m = make_momentum_copy(self.encoders) if self.contrastive and use_momentum else None
