@@ -38,18 +38,22 @@ from torch import nn
 
 from ..losses import (
     Temperature,
+    batch_contrast,
+    contrast_chance,
     ditc_loss,
     glitc_loss,
     imc_loss,
+    mean_cross_cosine,
     patch_grid_side,
     pita_loss,
+    pita_similarity,
     pool_patch_regions,
     token_patch_index,
 )
 from ..models.alignment import AdditiveFusion, AlignmentEncoders, ImageEncoderConfig, TextEncoderConfig
 from ..models.backbone import BackboneConfig
 from ..models.momentum import FeatureQueue, ema_update, make_momentum_copy
-from .views import AlignmentViews
+from .views import AlignmentViews, ViewAugmentation
 
 GLITC_REGIONS = 3  # image locals: the patch grid average-pooled to 3x3 regions (the released code's choice)
 CONTRASTIVE_TERMS = ("loss_ditc", "loss_imc", "loss_glitc")  # the terms that need key encoders and queues
@@ -83,6 +87,23 @@ class AETAlignment(nn.Module):
             epochs' keys, other windows of a long page) out of its DITC and IMC negatives. Off: every key but
             the positive is a negative, as in ALBEF's pre-training and AETNet; on a small dataset the queue then
             holds older copies of each current document as negatives once an epoch has passed.
+        view_augmentation: the second view's augmentation strengths, RandAugment included (``ViewAugmentation``;
+            the defaults are AETNet's).
+        fusion_gate: multiply the image stream by a learnable scale, initialised at 0, before it is added into the
+            fusion model's patch embeddings: the fusion starts as plain fine-tuning and lets the image stream in as far
+            as the task gains from it (a random ViT's stream is otherwise as large as the embeddings it is added to).
+            Off (the paper adds the stream as it is).
+        pita_features: what PITA compares. ``projection`` (the paper's and released code's): the projection heads
+            shared with DITC/IMC/GLITC (heads that ignore their input reach cosine PITA's optimum); ``raw``: the
+            encoders' states themselves (needs equal image and text encoder widths); ``own_projection``: PITA's own
+            pair of linear heads, so PITA cannot collapse the contrastive terms' space.
+        pita_boxes: which boxes place a token in a patch. ``input`` (the paper's): the boxes the model reads (segment
+            boxes with ``data.segment_boxes``: on FUNSD's 7x7 grid 12.9% of training words lie inside one patch);
+            ``words``: each word's own box (the batch's ``word_bbox``, kept by the FUNSD folder reader beside segment
+            boxes: 56.9%). Data without ``word_bbox`` (word-level boxes, or readers that keep none) uses the input boxes.
+        encoder_lr: a learning rate of its own for the alignment encoders and their projection heads (the online
+            ones; the momentum copies are never optimised); None: the system's ``lr`` for warm-started encoder
+            parameters and ``new_lr`` for the rest, as for every other parameter.
     """
 
     def __init__(
@@ -105,10 +126,16 @@ class AETAlignment(nn.Module):
         temperature: float = 0.07,
         views: bool = True,
         mask_same_document: bool = False,
+        view_augmentation: ViewAugmentation = ViewAugmentation(),
+        fusion_gate: bool = False,
+        pita_features: str = "projection",
+        pita_boxes: str = "input",
+        encoder_lr: Optional[float] = None,
     ) -> None:
         super().__init__()
         weights = dict(zip(TERM_NAMES, (task_weight, ditc_weight, imc_weight, glitc_weight, pita_weight)))
         _check(backbone, weights, momentum, pita_mode)
+        _check_options(pita_features, pita_boxes, encoder_lr)
         # What a checkpoint's hparams record of this component (the injected arguments are the system's own).
         self.config = dict(
             image_encoder=_plain(image_encoder),
@@ -126,10 +153,16 @@ class AETAlignment(nn.Module):
             temperature=temperature,
             views=views,
             mask_same_document=mask_same_document,
+            view_augmentation=_plain(view_augmentation),
+            fusion_gate=fusion_gate,
+            pita_features=pita_features,
+            pita_boxes=pita_boxes,
+            encoder_lr=encoder_lr,
         )
         self.weights = {name: float(w) for name, w in weights.items() if w > 0}
         self.contrastive = any(name in self.weights for name in CONTRASTIVE_TERMS)
         self.momentum, self.pita_mode, self.mask_same_document = momentum, pita_mode, mask_same_document
+        self.pita_features, self.pita_boxes, self.encoder_lr = pita_features, pita_boxes, encoder_lr
 
         self.encoders = AlignmentEncoders(
             image_encoder, text_encoder, vocab_size, backbone.image_size, backbone.patch_size, embed_dim
@@ -141,14 +174,31 @@ class AETAlignment(nn.Module):
             self.warm_started |= {f"encoders.text.{n}" for n, _ in self.encoders.text.named_parameters()}
         if image_encoder.timm_checkpoint:
             self.warm_started |= {f"encoders.image.{n}" for n, _ in self.encoders.image.named_parameters()}
+        self.warm_started |= {f"encoders.image.{n}" for n in self.encoders.image.stem_parameter_names()}
 
         # Key side: built only when a contrastive term uses it (unused parameters would also trip DDP).
         self.encoders_m = make_momentum_copy(self.encoders) if self.contrastive and use_momentum else None
         self.temperature = Temperature(temperature) if self.contrastive else None
         self.image_queue = FeatureQueue(queue_size, embed_dim) if self.contrastive else None
         self.text_queue = FeatureQueue(queue_size, embed_dim) if self.contrastive else None
-        self.views = AlignmentViews(backbone.image_size) if self.contrastive and views else None
+        if isinstance(view_augmentation, dict):  # a checkpoint's hparams or a plain mapping
+            view_augmentation = ViewAugmentation(**view_augmentation)
+        use_views = self.contrastive and views
+        self.views = AlignmentViews.from_config(backbone.image_size, view_augmentation) if use_views else None
         self._ema_step = -1
+        # Options built last, and only when on, so that a seed gives the same weights as before they existed.
+        if fusion_gate:
+            self.fusion.add_image_gate()
+        self.pita_image_proj = self.pita_text_proj = None
+        if pita_features == "own_projection":
+            self.pita_image_proj = nn.Linear(self.encoders.image.hidden_size, embed_dim)
+            self.pita_text_proj = nn.Linear(self.encoders.text.hidden_size, embed_dim)
+        if pita_features == "raw" and self.encoders.image.hidden_size != self.encoders.text.hidden_size:
+            raise ValueError(
+                f"alignment pita_features 'raw' compares the encoders' states directly, but the image encoder is "
+                f"{self.encoders.image.hidden_size} wide and the text encoder {self.encoders.text.hidden_size}: use "
+                f"'own_projection' (PITA's own heads) or encoders of one width"
+            )
 
     # --- the system's interface ------------------------------------------------------------------------
     def fusion_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -202,17 +252,62 @@ class AETAlignment(nn.Module):
                 terms.update(glitc_loss(image_cls, keys["image_locals"], text_cls, keys["text_locals"], word_tokens, t))
             keys_out = {"image": keys["image_cls"], "text": keys["text_cls"], "ids": batch.get("doc_index")}
         if "loss_pita" in self.weights:
-            index = token_patch_index(batch["bbox"], word_tokens, self.grid_side)
-            # Projected, not normalised: cosine mode normalises itself; contrastive mode uses raw dot products.
-            terms.update(
-                pita_loss(
-                    enc.project_image(image_states[:, 1:], normalise=False),
-                    enc.project_text(text_states, normalise=False),
-                    index,
-                    mode=self.pita_mode,
-                )
-            )
+            terms.update(pita_loss(*self._pita_inputs(batch, image_states, text_states), mode=self.pita_mode))
         return terms, keys_out
+
+    @torch.no_grad()
+    def diagnostics(
+        self,
+        batch: dict[str, torch.Tensor],
+        out: dict[str, torch.Tensor],
+        terms: Optional[dict[str, torch.Tensor]] = None,
+    ) -> dict[str, torch.Tensor]:
+        """Collapse diagnostics of this batch, no gradient, nothing written (logged as ``train/diag/*`` and
+        ``val/diag/*``); from the online encoders' outputs in ``out`` (``fusion_inputs``'s), so evaluation runs nothing
+        more than it does anyway:
+
+        - ``image_cls_cos``, ``text_cls_cos`` (the encoders' CLS states) and ``*_proj`` (projected to the shared
+          space): mean cosine between different documents of the batch; near 1 = every page looks the same.
+        - ``pita_matched``, ``pita_mismatched``: PITA's cosine of a patch with its own text and with another patch's
+          text (``losses.pita_similarity``), in the features PITA compares, whether or not PITA is weighted; and
+          ``pita_tokens_in_one_patch``, the fraction of word tokens whose box lies inside one patch.
+        - training (``terms`` given): ``contrast_chance`` = log(K + 1) for K negatives, and ``ditc_under_chance``,
+          ``imc_under_chance`` = chance - loss (nats; 0 = the term cannot tell documents apart). The keys are the
+          ones the loss used (the queue is written after this call).
+        - evaluation (no ``terms``; with a contrastive term): ``ditc_batch`` and ``ditc_batch_chance``, online image
+          vs text CLS with the batch's other documents as negatives (``losses.batch_contrast``).
+        """
+        image_states, text_states = out["align_image"], out["align_text"]
+        doc = batch.get("doc_index")
+        enc = self.encoders
+        image_cls, text_cls = enc.project_image(image_states[:, 0]), enc.project_text(text_states[:, 0])
+        diag: dict[str, torch.Tensor] = {}
+        for name, features in (
+            ("image_cls_cos", image_states[:, 0]),
+            ("text_cls_cos", text_states[:, 0]),
+            ("image_cls_cos_proj", image_cls),
+            ("text_cls_cos_proj", text_cls),
+        ):
+            value = mean_cross_cosine(features, doc)
+            if value is not None:
+                diag[name] = value
+        patch_visual, token_features, index = self._pita_inputs(batch, image_states, text_states)
+        diag.update(pita_similarity(patch_visual, token_features, index))
+        words = (batch["word_ids"] >= 0).sum()
+        if int(words):
+            diag["pita_tokens_in_one_patch"] = (index >= 0).sum().float() / words
+        if terms is not None and self.contrastive:
+            ids = {}
+            if self.mask_same_document:
+                ids = {"doc_ids": batch["doc_index"], "queue_ids": self.image_queue.item_ids()}
+            chance = contrast_chance(image_cls.shape[0], self.image_queue.items().shape[0], **ids).to(image_cls.device)
+            diag["contrast_chance"] = chance
+            for term in ("ditc", "imc"):
+                if f"loss_{term}" in terms:
+                    diag[f"{term}_under_chance"] = chance - terms[f"loss_{term}"].detach().float()
+        elif terms is None and self.temperature is not None:
+            diag.update(batch_contrast(image_cls, text_cls, self.temperature(), doc))
+        return diag
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted sum of the terms (the task's ``loss_task`` included)."""
@@ -240,6 +335,23 @@ class AETAlignment(nn.Module):
         return list(self.encoders_m.parameters()) if self.encoders_m is not None else []
 
     # --- internals -------------------------------------------------------------------------------------
+    def _pita_inputs(
+        self, batch: dict[str, torch.Tensor], image_states: torch.Tensor, text_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """PITA's ``(patch_visual (B, P, D), token_features (B, L, D), patch_index (B, L))``: the projected patch and
+        token states (not normalised: cosine mode normalises itself, contrastive mode uses raw dot products) and the
+        patch holding each word token's box (-1: none, or not a word token)."""
+        word_tokens = batch["word_ids"] >= 0  # not CLS/SEP/padding/question: their boxes are not words on the page
+        boxes = batch["word_bbox"] if self.pita_boxes == "words" and "word_bbox" in batch else batch["bbox"]
+        index = token_patch_index(boxes, word_tokens, self.grid_side)
+        patches = image_states[:, 1:]
+        if self.pita_features == "raw":
+            return patches, text_states, index
+        if self.pita_features == "own_projection":
+            return self.pita_image_proj(patches), self.pita_text_proj(text_states), index
+        enc = self.encoders
+        return enc.project_image(patches, normalise=False), enc.project_text(text_states, normalise=False), index
+
     @torch.no_grad()
     def _keys(self, batch: dict[str, torch.Tensor], text_states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Key features (no gradient), L2-normalised in the shared space: ``image_cls (B, D)`` of the
@@ -279,6 +391,17 @@ def _check(backbone: BackboneConfig, weights: dict[str, float], momentum: float,
         )
     if pita_mode not in ("cosine", "contrastive"):
         raise ValueError(f"alignment pita_mode must be 'cosine' or 'contrastive', got {pita_mode!r}")
+
+
+def _check_options(pita_features: str, pita_boxes: str, encoder_lr: Optional[float]) -> None:
+    if pita_features not in ("projection", "raw", "own_projection"):
+        raise ValueError(
+            f"alignment pita_features must be 'projection', 'raw' or 'own_projection', got {pita_features!r}"
+        )
+    if pita_boxes not in ("input", "words"):
+        raise ValueError(f"alignment pita_boxes must be 'input' or 'words', got {pita_boxes!r}")
+    if encoder_lr is not None and not encoder_lr > 0:
+        raise ValueError(f"alignment encoder_lr must be > 0 (or null: the system's learning rates), got {encoder_lr}")
 
 
 # Old checkpoints (``AETTokenClassification`` / ``AETDocumentClassification``, before the component): their

@@ -44,6 +44,9 @@ class Document:
         word_pages: with ``pages``: the 0-based page index of each word (its box is in that page's pixels).
         key_values: key information extraction: the expected values per key (benchmark-written strings,
             e.g. ``{"party": ["Nike_Inc."], "term": ["2_years"]}``), or None when unlabelled.
+        word_boxes: each word's own box (pixels) when ``boxes`` are segment-level (a reader's ``segment_boxes``);
+            None: ``boxes`` are the words' own boxes, or the reader keeps none. Not a model input: only AETNet's
+            PITA can use it (``pita_boxes: words``).
     """
 
     doc_id: str
@@ -57,6 +60,7 @@ class Document:
     pages: Optional[list[Image.Image]] = None
     word_pages: Optional[list[int]] = None
     key_values: Optional[dict[str, list[str]]] = None
+    word_boxes: Optional[list[tuple[float, float, float, float]]] = None
 
     def __post_init__(self) -> None:
         where = self.source or self.doc_id
@@ -73,6 +77,10 @@ class Document:
             raise ValueError(f"{where}: field 'word_pages' is set but 'pages' is not")
         if len(self.boxes) != len(self.words):
             raise ValueError(f"{where}: field 'boxes' has {len(self.boxes)} entries but 'words' has {len(self.words)}")
+        if self.word_boxes is not None and len(self.word_boxes) != len(self.words):
+            raise ValueError(
+                f"{where}: field 'word_boxes' has {len(self.word_boxes)} entries but 'words' has {len(self.words)}"
+            )
         if self.word_labels is not None and len(self.word_labels) != len(self.words):
             raise ValueError(
                 f"{where}: field 'word_labels' has {len(self.word_labels)} entries but 'words' has {len(self.words)}"

@@ -22,6 +22,7 @@ tensors are built once per document and shared by its windows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -50,6 +51,9 @@ class EncodedWindow:
     doc_label: int = IGNORE_INDEX  # the document's class id (classification), -100 when it has none
     page_ids: list[int] | None = None  # (L,), the page of each token's word (-1 special); None: one page
     page_index: int = 0  # the page whose image ``image`` is
+    # (L, 4) 0-1000, each token's word's own box when the document has ``word_boxes`` (segment boxes in ``bbox``);
+    # None otherwise. Only AETNet's PITA reads it (``pita_boxes: words``).
+    word_bbox: list[list[int]] | None = None
 
 
 def normalise_boxes(doc: Document, repairs: RepairLog) -> list[list[int]]:
@@ -210,6 +214,9 @@ class DocumentEncoder:
                 doc.source or doc.doc_id, "words", "page with no words", "keep it as an image-only sample"
             )
         boxes = normalise_boxes(doc, self.repairs)
+        own_boxes = None
+        if doc.word_boxes is not None:  # repairs already counted for the input boxes: these are fixed quietly
+            own_boxes = normalise_boxes(dataclasses.replace(doc, boxes=doc.word_boxes), RepairLog(strict=False))
         labels = self._label_ids(doc)
         doc_label = self._doc_label_id(doc)
         segments = word_segments(boxes)
@@ -255,6 +262,9 @@ class DocumentEncoder:
                         counts[p] = counts.get(p, 0) + 1
                     page = max(sorted(counts), key=lambda p: counts[p])
             scored = [False] + [owner.get(t) == s for t in span] + [False]
+            word_bbox = None
+            if own_boxes is not None:
+                word_bbox = [[0, 0, 0, 0]] + [own_boxes[token_words[t]] for t in span] + [[PAGE_SCALE] * 4]
             if labels is None:
                 lab = [IGNORE_INDEX] * len(ids)
             else:
@@ -278,6 +288,7 @@ class DocumentEncoder:
                     doc_label=doc_label,
                     page_ids=page_ids,
                     page_index=page,
+                    word_bbox=word_bbox,
                 )
             )
         return windows
@@ -290,7 +301,8 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
     ``word_ids (B, L)`` and ``segment_ids (B, L)`` (-1 on special and padding tokens), ``scored (B, L)`` bool,
     ``doc_index (B,)``, ``window_index (B,)``, ``doc_label (B,)`` (class id, -100 when the document has none),
     ``page_ids (B, L)`` (each token's page, -1 on special and padding tokens; 0 for single-page documents),
-    ``page_index (B,)`` (the page whose image the window carries)
+    ``page_index (B,)`` (the page whose image the window carries), ``word_bbox (B, L, 4)`` (the words' own boxes; only
+    when a window carries them, the others' filled with their ``bbox``)
     and ``pixel_values (B, 3, S, S)`` float in [0, 1] (each consumer normalises it once for itself: the backbones
     with ``conventions.PIXEL_MEAN``/``PIXEL_STD``, the alignment ViT with its own statistics; the alignment views
     augment it as it is).
@@ -324,6 +336,11 @@ def collate_windows(windows: Sequence[EncodedWindow], pad_token_id: int) -> dict
             out["page_ids"][i, :n] = torch.tensor(w.page_ids)
         else:
             out["page_ids"][i, 1 : n - 1] = 0
+    if any(w.word_bbox is not None for w in windows):
+        out["word_bbox"] = out["bbox"].clone()
+        for i, w in enumerate(windows):
+            if w.word_bbox is not None:
+                out["word_bbox"][i, : len(w.word_bbox)] = torch.tensor(w.word_bbox)
     if windows[0].image is not None:
         out["pixel_values"] = torch.stack([w.image for w in windows]).float().div_(255.0)
     return out

@@ -13,11 +13,13 @@ and sums the terms, and skips the call when a weight is 0. Conventions:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ..conventions import PAGE_SCALE
-from ..distributed import gather_no_grad, pad_across_ranks, rank
+from ..distributed import gather_no_grad, pad_across_ranks, rank, world_size
 from .contrastive import at_least_fp32, info_nce
 
 # ---- momentum-key contrast (DITC, IMC) ----------------------------------------------------------
@@ -255,3 +257,91 @@ def pita_loss(
     v2t = -v2t_logits.log_softmax(dim=-1).diagonal(dim1=1, dim2=2)
     per_patch = torch.where(has_text, (t2v + v2t) / 2, 0.0)
     return {"loss_pita": per_patch.sum() / n_text}
+
+
+# ---- collapse diagnostics (no gradient; logged beside the terms, never optimised) ----------------------------
+
+
+@torch.no_grad()
+def mean_cross_cosine(features: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Mean cosine similarity between the features of *different* documents of a batch (the off-diagonal of the
+    batch's cosine matrix; pairs of two windows of one document are left out when ``doc_ids (B,)`` is given).
+
+    Near 1: the encoder gives every page about the same feature (collapse; a random ViT on FUNSD reads 0.999).
+    None when the batch holds fewer than two documents."""
+    x = F.normalize(features.detach().float(), dim=-1)
+    ids = torch.arange(x.shape[0], device=x.device) if doc_ids is None else doc_ids.to(x.device)
+    pairs = ids[:, None] != ids[None, :]
+    if not bool(pairs.any()):
+        return None
+    return (x @ x.T)[pairs].mean()
+
+
+@torch.no_grad()
+def pita_similarity(
+    patch_visual: torch.Tensor, token_states: torch.Tensor, patch_index: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """PITA's matched and mismatched cosine similarity, in the features PITA compares.
+
+    ``pita_matched``: mean cosine of a patch's visual feature with the mean text feature of the tokens inside it, over
+    the patches that hold tokens; ``pita_mismatched``: the same with the text of *another* patch of the same document
+    that holds tokens. Matched near mismatched (both near 1 when collapsed) means PITA's features ignore where the
+    text is. ``pita_tokens_in_one_patch``: the fraction of the batch's word tokens (``patch_index`` >= 0 or masked:
+    pass only word tokens as >= 0 or -1) that PITA can use. Empty dict when no patch holds a token."""
+    n_patches = patch_visual.shape[1]
+    text, has_text = patch_text_features(token_states.detach().float(), patch_index, n_patches)
+    visual = F.normalize(patch_visual.detach().float(), dim=-1)
+    sim = F.normalize(text, dim=-1) @ visual.transpose(1, 2)  # (B, P text, P visual)
+    if not bool(has_text.any()):
+        return {}
+    out = {"pita_matched": sim.diagonal(dim1=1, dim2=2)[has_text].mean()}
+    eye = torch.eye(n_patches, dtype=torch.bool, device=sim.device)
+    other = has_text[:, :, None] & has_text[:, None, :] & ~eye
+    if bool(other.any()):
+        out["pita_mismatched"] = sim[other].mean()
+    return out
+
+
+def contrast_chance(
+    batch_size: int,
+    queue_size: int,
+    doc_ids: torch.Tensor | None = None,
+    queue_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The chance level of DITC's and IMC's ``L_cl`` this step, in nats: ``log(K + 1)`` for K negatives (a query that
+    cannot tell its positive from the negatives scores exactly this), i.e. the log of the number of candidate keys
+    (the global batch's keys + the queue), averaged over queries when ``mask_same_document`` leaves some out (pass
+    ``doc_ids`` and ``queue_ids`` as to ``ditc_loss``). A collective under DDP when ``doc_ids`` is given."""
+    n_batch = batch_size * world_size()
+    if doc_ids is None:
+        return torch.tensor(math.log(n_batch + queue_size))
+    key_ids = gather_no_grad(doc_ids.long())
+    if queue_size:
+        queued = torch.full((queue_size,), -1, dtype=torch.long, device=key_ids.device)
+        key_ids = torch.cat([key_ids, queued if queue_ids is None else queue_ids.long().to(key_ids.device)])
+    candidates = (key_ids[None, :] != doc_ids.long()[:, None]).sum(dim=1) + 1  # the other documents' + the positive
+    return candidates.float().log().mean()
+
+
+@torch.no_grad()
+def batch_contrast(
+    image_cls: torch.Tensor,
+    text_cls: torch.Tensor,
+    temperature: float | torch.Tensor,
+    doc_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """For evaluation, where no momentum encoder or queue may be used: DITC's ``L_cl`` between the *online* image and
+    text CLS features (L2-normalised, (B, D)) with the other documents of this process's batch as the only negatives
+    (other windows of a query's own document are left out), both directions averaged, and its chance level
+    (``ditc_batch``, ``ditc_batch_chance``, nats). Empty dict with fewer than two documents."""
+    ids = torch.arange(image_cls.shape[0], device=image_cls.device) if doc_ids is None else doc_ids.to(image_cls.device)
+    keep = ids[:, None] != ids[None, :]
+    if not bool(keep.any()):
+        return {}
+    keep = keep | torch.eye(len(ids), dtype=torch.bool, device=keep.device)
+    positive = torch.arange(len(ids), device=ids.device)
+    loss = (
+        info_nce(image_cls.float(), text_cls.float(), positive, temperature, key_mask=keep)
+        + info_nce(text_cls.float(), image_cls.float(), positive, temperature, key_mask=keep)
+    ) / 2
+    return {"ditc_batch": loss, "ditc_batch_chance": keep.sum(dim=1).float().log().mean()}

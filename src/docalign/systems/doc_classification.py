@@ -76,7 +76,9 @@ class DocumentClassification(DocumentSystem):
         return self._loss(out["logits"], batch["doc_label"])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        logits = self(batch)["logits"]
+        out = self(batch)
+        logits = out["logits"]
+        self.log_alignment_diagnostics(batch, out, stage)
         self.log(
             f"{stage}/loss",
             self._loss(logits, batch["doc_label"]),

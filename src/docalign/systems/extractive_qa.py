@@ -149,6 +149,7 @@ class ExtractiveQA(DocumentSystem):
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         out = self(batch)
+        self.log_alignment_diagnostics(batch, out, stage)
         self.log(f"{stage}/loss", self._loss(out, batch), sync_dist=True, batch_size=batch["input_ids"].shape[0])
         score, texts = self.decode(out, batch)
         self.metrics[stage].update(

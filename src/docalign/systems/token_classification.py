@@ -80,7 +80,9 @@ class TokenClassification(DocumentSystem):
         return self._loss(out["logits"], batch["labels"])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        logits = self(batch)["logits"]
+        out = self(batch)
+        logits = out["logits"]
+        self.log_alignment_diagnostics(batch, out, stage)
         self.log(
             f"{stage}/loss", self._loss(logits, batch["labels"]), sync_dist=True, batch_size=batch["input_ids"].shape[0]
         )

@@ -30,6 +30,7 @@ drop the empty words and keep no ``other``-entity grouping, so ``stats`` counts 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,10 +79,13 @@ class FUNSDReader(Reader):
     def dependencies(self, annotation: Path) -> list[Path]:
         return [annotation, self.image_path(annotation)]
 
-    def parse(self, path: Path) -> Optional[tuple[list[str], list[Box], list[str], list[str]]]:
-        """``(words, boxes, labels, fields)`` of one annotation file, without its image; None when skipped.
+    def parse(self, path: Path) -> Optional[tuple[list[str], list[Box], list[str], list[str], list[Box]]]:
+        """``(words, boxes, labels, fields, word_boxes)`` of one annotation file, without its image; None when skipped.
 
-        ``fields`` names each word's raw location (``form[3].words[2].box``) for error messages.
+        ``fields`` names each word's raw location (``form[3].words[2].box``) for error messages. ``word_boxes``: each
+        word's own box (with ``segment_boxes``, where ``boxes`` are the entities'; a word whose own box is malformed
+        gets its entity's, counted in ``stats["word boxes taken from the entity"]``, not a repair: no model input
+        changes); equal to ``boxes`` otherwise.
         """
         where = str(path)
         data = self.read_json(path)
@@ -95,6 +99,7 @@ class FUNSDReader(Reader):
         boxes: list[Box] = []
         labels: list[str] = []
         fields: list[str] = []
+        own_boxes: list[Box] = []
         for i, entity in enumerate(form):
             self.stats["entities"] += 1
             if not isinstance(entity, dict):
@@ -109,6 +114,7 @@ class FUNSDReader(Reader):
             if "box" in entity or self.segment_boxes:
                 entity_box = self.parse_box(entity.get("box"), where, f"form[{i}].box", "use the word boxes")
             kept: list[tuple[str, Box, str]] = []
+            kept_own: list[Box] = []
             for j, word in enumerate(raw_words):
                 self.stats["words"] += 1
                 field = f"form[{i}].words[{j}]"
@@ -123,6 +129,10 @@ class FUNSDReader(Reader):
                     continue
                 if self.segment_boxes and entity_box is not None:
                     box = entity_box
+                    own = _quiet_box(word.get("box") if isinstance(word, dict) else None)
+                    if own is None:
+                        self.stats["word boxes taken from the entity"] += 1
+                    kept_own.append(own or entity_box)
                 else:
                     box = self.parse_box(
                         word.get("box"),
@@ -133,6 +143,7 @@ class FUNSDReader(Reader):
                     box = box or entity_box
                     if box is None:
                         continue
+                    kept_own.append(box)
                 kept.append((text, box, f"{field}.box"))
             if not kept:
                 self.stats["entities without words"] += 1
@@ -140,10 +151,11 @@ class FUNSDReader(Reader):
             words += [w for w, _, _ in kept]
             boxes += [b for _, b, _ in kept]
             fields += [f for _, _, f in kept]
+            own_boxes += kept_own
             labels += bio_tags(category, len(kept))
         if not self.require_words(where, words):
             return None
-        return words, boxes, labels, fields
+        return words, boxes, labels, fields, own_boxes
 
     def _category(self, entity: dict, where: str, i: int) -> Optional[str]:
         """The entity's category (None for ``other`` and for repaired labels, i.e. tag ``O``)."""
@@ -160,12 +172,32 @@ class FUNSDReader(Reader):
         parsed = self.parse(path)
         if parsed is None:
             return None
-        words, boxes, labels, fields = parsed
+        words, boxes, labels, fields, own_boxes = parsed
         image = self.open_image(self.image_path(path), str(path))
         if image is None:
             return None
         self.check_boxes(str(path), fields, boxes, image.size)
-        return Document(doc_id=path.stem, image=image, words=words, boxes=boxes, word_labels=labels, source=str(path))
+        return Document(
+            doc_id=path.stem,
+            image=image,
+            words=words,
+            boxes=boxes,
+            word_labels=labels,
+            source=str(path),
+            word_boxes=own_boxes if self.segment_boxes else None,
+        )
+
+
+def _quiet_box(value: Any) -> Optional[Box]:
+    """``[x0, y0, x1, y1]`` as 4 finite floats, or None (not reported: the caller has a fallback)."""
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        try:
+            box = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            return None
+        if all(math.isfinite(v) for v in box):
+            return box  # type: ignore[return-value]
+    return None
 
 
 class FUNSDHubReader(TaggedHubReader):
