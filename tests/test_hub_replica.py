@@ -99,7 +99,18 @@ def test_interrupted_repository_is_rebuilt(tmp_path):
 REPLICA = REPO / "logs" / "hub-replica"
 # The experiments that read the hub (checkpoints and/or datasets), one of each path; the ablations differ from
 # their parent by loss weights only. Extra arguments keep each run to what a 2-core CPU can do.
-FEW = ["--trainer.max_steps", "2", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "1"]
+FEW = [  # one epoch of 2 training batches of 1 document (then validation and a checkpoint), 2 test batches
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+    "--data.init_args.batch_size",
+    "1",
+]
 CARVED = ["--data.init_args.val_size", "1"]  # FUNSD / SROIE carve validation from 4 training documents
 REHEARSAL = {
     "cord_ft": [],
