@@ -114,15 +114,15 @@ def test_real_size_gpu_estimate():
 REPLICA = REPO / "logs" / "hub-replica"
 # The experiments that read the hub (checkpoints and/or datasets), one of each path; the ablations differ from
 # their parent by loss weights only. Extra arguments keep each run to what a 2-core CPU can do.
-FEW = [  # one epoch of 2 training batches of 1 document (then validation and a checkpoint), 2 test batches
+FEW = [  # one epoch of 2 training batches of 1 document (then validation and a checkpoint), 1 test batch
     "--trainer.max_epochs",
     "1",
     "--trainer.limit_train_batches",
     "2",
     "--trainer.limit_val_batches",
-    "2",
+    "1",
     "--trainer.limit_test_batches",
-    "2",
+    "1",
     "--data.init_args.batch_size",
     "1",
 ]
