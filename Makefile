@@ -9,7 +9,7 @@ EXP ?= demo
 ARGS ?=
 EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/_%,$(wildcard experiments/*.yaml)))))
 
-.PHONY: help system-packages install train print-config test test-slow lint format tb compare clean check-exp
+.PHONY: help system-packages install train print-config test test-slow hub-replica rehearse lint format tb compare clean check-exp
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ test: $(STAMP) ## Run the test suite (offline; the slow rehearsals are left to `
 
 test-slow: $(STAMP) ## Run only the slow rehearsals (tests marked slow: minutes each, still offline)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow $(ARGS)
+
+hub-replica: $(STAMP) ## Build (or complete) the local hub replica in logs/hub-replica (use: HF_HOME=logs/hub-replica)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/hub_replica.py --out logs/hub-replica
+
+rehearse: $(STAMP) ## Fit + test every hub experiment at real size through the replica, no overlay (slow; make hub-replica first)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/pytest -q -m slow tests/test_hub_replica.py $(ARGS)
 
 lint: $(STAMP) ## Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites
 	$(BIN)/ruff check src tests benchmarks

@@ -348,17 +348,22 @@ def refuse_without_cuda() -> None:
 
 
 def run_child(flags: list[str], timeout: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, *flags],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    if out.returncode:
-        raise RuntimeError(f"{' '.join(flags)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Run this script with ``flags`` in a fresh process; its result file, read back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        out = subprocess.run(
+            [sys.executable, __file__, *flags, f"--result={result}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
+        if out.returncode or not result.is_file():
+            raise RuntimeError(f"{' '.join(flags)} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+        return json.loads(result.read_text())
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -376,15 +381,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--system", choices=["plain", "aet"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=["bf16-mixed", "32-true"], help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     refuse_without_cuda()
-    if args.child == "run":
-        result = child(args)
+    if args.child:  # rank 0 writes the result file (under DDP the other ranks re-run this command too)
+        result = child(args) if args.child == "run" else compare_child(args)
         if result is not None:
-            print(json.dumps(result), flush=True)
-        return
-    if args.child == "compare":
-        print(json.dumps(compare_child(args)), flush=True)
+            Path(args.result).write_text(json.dumps(result))
         return
 
     import torch

@@ -94,12 +94,38 @@ def test_interrupted_repository_is_rebuilt(tmp_path):
         hub_replica.build(tmp_path, only=["nobody/nothing"], log=lambda _: None)
 
 
+def test_real_size_gpu_estimate():
+    """benchmarks/real_size.py's largest-batch arithmetic: 16 bytes of state per trainable parameter, half the
+    fp32 activations per sample, 90% of 80 GB."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_size", REPO / "benchmarks" / "real_size.py")
+    real_size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_size)
+    assert real_size.max_batch_bf16(100e6, 100e6, 2e9) == 70  # (72e9 - 1.6e9) // 1e9
+    assert real_size.max_batch_bf16(100e6, 50e6, 2e9) == 71  # frozen parameters hold weights only
+    assert real_size.max_batch_bf16(10e9, 10e9, 2e9) == 0  # the states alone do not fit
+    with pytest.raises(ValueError, match="positive"):
+        real_size.max_batch_bf16(1e6, 1e6, 0)
+
+
 # --- the rehearsal: every hub experiment at real size, through the real-size replica ------------------------------
 
 REPLICA = REPO / "logs" / "hub-replica"
 # The experiments that read the hub (checkpoints and/or datasets), one of each path; the ablations differ from
 # their parent by loss weights only. Extra arguments keep each run to what a 2-core CPU can do.
-FEW = ["--trainer.max_steps", "2", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "1"]
+FEW = [  # one epoch of 2 training batches of 1 document (then validation and a checkpoint), 1 test batch
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+    "--data.init_args.batch_size",
+    "1",
+]
 CARVED = ["--data.init_args.val_size", "1"]  # FUNSD / SROIE carve validation from 4 training documents
 REHEARSAL = {
     "cord_ft": [],
