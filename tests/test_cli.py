@@ -11,8 +11,12 @@ from docalign.cli import cli_main
 
 from conftest import REPO, cli_args, experiment_names
 
+# The leave-one-out ablations (``*_no_*``) are one-key deltas of an experiment that runs here anyway: they run in
+# ``make test-slow`` (about 3 minutes together), the rest in ``make test``.
+ONE_STEP = [pytest.param(name, marks=pytest.mark.slow) if "_no_" in name else name for name in experiment_names()]
 
-@pytest.mark.parametrize("experiment", experiment_names())
+
+@pytest.mark.parametrize("experiment", ONE_STEP)
 def test_every_experiment_runs_one_step(experiment, tmp_path):
     cli = cli_main(["fit", *cli_args(experiment, tmp_path)])
     assert cli.trainer.global_step >= 1

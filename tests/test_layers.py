@@ -17,7 +17,7 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("docalign", "docalign.conventions", "docalign.hub", "docalign.distributed", "docalign.resume")],  # ground floor
     [("docalign.ocr",)],
     [("docalign.data",)],
-    [("docalign.models",), ("docalign.losses",), ("docalign.metrics",)],
+    [("docalign.models",), ("docalign.losses",), ("docalign.metrics",), ("docalign.hub_replica",)],  # replica: data
     [("docalign.alignment",)],  # alignment components: encoders (models) + their losses, injected into systems
     [("docalign.systems",)],
     [("docalign.inference",)],  # ``docalign predict`` and ``export``: trained systems on pages, exported folders
