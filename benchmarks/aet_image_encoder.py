@@ -29,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+NOTE = (  # written after the first measurement (20 pages, 112 px); re-read it when the figures change
+    "Reading (one seed, 20 pages, untrained, not yet a task result): the CRAFT stem's own features tell patches and pages apart (0.20 within a page, 0.86 across pages against 0.97/0.997 for the random ViT); the random transformer on top averages much of that away (CLS 0.962 vs 0.997). Whether it helps `funsd_aet` needs the training matrix (issue 14 item 4, not run)."
+)
 FUNSD = os.environ.get("DOCALIGN_FUNSD") or str(REPO.parent / "shared" / "data" / "funsd")
 
 
@@ -110,6 +113,7 @@ def main() -> None:
     for size, name, m in rows:
         cells = " | ".join("-" if v != v else f"{v:.4f}" for v in (m["cls"], m["patches"], m["view"], m["within"]))
         lines.append(f"| {size} | {name} | {cells} |")
+    lines += ["", NOTE]
     write_section("aet_image_encoder", "AET image encoders offline: feature diversity on FUNSD", "\n".join(lines))
 
 
