@@ -250,7 +250,8 @@ def main() -> int:
             *rows,
             "",
             f"Momentum text encoder forward alone: {mode_ms['train']:,.0f} ms in train mode (dropout on, as run in the "
-            f"step) vs {mode_ms['eval']:,.0f} ms in eval mode: with dropout, SDPA leaves its fused CPU kernel. Eval-mode "
+            f"step) vs {mode_ms['eval']:,.0f} ms in eval mode (with attention dropout, SDPA leaves its fused CPU kernel; "
+            "hidden dropout alone costs little). Eval-mode "
             "keys would be cheaper but are not ALBEF's/TCL's keys (theirs keep dropout); not changed without an ablation.",
         ]
     )
