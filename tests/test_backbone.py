@@ -187,3 +187,24 @@ def test_the_alignment_text_encoder_takes_attention_dropout_from_config_even_whe
         100,
     )
     assert _attention_dropouts(random_init.model) == ({0.0}, {0.1})
+
+
+def test_the_pretrained_alignment_text_encoder_keeps_its_first_layers_when_told():
+    from docalign.models.alignment import AlignmentTextEncoder, TextEncoderConfig
+
+    tokenizer = load_tokenizer("minilm")
+    full = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm"), len(tokenizer))
+    cut = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=3), len(tokenizer))
+    assert len(full.model.encoder.layer) == 6 and len(cut.model.encoder.layer) == 3
+    kept = cut.model.state_dict()
+    # every kept tensor is the checkpoint's own (embeddings and layers 0-2), none newly initialised
+    assert kept.keys() <= full.model.state_dict().keys()
+    for name, tensor in kept.items():
+        assert torch.equal(tensor, full.model.state_dict()[name]), name
+    ids = torch.tensor([tokenizer("a receipt total")["input_ids"]])
+    states = cut(ids, torch.ones_like(ids))
+    assert states.shape == (1, ids.shape[1], 384)
+    with pytest.raises(ValueError, match="pretrained_layers = 7, but 'minilm' has 6 layers"):
+        AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=7), len(tokenizer))
+    with pytest.raises(ValueError, match="choose 1 to 6"):
+        AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=0), len(tokenizer))

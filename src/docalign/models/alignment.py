@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conventions import PIXEL_MEAN, PIXEL_STD
-from ..hub import CheckpointError, hub_offline, timm_cached
+from ..hub import CheckpointError, hub_offline, resolve_checkpoint, timm_cached
 from .pretrained import load_pretrained_model
 
 
@@ -124,6 +124,10 @@ class TextEncoderConfig:
         attention_dropout: dropout on the attention probabilities alone, overriding ``dropout`` and a pretrained
             checkpoint's own; None: the checkpoint's (pretrained) or ``dropout`` (random init). The momentum copy
             inherits it. See ``BackboneConfig.attention_dropout`` for why the offline demo sets it to 0.
+        pretrained_layers: with ``pretrained``, keep only the checkpoint's first N transformer layers (their
+            pre-trained weights; the rest are not loaded); None: all of them. A shallower encoder costs
+            proportionally less (its online and momentum copies both run every step); the offline demo keeps 3
+            of MiniLM's 6 (docs/RESULTS.md). Ignored for random init (``num_layers`` sets the depth there).
     """
 
     pretrained: Optional[str] = "minilm"
@@ -135,6 +139,7 @@ class TextEncoderConfig:
     dropout: float = 0.1
     max_positions: int = 512
     attention_dropout: Optional[float] = None
+    pretrained_layers: Optional[int] = None
 
 
 def _grid_check(what: str, value: Optional[int], fusion: int) -> int:
@@ -261,6 +266,20 @@ def _load_timm(config: ImageEncoderConfig, image_size: int) -> nn.Module:
         ) from err
 
 
+def _pretrained_depth(name: str, keep: int) -> int:
+    """``keep`` if the checkpoint ``name`` has at least that many layers (and ``keep`` >= 1), else a clear error:
+    asking for more layers than were pre-trained would silently add randomly initialised ones."""
+    from transformers import AutoConfig
+
+    have = AutoConfig.from_pretrained(resolve_checkpoint(name)).num_hidden_layers
+    if not 1 <= keep <= have:
+        raise ValueError(
+            f"model.init_args.alignment.init_args.text_encoder.pretrained_layers = {keep}, but '{name}' has {have} layers: "
+            f"choose 1 to {have} (or null for all of them)"
+        )
+    return keep
+
+
 class AlignmentTextEncoder(nn.Module):
     """A Hugging Face encoder on the fusion model's tokens: ids (B, L), mask (B, L) -> (B, L, Ht).
 
@@ -275,6 +294,8 @@ class AlignmentTextEncoder(nn.Module):
             overrides = (
                 {} if config.attention_dropout is None else {"attention_probs_dropout_prob": config.attention_dropout}
             )
+            if config.pretrained_layers is not None:
+                overrides["num_hidden_layers"] = _pretrained_depth(config.pretrained, config.pretrained_layers)
             self.model = load_pretrained_model(config.pretrained, **overrides)
             rows = self.model.get_input_embeddings().num_embeddings
             if rows != vocab_size:
