@@ -1,13 +1,15 @@
 """The hub experiments at their real size on this CPU: parameters, peak memory, seconds per step, and a GPU estimate.
 
     make hub-replica   # once: logs/hub-replica
-    HF_HOME=logs/hub-replica HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python benchmarks/real_size.py   # writes RESULTS
+    HF_HOME=logs/hub-replica HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/real_size.py [--length N]   # writes RESULTS
 
 Each experiment (``cord_ft``, ``cord_aet``, ``funsd_ft``, ``funsd_aet``, ``rvlcdip_vlcdoc``) is built in a fresh
 process exactly as ``docalign fit --config experiments/_base.yaml --config experiments/<name>.yaml`` builds it, no
 overlay, through the local hub replica (``docalign.hub_replica``: the published configurations with random weights,
 the datasets' hub schemas), so the model is the one a user trains. One real training batch of the experiment's data
-module is taken and trained on with a real ``Trainer`` (forward, every loss, backward, AdamW, AET's momentum update
+module, padded to ``--length`` tokens (default: the experiment's ``data.max_length``; the replica's documents are
+shorter, and a masked padding token costs what a real one does, so this is a batch of full-length windows) is taken
+and trained on with a real ``Trainer`` (forward, every loss, backward, AdamW, AET's momentum update
 and enqueue), ``--warmup`` untimed steps then ``--steps`` timed ones (the interval between consecutive
 ``on_train_batch_start`` calls) at batch 1, then the same at batch 2. ``peak RSS`` is the process's high-water
 mark (``ru_maxrss``): after building (``base``), after the batch-1 steps and after the batch-2 steps; the growth
@@ -28,11 +30,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402  (benchmarks/results.py)
@@ -52,6 +57,32 @@ def max_batch_bf16(params: float, trainable: float, activation_bytes_fp32: float
     states = 4 * params + 12 * trainable
     free = HEADROOM * gpu_bytes - states
     return max(0, int(free // (activation_bytes_fp32 / 2)))
+
+
+# Per-token batch keys and the value ``collate_windows`` pads them with (input_ids: the tokenizer's pad id).
+TOKEN_FILL = {"attention_mask": 0, "bbox": 0, "labels": -100, "word_ids": -1, "segment_ids": -1, "scored": 0,
+              "page_ids": -1, "word_bbox": 0}  # fmt: skip
+
+
+def pad_tokens(batch: dict[str, Any], length: int, pad_token_id: int) -> dict[str, Any]:
+    """``batch`` with every per-token tensor padded along dim 1 to ``length`` as the collate pads (masked tokens).
+
+    Dense attention and every layer cost the same for a padded token as for a real one, so this measures a batch of
+    full-length windows (the worst case a batch of the experiment can be) from the replica's short documents. A
+    per-token key that this table does not know is an error, never padded with a guessed value."""
+    current = batch["input_ids"].shape[1]
+    if length < current:
+        raise ValueError(f"--length {length} is shorter than the batch's {current} tokens")
+    fills = dict(TOKEN_FILL, input_ids=pad_token_id)
+    out = {}
+    for key, value in batch.items():
+        if hasattr(value, "shape") and value.ndim >= 2 and value.shape[1] == current and key != "pixel_values":
+            if key not in fills:
+                raise KeyError(f"per-token batch key {key!r} has no known padding value (TOKEN_FILL)")
+            pad = value.new_full((value.shape[0], length - current, *value.shape[2:]), fills[key])
+            value = torch.cat([value, pad], dim=1)
+        out[key] = value
+    return out
 
 
 def experiment_args(name: str, logs: Path) -> list[str]:
@@ -77,7 +108,6 @@ def experiment_args(name: str, logs: Path) -> list[str]:
 
 def child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import lightning as L
-    import torch
 
     from docalign.cli import cli_main
 
@@ -87,6 +117,9 @@ def child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     model, data = cli.model, cli.datamodule
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
+    natural = int(batch["input_ids"].shape[1])
+    length = args.length if args.length is not None else int(data.max_length)
+    batch = pad_tokens(batch, length, data.tokenizer.pad_token_id)
     build_s = time.perf_counter() - built
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731 - KiB -> bytes (Linux)
     base = rss()
@@ -129,6 +162,7 @@ def child(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "tokens": int(batch["input_ids"].shape[1]),
+        "natural_tokens": natural,
         "image": list(batch["pixel_values"].shape[-2:]) if "pixel_values" in batch else None,
         "build_s": build_s,
         "step1_s": one,
@@ -139,13 +173,19 @@ def child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def spread(xs: list[float]) -> str:
+    """Median (range) of the timed steps."""
+    return f"{statistics.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+
 def table(runs: list[dict[str, Any]]) -> str:
-    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    median = statistics.median
     by_name = {r["experiment"]: r for r in runs}
     lines = [
-        "| experiment | params M (trainable) | step s, batch 1 | step s, batch 2 | AET / FT (batch 1, 2) | "
-        "peak RSS GiB: built, batch 1, batch 2 | activations per sample, fp32 GiB | est. max batch / 80 GB bf16 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| experiment | params M (trainable) | tokens (the data's) + image | step s, batch 1 | step s, batch 2 | "
+        "AET / FT (batch 1, 2) | peak RSS GiB: built, batch 1, batch 2 | activations per sample, fp32 GiB | "
+        "est. max batch / 80 GB bf16 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         act = r["peak2"] - r["peak1"]
@@ -156,9 +196,11 @@ def table(runs: list[dict[str, Any]]) -> str:
             else ""
         )
         estimate = max_batch_bf16(r["params"], r["trainable"], act) if act > 0 else "n/a (no growth measured)"
+        image = f" + {r['image'][0]} px" if r.get("image") else ""
         lines.append(
             f"| {r['experiment']} | {r['params'] / 1e6:.1f} ({r['trainable'] / 1e6:.1f}) | "
-            f"{median(r['step1_s']):.1f} | {median(r['step2_s']):.1f} | {ratio} | "
+            f"{r['tokens']} ({r.get('natural_tokens', r['tokens'])}){image} | "
+            f"{spread(r['step1_s'])} | {spread(r['step2_s'])} | {ratio} | "
             f"{r['base'] / 2**30:.1f}, {r['peak1'] / 2**30:.1f}, {r['peak2'] / 2**30:.1f} | "
             f"{act / 2**30:.2f} | {estimate} |"
         )
@@ -168,7 +210,10 @@ def table(runs: list[dict[str, Any]]) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS))
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per batch size")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per batch size")
+    parser.add_argument(
+        "--length", type=int, help="pad every batch to this many tokens (default: the experiment's data.max_length)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--logs", default=str(ROOT / "logs" / "real_size"))
@@ -184,11 +229,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for name in args.experiments:
-        done = out_dir / f"{name}.json"
+        done = out_dir / f"{name}-tokens-{args.length or 'max'}-steps-{args.steps}.json"
         if done.is_file():  # resumable: a finished experiment is kept
             runs.append(json.loads(done.read_text()))
             continue
         flags = [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}", f"--logs={args.logs}"]
+        flags += [f"--length={args.length}"] if args.length else []
         started = time.time()
         out = subprocess.run(
             [sys.executable, __file__, "--child", name, *flags],
@@ -208,7 +254,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     body = "\n".join(
         [
-            "Command: `HF_HOME=logs/hub-replica HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python benchmarks/real_size.py "
+            "Command: `HF_HOME=logs/hub-replica HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/real_size.py "
             + " ".join(a for a in (argv or sys.argv[1:]) if a != "--no-write")
             + "`.",
             f"Machine: {results.machine(f'torch {torch.__version__}, {args.threads} torch threads')}; load average at "
@@ -216,8 +262,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             + ", ".join(f"{r['experiment']} {r.get('load', 0):.1f}" for r in runs)
             + ".",
             f"Each experiment as shipped (no overlay) through the hub replica, fp32, one real training batch of its "
-            f"data, {args.warmup} untimed + {args.steps} timed steps per batch size (medians shown). Shared cores: "
-            "step times move with the machine's load.",
+            f"data padded to {args.length or 'its max_length'} tokens (the replica's documents are short: their own "
+            "length in brackets; a padded token costs what a real one does, so this is a batch of full windows, the "
+            f"most a batch of the experiment holds), {args.warmup} untimed + {args.steps} timed steps per batch size "
+            "(median and range). Shared cores: step times move with the machine's load.",
             "",
             table(runs),
             "",

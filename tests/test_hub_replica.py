@@ -94,19 +94,56 @@ def test_interrupted_repository_is_rebuilt(tmp_path):
         hub_replica.build(tmp_path, only=["nobody/nothing"], log=lambda _: None)
 
 
-def test_real_size_gpu_estimate():
-    """benchmarks/real_size.py's largest-batch arithmetic: 16 bytes of state per trainable parameter, half the
-    fp32 activations per sample, 90% of 80 GB."""
+def _real_size():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("real_size", REPO / "benchmarks" / "real_size.py")
     real_size = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(real_size)
+    return real_size
+
+
+def test_real_size_gpu_estimate():
+    """benchmarks/real_size.py's largest-batch arithmetic: 16 bytes of state per trainable parameter, half the
+    fp32 activations per sample, 90% of 80 GB."""
+    real_size = _real_size()
     assert real_size.max_batch_bf16(100e6, 100e6, 2e9) == 70  # (72e9 - 1.6e9) // 1e9
     assert real_size.max_batch_bf16(100e6, 50e6, 2e9) == 71  # frozen parameters hold weights only
     assert real_size.max_batch_bf16(10e9, 10e9, 2e9) == 0  # the states alone do not fit
     with pytest.raises(ValueError, match="positive"):
         real_size.max_batch_bf16(1e6, 1e6, 0)
+
+
+def test_real_size_pads_a_collated_batch_as_the_collate_would_to_full_windows():
+    """Padding a collated batch to 12 tokens equals collating the same windows padded to 12 by the collate itself."""
+    import torch
+
+    from docalign.data.encoding import EncodedWindow, collate_windows
+
+    def window(n: int, label: int) -> EncodedWindow:
+        return EncodedWindow(
+            input_ids=[101, *range(1000, 1000 + n - 2), 102],
+            bbox=[[0, 0, 0, 0], *[[i, i, i + 5, i + 5] for i in range(n - 2)], [1000, 1000, 1000, 1000]],
+            labels=[-100, *[label] * (n - 2), -100],
+            word_ids=[-1, *range(n - 2), -1],
+            segment_ids=[-1, *[0] * (n - 2), -1],
+            scored=[False, *[True] * (n - 2), False],
+            doc_index=label,
+            window_index=0,
+            image=None,
+        )
+
+    windows = [window(5, 1), window(7, 2)]
+    padded = _real_size().pad_tokens(collate_windows(windows, pad_token_id=3), 12, pad_token_id=3)
+    longest = window(12, 0)
+    reference = collate_windows([*windows, longest], pad_token_id=3)  # the collate pads both to 12
+    assert padded.keys() == reference.keys()
+    for key, value in padded.items():
+        assert torch.equal(value, reference[key][:2]), key
+    with pytest.raises(ValueError, match="shorter"):
+        _real_size().pad_tokens(padded, 4, pad_token_id=3)
+    with pytest.raises(KeyError, match="start_positions"):
+        _real_size().pad_tokens({"input_ids": padded["input_ids"], "start_positions": padded["labels"]}, 13, 3)
 
 
 # --- the rehearsal: every hub experiment at real size, through the real-size replica ------------------------------
