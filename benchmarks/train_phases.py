@@ -1,12 +1,14 @@
 """Where the time of ``make train`` goes: set-up, data, each epoch's training and validation, the test.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_phases.py [EXP ...] [--args "--trainer.max_epochs 2"]
-        [--out logs/train_phases.json] [--write]
+        [--variant "LABEL=--more --overrides" ...] [--out logs/train_phases.json] [--write]
 
 Runs each experiment (default ``demo``, the embedded default) through the real CLI in a fresh process with
 one extra callback (``PhaseTimer``) that stamps the wall clock at Lightning's hooks and records the monitored
 validation metric after each epoch, so the convergence curve and the cost of each phase come from one run.
 Token lengths of the encoded training windows are reported too (they decide the useful ``max_length``).
+``--variant`` runs each experiment once more per variant with those overrides added, right after the plain run,
+so a change and its baseline are timed side by side on the same machine state (rows labelled ``EXP [LABEL]``).
 ``--write`` puts the table into the "make train phases" section of docs/RESULTS.md.
 """
 
@@ -118,20 +120,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiments", nargs="*", default=["demo"])
     parser.add_argument("--args", default="", help="extra CLI overrides, one string")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="LABEL=OVERRIDES: also run each experiment with these added"
+    )
     parser.add_argument("--out", default="logs/train_phases.json")
     parser.add_argument("--write", action="store_true", help="write the docs/RESULTS.md section")
     args = parser.parse_args()
+    variants = [("", "")] + [tuple(v.split("=", 1)) for v in args.variant]
+    if any(len(v) != 2 or not v[0] for v in variants[1:]):
+        parser.error("--variant takes LABEL=OVERRIDES")
     report = {}
-    for exp in args.experiments:
-        path = ROOT / "logs" / f"train_phases_{exp}.json"
+    for exp, (label, more) in [(e, v) for e in args.experiments for v in variants]:
+        name = f"{exp} [{label}]" if label else exp
+        path = ROOT / "logs" / f"train_phases_{exp}{'_' + label if label else ''}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         load0 = os.getloadavg()[0]
-        result = run(exp, args.args, path)
+        result = run(exp, f"{args.args} {more}", path)
         result["spans"] = spans(result["marks"])
         result["cpu_spans"] = spans(result["marks"], 2) if len(result["marks"][-1]) > 2 else {}
         result["load"] = [load0, os.getloadavg()[0]]
-        report[exp] = result
-        print(f"\n== {exp} {args.args}")
+        report[name] = result
+        print(f"\n== {name} {args.args} {more}")
         for name, secs in result["spans"].items():
             print(f"  {name:40s} {secs:7.1f} s wall, {result['cpu_spans'].get(name, float('nan')):7.1f} s CPU")
         for point in result["curve"]:
@@ -150,9 +159,18 @@ def main() -> int:
                 rows.append(f"| {exp} | {name} | {secs:.1f} | {result['cpu_spans'].get(name, float('nan')):.1f} |")
         body = (
             f"Command: `python benchmarks/train_phases.py {' '.join(args.experiments)}"
-            f"{' --args ' + shlex.quote(args.args) if args.args else ''}`. Machine: {machine()}.\n\n"
-            "| experiment | phase | wall s | CPU s (all threads) |\n|---|---|---|---|\n" + "\n".join(rows)
+            f"{' --args ' + shlex.quote(args.args) if args.args else ''}"
+            f"{''.join(' --variant ' + shlex.quote(v) for v in args.variant)}`. Machine: {machine()}.\n\n"
+            "| experiment | phase | wall s | CPU s (all threads) |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         )
+        for exp, result in report.items():
+            curve = ", ".join(
+                f"{point.get('val/f1', float('nan')):.4f} (step {point['step']})" for point in result["curve"]
+            )
+            body += (
+                f"- {exp}: test F1 {result['test'].get('test/f1', float('nan')):.4f}; val F1 {curve}; load average "
+                f"{result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end\n"
+            )
         write_section("train_phases", "make train: where the time goes", body)
     return 0
 
