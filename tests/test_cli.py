@@ -127,6 +127,69 @@ def test_an_alignment_weight_is_one_flag_on_the_command_line():
     assert alignment["ditc_weight"] == 0.0 and alignment["imc_weight"] == 0.4  # the rest is cord_aet's
 
 
+TEXT_ENCODER = "--model.init_args.alignment.init_args.text_encoder"
+
+
+@pytest.mark.parametrize(
+    "overrides, field, expected",
+    [
+        ([f"{TEXT_ENCODER}.pretrained_layers", "null"], "pretrained_layers", None),  # demo_aet.yaml sets 2
+        ([f"{TEXT_ENCODER}.pretrained_layers", "3"], "pretrained_layers", 3),
+        (  # the short form, after a non-null value
+            [f"{TEXT_ENCODER}.pretrained", "minilm", "--model.alignment.init_args.text_encoder.pretrained=null"],
+            "pretrained",
+            None,
+        ),
+    ],
+)
+def test_null_on_the_command_line_reaches_an_option_nested_in_the_alignment(overrides, field, expected, tmp_path):
+    # jsonargparse hands such an override to the component's parser as text, where null became the string 'None'
+    cli = cli_main(cli_args("demo", tmp_path, *overrides), run=False)
+    assert cli.config.model.init_args.alignment.init_args.text_encoder[field] == expected
+    assert cli.model.hparams["alignment"]["init_args"]["text_encoder"][field] == expected
+
+
+def test_only_nested_nulls_of_components_are_given_as_objects():
+    from docalign.cli import nested_nulls_as_objects
+
+    argv = [
+        "--config",
+        "a.yaml",
+        "--model.init_args.alignment.init_args.text_encoder.pretrained",
+        "~",
+        "--model.backbone.attention_dropout=null",
+        "--model.lr",
+        "null",  # one level: jsonargparse reads it as null already
+        "--model.init_args.alignment.init_args.ditc_weight",
+        "0",
+        "--model.alignment.init_args.view_augmentation.crop_scale",
+        "",  # an empty value is no null
+        "--trainer.logger.init_args.a.b",
+        "null",  # not a component
+    ]
+    out, nulls = nested_nulls_as_objects(argv, {"--model", "--data"})
+    assert out == [
+        "--config",
+        "a.yaml",
+        "--model",
+        json.dumps({"init_args": {"alignment": {"init_args": {"text_encoder": {"pretrained": None}}}}}),
+        "--model",
+        json.dumps({"backbone": {"attention_dropout": None}}),
+        *argv[5:],
+    ]
+    assert nulls == [
+        "--model.init_args.alignment.init_args.text_encoder.pretrained=~",
+        "--model.backbone.attention_dropout=null",
+    ]
+
+
+def test_a_null_for_a_nested_option_that_does_not_take_none_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(cli_args("demo", tmp_path, f"{TEXT_ENCODER}.num_layers", "null"), run=False)
+    assert exit_info.value.code == 2
+    assert "text_encoder.num_layers: 'null' is not a valid value; it must be an integer" in capsys.readouterr().err
+
+
 def test_malformed_override_is_one_clear_error_not_a_traceback():
     out = run_cli(
         "fit",

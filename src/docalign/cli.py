@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import re
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from . import cli_errors, hub
@@ -47,6 +50,59 @@ def _checkpoint_names(node: Any, path: str = "") -> list[tuple[str, str]]:
         elif hasattr(value, "__dict__") or isinstance(value, dict):
             found.extend(_checkpoint_names(value, here))
     return found
+
+
+def _is_null(value: str) -> bool:
+    """Whether a command-line value is YAML's null (``null``, ``~``...; an empty value stays a string there)."""
+    if not value.strip():
+        return False
+    try:
+        return yaml.safe_load(value) is None
+    except yaml.YAMLError:
+        return False
+
+
+def nested_nulls_as_objects(argv: list[str], components: set[str]) -> tuple[list[str], list[str]]:
+    """``argv`` with every ``--a.b.c null`` that jsonargparse would read as the string ``'None'`` given as
+    ``--a '{"b": {"c": null}}'``, where ``--a`` is one of ``components`` (``--model``, ``--data``).
+
+    An override reaching two or more levels into a ``class_path`` component ``--a`` (through a callable component:
+    ``--model.init_args.alignment.init_args.text_encoder.pretrained_layers``, ``--model.init_args.backbone.X``)
+    is handed by jsonargparse (4.53, ``_typehints.adapt_class_type``) to the component's own parser as the text
+    ``f"--{key}={value}"`` of its already-parsed value: YAML's null becomes ``--key=None``, which is the string
+    ``'None'`` there (a refused ``Optional[int]``, a checkpoint named 'None'). The same value as an object merges
+    into the component the way a config file's does, where null stays None. Other values are left as they are
+    (their text parses back to the same value); so are other options (``--trainer.*``), a key one level into a
+    component (``--model.lr null`` works) and list appends (``+``). Returns the new ``argv`` and the rewritten
+    overrides (``--key=value``).
+    """
+    out: list[str] = []
+    nulls: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        name, eq, value = token.partition("=")
+        base = name.split(".")[0]
+        if not token.startswith("--") or base not in components or name == base:
+            out.append(token)
+            continue
+        if not eq:
+            if i >= len(argv) or argv[i].startswith("--"):
+                out.append(token)
+                continue
+            value = argv[i]
+            i += 1
+        keys = name[len(base) + 1 :].split(".")
+        if len(keys[1:] if keys[0] == "init_args" else keys) < 2 or "+" in name or not _is_null(value):
+            out.extend([token] if eq else [token, value])
+            continue
+        nested: Any = None
+        for key in reversed(keys):
+            nested = {key: nested}
+        out.extend([base, json.dumps(nested)])
+        nulls.append(f"{name}={value}")
+    return out, nulls
 
 
 def experiment_name(config: Any) -> str:
@@ -134,8 +190,14 @@ class DocAlignCLI(LightningCLI):
         argv = (
             None if isinstance(args, dict) or hasattr(args, "as_dict") else list(sys.argv[1:] if args is None else args)
         )
+        rewritten, nulls = (
+            (argv, []) if argv is None else nested_nulls_as_objects(argv, self._component_options(parser, argv))
+        )
         try:
-            super().parse_arguments(parser, args)
+            if nulls:
+                self.config = parser.parse_args(rewritten)  # LightningCLI's parse, without its args-and-argv warning
+            else:
+                super().parse_arguments(parser, args)
         except cli_errors.ParseError:
             if argv is not None:
                 self._explain_parse_error(parser, argv)
@@ -145,7 +207,24 @@ class DocAlignCLI(LightningCLI):
         sub = self.config.get("subcommand")
         config = self.config[sub] if sub else self.config
         cli_errors.check_overrides(argv[1:] if sub else argv, config, *self._fields(parser, sub))
+        # a null given as an object is not checked against its field's type by jsonargparse (as in a config file)
+        cli_errors.check_overrides(nulls, config, *self._fields(parser, sub), values=True)
         cli_errors.check_checkpoint_file(config.get("ckpt_path"), "--ckpt_path")
+
+    @staticmethod
+    def _component_options(parser, argv: list[str]) -> set[str]:
+        """The options of class-typed components (``--model``, ``--data``: a class or None, no lists) of the parser
+        that reads ``argv``: the subcommand's (``argv[0]``), else ``parser``'s."""
+        action = getattr(parser, "_subcommands_action", None)
+        if argv and action is not None and argv[0] in action.choices:
+            parser = action.choices[argv[0]]
+        options = set()
+        for option in parser._actions:
+            hint = getattr(option, "_typehint", None)
+            members = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+            if hint is not None and all(typing.get_origin(m) is None and inspect.isclass(m) for m in members):
+                options.update(o for o in option.option_strings if o.startswith("--") and "." not in o)
+        return options
 
     def _fields(self, parser, sub: Optional[str]) -> tuple[dict[str, Any], dict[str, type]]:
         action = getattr(parser, "_subcommands_action", None)
