@@ -60,6 +60,83 @@ TOBACCO3482_KINDS: dict[str, str] = {
     "Scientific": "scientific publication",
 }
 
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the pages are to classify: knobs that blur what text alone and layout alone tell (all 0: ``easy``).
+
+    Each knob is a probability or a share, in [0, 1]:
+
+    - ``group_vocab``: a kind-specific word is drawn from its text group's pooled vocabulary (``TEXT_GROUPS``)
+      instead of the kind's own, so the body text tells the group, hardly the kind.
+    - ``swap_words``: share of the words outside the QA answers (and with a letter: numbers, rules and check boxes
+      stay) replaced by words of another page of the text group, template words included ("MEMORANDUM", "Dear",
+      "Bill to:"), so the words stop naming the template.
+    - ``swap_template``: chance that the page is laid out with its layout partner's template
+      (``LAYOUT_PARTNERS``, a kind of another text group) while its words stay its own group's, so layout alone
+      confuses the partners and the words tell them apart.
+    - ``drop_words``, ``typos``: OCR-like noise outside the QA answers: a word is not printed, or one of its
+      characters is swapped for a look-alike ("o" -> "0", "m" -> "rn").
+    """
+
+    group_vocab: float = 0.0
+    swap_words: float = 0.0
+    swap_template: float = 0.0
+    drop_words: float = 0.0
+    typos: float = 0.0
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in vars(self).items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"difficulty knobs are probabilities in [0, 1], got {bad}")
+
+
+# The difficulties by name (``data.init_args.synthetic_difficulty``): ``easy`` is the generator as first written
+# (each kind its own words and template); ``hard`` was tuned with benchmarks/synthetic_difficulty.py (linear probes:
+# text alone and layout alone each well below the two together; docs/RESULTS.md).
+DIFFICULTIES: dict[str, Difficulty] = {
+    "easy": Difficulty(),
+    "hard": Difficulty(group_vocab=1.0, swap_words=0.8, swap_template=0.4, drop_words=0.05, typos=0.05),
+}
+# Kinds whose pages share words at a hard difficulty. Each group takes at most one kind of each look (running
+# text: letter, memo, email, report; columns: publication, news; a few big words: handwritten, advertisement,
+# file folder, presentation; rows and tables: the rest), so what the words confuse, the layout tells apart.
+TEXT_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("scientific report", "scientific publication", "specification"),
+    ("memo", "budget", "presentation"),
+    ("letter", "resume", "handwritten"),
+    ("email", "form", "file folder"),
+    ("news article", "advertisement", "questionnaire", "invoice"),
+)
+# Pairs of kinds of the same look and different text groups, each drawn with the other's template at times
+# (``Difficulty.swap_template``): what the layout confuses, the words tell apart.
+LAYOUT_PARTNERS: dict[str, str] = {
+    a: b
+    for x, y in (
+        ("letter", "memo"),
+        ("email", "scientific report"),
+        ("news article", "scientific publication"),
+        ("budget", "invoice"),
+        ("form", "questionnaire"),
+        ("specification", "resume"),
+        ("handwritten", "file folder"),
+        ("advertisement", "presentation"),
+    )
+    for a, b in ((x, y), (y, x))
+}
+
+
+def difficulty_knobs(difficulty: "str | Difficulty") -> Difficulty:
+    """The knobs of a difficulty given by name (``DIFFICULTIES``) or as knobs."""
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(
+            f"unknown synthetic document difficulty {difficulty!r}; the difficulties are {', '.join(DIFFICULTIES)}"
+        )
+    return DIFFICULTIES[difficulty]
+
+
 _FIRST = [
     "John",
     "Mary",
@@ -389,6 +466,34 @@ _VOCAB: dict[str, list[str]] = {
         "department",
     ],
 }
+_GROUP_OF: dict[str, tuple[str, ...]] = {kind: group for group in TEXT_GROUPS for kind in group}
+# A kind's text group's pooled vocabulary (each word once, in a fixed order).
+_GROUP_VOCAB: dict[str, list[str]] = {
+    kind: list(dict.fromkeys(w for k in _GROUP_OF[kind] for w in _VOCAB[k])) for kind in _VOCAB
+}
+# OCR look-alikes: a character (or pair) and what it is misread as.
+_TYPOS: dict[str, str] = {
+    "o": "0",
+    "O": "0",
+    "l": "1",
+    "i": "l",
+    "I": "l",
+    "e": "c",
+    "c": "e",
+    "a": "o",
+    "s": "5",
+    "S": "5",
+    "B": "8",
+    "g": "q",
+    "m": "rn",
+    "rn": "m",
+    "n": "h",
+    "h": "b",
+    "t": "f",
+    "u": "v",
+    "E": "F",
+    "D": "O",
+}
 _FONT_FILES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
 
@@ -429,8 +534,10 @@ Line = list[_Run]  # an empty list is a blank line
 class _Page:
     """The content being laid out: lines of runs, and the questions of the fields on them."""
 
-    def __init__(self, rng: random.Random, kind: str, chars_per_line: int) -> None:
+    def __init__(self, rng: random.Random, kind: str, chars_per_line: int, knobs: Optional[Difficulty] = None) -> None:
         self.rng, self.kind, self.chars = rng, kind, chars_per_line
+        self.knobs = knobs or DIFFICULTIES["easy"]
+        self.template = kind  # whose layout is drawn (``Difficulty.swap_template`` may pick the layout partner's)
         self.lines: list[Line] = []
         self.questions: dict[str, str] = {}
 
@@ -456,8 +563,17 @@ class _Page:
         self.add(*runs, _Run(value, value_x if label else x, scale, field=key))  # None: right after the label
 
     def words(self, n: int, own: float = 0.45) -> list[str]:
+        """``n`` words: each of the kind's vocabulary with chance ``own`` (or, with chance ``knobs.group_vocab``, of
+        its text group's pooled vocabulary instead), else a filler word."""
+        if self.knobs.group_vocab:
+            return [self.own_word() if self.rng.random() < own else self.rng.choice(_FILLER) for _ in range(n)]
         vocab = _VOCAB[self.kind]
         return [self.rng.choice(vocab) if self.rng.random() < own else self.rng.choice(_FILLER) for _ in range(n)]
+
+    def own_word(self) -> str:
+        if self.rng.random() < self.knobs.group_vocab:
+            return self.rng.choice(_GROUP_VOCAB[self.kind])
+        return self.rng.choice(_VOCAB[self.kind])
 
     def paragraph(self, n_words: int, x: float, width: float, own: float = 0.45) -> None:
         for line in self.wrap(self.words(n_words, own), width):
@@ -828,6 +944,52 @@ _LAYOUTS: dict[str, Callable[[_Page, float], None]] = {
 }
 
 
+def _lay_out(page: _Page, margin: float) -> None:
+    """Fill ``page`` with its kind's template (or, at times, its layout partner's), then blur its words as
+    ``page.knobs`` asks. At ``easy`` this is the kind's template alone and draws nothing more from the rng."""
+    knobs, rng = page.knobs, page.rng
+    if knobs.swap_template and rng.random() < knobs.swap_template:
+        page.template = LAYOUT_PARTNERS[page.kind]
+    _LAYOUTS[page.template](page, margin)
+    if knobs.swap_words:
+        _swap_words(page, margin)
+    if knobs.drop_words or knobs.typos:
+        _ocr_noise(page)
+
+
+def _is_word(token: str) -> bool:
+    return any(c.isalpha() for c in token)  # numbers, money, rules and check boxes are not words to swap
+
+
+def _swap_words(page: _Page, margin: float) -> None:
+    """Replace a share ``knobs.swap_words`` of the words outside QA answers by words of a page of a kind of the
+    same text group (laid out with the same rng and thrown away): its template words as well as its body."""
+    rng = page.rng
+    donor = _Page(rng, rng.choice(_GROUP_OF[page.kind]), page.chars, page.knobs)
+    _LAYOUTS[donor.kind](donor, margin)
+    pool = [w for line in donor.lines for run in line for w in run.words if _is_word(w)]
+    for run in (run for line in page.lines for run in line if run.field is None):
+        run.words = [rng.choice(pool) if _is_word(w) and rng.random() < page.knobs.swap_words else w for w in run.words]
+
+
+def _ocr_noise(page: _Page) -> None:
+    """Drop a share ``knobs.drop_words`` of the words outside QA answers (a run keeps at least one) and misread one
+    character of a share ``knobs.typos`` of them."""
+    knobs, rng = page.knobs, page.rng
+    for run in (run for line in page.lines for run in line if run.field is None):
+        kept = [w for w in run.words if rng.random() >= knobs.drop_words] or run.words[:1]
+        run.words = [_typo(w, rng) if rng.random() < knobs.typos else w for w in kept]
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """``word`` with one look-alike substitution at a random place (unchanged when it has none)."""
+    places = [(i, a) for a in _TYPOS for i in range(len(word)) if word.startswith(a, i)]
+    if not places:
+        return word
+    i, a = rng.choice(places)
+    return word[:i] + _TYPOS[a] + word[i + len(a) :]
+
+
 def _skew(
     box: tuple[float, float, float, float], angle: float, centre: tuple[float, float], size: tuple[int, int]
 ) -> tuple[float, float, float, float]:
@@ -844,21 +1006,30 @@ def _skew(
     return (max(0.0, min(xs)), max(0.0, min(ys)), min(float(w), max(xs)), min(float(h), max(ys)))
 
 
-def render_document(seed: int, index: int, kind: Optional[str] = None) -> Document:
+def render_document(
+    seed: int, index: int, kind: Optional[str] = None, difficulty: "str | Difficulty" = "easy"
+) -> Document:
     """Render document ``index`` of the stream ``seed`` as a ``Document`` of class ``kind`` (default: ``KINDS[index %
-    16]``), with words, pixel boxes, ``doc_label = kind`` and QA pairs over its rendered fields."""
+    16]``), with words, pixel boxes, ``doc_label = kind`` and QA pairs over its rendered fields.
+
+    ``difficulty`` (a name of ``DIFFICULTIES`` or ``Difficulty`` knobs) blurs what the words and the layout each
+    tell; any other than ``easy`` draws from its own stream (named by its knobs), so it is not a perturbation of
+    the easy page."""
     kind = kind or KINDS[index % len(KINDS)]
     if kind not in _LAYOUTS:
         raise ValueError(f"unknown document kind {kind!r}; the kinds are {', '.join(KINDS)}")
-    rng = random.Random(f"docalign-document-{seed}-{index}-{kind}")
+    knobs = difficulty_knobs(difficulty)
+    easy = knobs == DIFFICULTIES["easy"]
+    knob_values = "" if easy else "-" + "-".join(f"{v:g}" for v in vars(knobs).values())
+    rng = random.Random(f"docalign-document-{seed}-{index}-{kind}{knob_values}")
     width = rng.randint(560, 760)
     height = int(width * rng.uniform(1.25, 1.45))
     families = font_families()
     family = rng.choice(families)
     size = rng.randint(11, 15)
     margin = rng.uniform(0.07, 0.13)
-    page = _Page(rng, kind, chars_per_line=int(width / (size * 0.62)))
-    _LAYOUTS[kind](page, margin)
+    page = _Page(rng, kind, chars_per_line=int(width / (size * 0.62)), knobs=knobs)
+    _lay_out(page, margin)
 
     image = Image.new("L", (width, height), color=rng.randint(215, 255))
     draw = ImageDraw.Draw(image)
@@ -887,7 +1058,7 @@ def render_document(seed: int, index: int, kind: Optional[str] = None) -> Docume
             x = min(max(x, 2.0), width - span - 2.0)
             first = len(words)
             for word, w in zip(run.words, widths):
-                wy = y + (rng.uniform(-0.15, 0.15) * px if kind == "handwritten" else 0.0)
+                wy = y + (rng.uniform(-0.15, 0.15) * px if page.template == "handwritten" else 0.0)
                 stroke = 1 if run.bold else 0
                 draw.text((x, wy), word, fill=ink, font=font, stroke_width=stroke, stroke_fill=ink)
                 x0, y0, x1, y1 = draw.textbbox((x, wy), word, font=font, stroke_width=stroke)
@@ -915,5 +1086,5 @@ def render_document(seed: int, index: int, kind: Optional[str] = None) -> Docume
         boxes=boxes,
         doc_label=kind,
         qa_pairs=qa_pairs,
-        source=f"synthetic {kind} seed={seed} index={index}",
+        source=f"synthetic {kind} seed={seed} index={index}" + ("" if easy else f" difficulty={difficulty}"),
     )
