@@ -2,6 +2,8 @@
 
     python benchmarks/offline_docs.py run [--experiments rvlcdip_ft docvqa_ft rvlcdip_vlcdoc] [--seeds 0] [--steps 80]
     python benchmarks/offline_docs.py report [--logs logs/benchmarks/offline_docs]
+    python benchmarks/offline_docs.py run --difficulty hard      # 5 classification experiments x seeds 0 1 2
+    python benchmarks/offline_docs.py report --difficulty hard
 
 *run* trains and tests each experiment offline (``_offline.yaml``; ``*_aet`` adds ``_offline_aet.yaml``, ``*_vlcdoc``
 ``_offline_vlcdoc.yaml``) on rendered documents (``_offline_docs.yaml`` with 320 / 80 / 160 pages), all at the same
@@ -10,9 +12,18 @@ the best checkpoint tested. DocVQA validates once, at the end, on 40 pages and t
 questions of several windows each). One run at a time (the machine is shared). Logs:
 ``<logs>/<experiment>/version_<N>`` (TensorBoard events, metrics.json).
 
-*report* reads every ``metrics.json`` under ``--logs`` and writes the table (per experiment: runs, test accuracy,
-macro-F1 or ANLS as mean +- std over runs, steps, fit minutes) into the "Offline documents" section of
-docs/RESULTS.md.
+*run* is resumable per (experiment, seed): a finished run of the same difficulty under ``--logs`` (its
+``metrics.json`` with test metrics) is found and skipped, so a matrix can span several sessions; a run cut off
+before its ``metrics.json`` starts again from step 0 in a new folder (the cut-off folder is left as it is).
+
+``--difficulty hard`` adds ``_offline_docs_hard.yaml`` (pages whose class shows only in their words and layout
+together; classification only) and, unless given, runs the five classification experiments ``rvlcdip_ft``,
+``rvlcdip_aet``, ``rvlcdip_vlcdoc`` and its two ablations for seeds 0, 1 and 2, logging under
+``logs/benchmarks/offline_docs_hard``.
+
+*report* reads every finished run of ``--difficulty`` under ``--logs`` (the newest per experiment and seed) and
+writes the table (per experiment: runs, test accuracy, macro-F1 or ANLS as mean +- std over seeds, steps, fit
+minutes) into the "Offline documents" section of docs/RESULTS.md (``hard``: its own section).
 """
 
 from __future__ import annotations
@@ -20,20 +31,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "logs" / "benchmarks" / "offline_docs"
+DIFFICULTIES = ("easy", "hard")
+# Per difficulty: the default logs folder, experiments and seeds of *run*.
+DEFAULTS = {
+    "easy": (LOGS, ["rvlcdip_ft", "docvqa_ft", "rvlcdip_vlcdoc"], [0]),
+    "hard": (
+        LOGS.with_name("offline_docs_hard"),
+        ["rvlcdip_ft", "rvlcdip_aet", "rvlcdip_vlcdoc", "rvlcdip_vlcdoc_no_inter", "rvlcdip_vlcdoc_no_intra"],
+        [0, 1, 2],
+    ),
+}
 
 
-def command(experiment: str, seed: int, steps: int, logs: Path) -> list[str]:
+def command(experiment: str, seed: int, steps: int, logs: Path, difficulty: str = "easy") -> list[str]:
     configs = ["_base", experiment, "_offline", "_offline_docs"]
+    configs += ["_offline_docs_hard"] if difficulty == "hard" else []
     configs += ["_offline_aet"] if experiment.endswith("_aet") else []
     configs += ["_offline_vlcdoc"] if "_vlcdoc" in experiment else []
     cmd = [sys.executable, "-m", "docalign.cli", "fit"]
@@ -70,14 +95,50 @@ def command(experiment: str, seed: int, steps: int, logs: Path) -> list[str]:
     return cmd
 
 
+def run_difficulty(run_dir: Path) -> str:
+    """The synthetic difficulty a run was trained at, from the ``config.yaml`` LightningCLI saved in its folder
+    (``easy`` when the run or its config predates the setting)."""
+    config = run_dir / "config.yaml"
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") if config.is_file() else None
+    return ((data or {}).get("init_args") or {}).get("synthetic_difficulty") or "easy"
+
+
+def finished_runs(logs: Path, difficulty: str) -> dict[tuple[str, int], dict]:
+    """The finished runs (a ``metrics.json`` with test metrics) of ``difficulty`` under ``logs``, by (experiment,
+    seed); of several, the newest (highest version number) wins."""
+
+    def version(path: Path) -> tuple[str, int]:
+        number = re.match(r"version_(\d+)", path.parent.name)
+        return path.parent.parent.name, int(number.group(1)) if number else -1
+
+    runs: dict[tuple[str, int], dict] = {}
+    for path in sorted(logs.glob("*/version_*/metrics.json"), key=version):
+        metrics = json.loads(path.read_text())
+        if metrics.get("test") and run_difficulty(path.parent) == difficulty:
+            runs[(metrics["experiment"], metrics.get("seed"))] = {**metrics, "metrics_path": str(path)}
+    return runs
+
+
+def pending(todo: list[tuple[str, int]], done: dict[tuple[str, int], dict]) -> list[tuple[str, int]]:
+    """The (experiment, seed) pairs of ``todo`` without a finished run in ``done``, in order."""
+    return [run for run in todo if run not in done]
+
+
 def run(args: argparse.Namespace) -> None:
-    for seed in args.seeds:
-        for experiment in args.experiments:
-            cmd = command(experiment, seed, args.steps, Path(args.logs))
-            print(" ".join(cmd), flush=True)
-            subprocess.run(
-                cmd, cwd=REPO, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
-            )
+    logs = Path(args.logs)
+    if args.difficulty != "easy" and any(e.startswith("docvqa") for e in args.experiments):
+        raise SystemExit(f"--difficulty {args.difficulty} is for classification experiments; DocVQA draws easy pages")
+    matrix = [(e, s) for s in args.seeds for e in args.experiments]
+    done = finished_runs(logs, args.difficulty)
+    for experiment, seed in (run for run in matrix if run in done):
+        print(f"{experiment} seed {seed}: finished, skipped ({done[experiment, seed]['metrics_path']})")
+    todo = pending(matrix, done)
+    for n, (experiment, seed) in enumerate(todo, 1):
+        cmd = command(experiment, seed, args.steps, logs, args.difficulty)
+        print(f"[{n}/{len(todo)}] " + " ".join(cmd), flush=True)
+        subprocess.run(
+            cmd, cwd=REPO, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+        )
 
 
 def _stat(values: list[float]) -> str:
@@ -96,9 +157,17 @@ def _best(run: dict) -> str:
 
 def report(args: argparse.Namespace) -> None:
     rows: dict[str, list[dict]] = {}
-    for path in sorted(Path(args.logs).glob("*/version_*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        rows.setdefault(metrics["experiment"], []).append(metrics)
+    runs = finished_runs(Path(args.logs), args.difficulty)
+    for experiment, seed in sorted(runs, key=lambda run: (run[0], str(run[1]))):
+        rows.setdefault(experiment, []).append(runs[experiment, seed])
+    key, title, body = SECTIONS[args.difficulty]
+    text = body(args, rows)
+    write_section(key, title, text)
+    print(text)
+
+
+def table(rows: dict[str, list[dict]]) -> str:
+    """Markdown: per experiment the seeds, test metrics as mean +- std over seeds, best val, steps, fit minutes."""
     lines = [
         "| experiment | runs (seeds) | test accuracy | test macro-F1 | test ANLS | best val (checkpoint) | steps | fit min |",
         "|---|---|---|---|---|---|---|---|",
@@ -115,51 +184,96 @@ def report(args: argparse.Namespace) -> None:
             f"{', '.join(str(r['global_steps']) for r in runs)} | "
             f"{', '.join(str(round(r['fit_seconds'] / 60)) for r in runs)} |"
         )
-    example = " ".join(
-        ["python"] + [f"'{a}'" if " " in a else a for a in command("rvlcdip_ft", 0, args.steps, Path("LOGS"))[1:]]
-    )
-    saturated = [e for e, runs in rows.items() for r in runs if r.get("best_val", {}).get("val/acc") == 1.0]
+    return "\n".join(lines)
+
+
+def example(args: argparse.Namespace) -> str:
+    """The command of ``rvlcdip_ft``, seed 0, as a shell line."""
+    cmd = command("rvlcdip_ft", 0, args.steps, Path("LOGS"), args.difficulty)
+    return " ".join(["python"] + [f"'{a}'" if " " in a else a for a in cmd[1:]])
+
+
+def saturated(rows: dict[str, list[dict]]) -> list[str]:
+    """The experiments with a run whose best validation accuracy is 1.0."""
+    return sorted({e for e, runs in rows.items() for r in runs if r.get("best_val", {}).get("val/acc") == 1.0})
+
+
+def easy_body(args: argparse.Namespace, rows: dict[str, list[dict]]) -> str:
     finding = (
-        f"Validation accuracy reached 1.0 within the budget ({', '.join(sorted(set(saturated)))}): these documents are "
+        f"Validation accuracy reached 1.0 within the budget ({', '.join(saturated(rows))}): these documents are "
         "told apart by their words alone (each kind has its own vocabulary beside shared filler words), so at this "
         "budget the table shows that each system trains and tests end to end offline, not which one is better; "
         "comparing methods needs a harder variant (less kind-specific vocabulary, more shared templates)."
-        if saturated
+        if saturated(rows)
         else ""
     )
-    body = f"""Written by `python benchmarks/offline_docs.py report --logs {args.logs}` on {machine()}.
+    return f"""Written by `python benchmarks/offline_docs.py report --logs {args.logs}` on {machine()}.
 
 Short offline runs on the synthetic documents (`docalign.data.synthetic_docs`: RVL-CDIP's 16 kinds, balanced; QA
 pairs over rendered fields), one seed per experiment (the machine was shared by five engineers, load 9-12, and a
 step took about 15-35 s), all at one budget: {args.steps} steps at batch 8, 128-token windows, best checkpoint
 tested. Classification: 320 / 80 / 160 pages (chance accuracy 1/16); QA: 320 / 40 / 40 pages. Command (per
 experiment; `*_vlcdoc` adds `--config experiments/_offline_vlcdoc.yaml`, QA the flags in the script):
-`{example}`.
+`{example(args)}`.
 
-{chr(10).join(lines)}
+{table(rows)}
 
 {finding}
 
 Not measured here (no time on this machine): 3 seeds per experiment, `rvlcdip_aet` and the VLCDoC ablations, and
 VLCDoC's step time and memory against LayoutLMv3 at matched width and depth.
 """
-    write_section("offline_docs", "Offline documents: classification and QA (short runs)", body)
-    print(body)
+
+
+def hard_body(args: argparse.Namespace, rows: dict[str, list[dict]]) -> str:
+    finding = (
+        f"Validation accuracy reached 1.0 ({', '.join(saturated(rows))}): even the hard pages saturate at this budget."
+        if saturated(rows)
+        else ""
+    )
+    return f"""Written by `python benchmarks/offline_docs.py report --difficulty hard --logs {args.logs}` on {machine()}.
+
+Short offline runs on the **hard** synthetic documents (`--config experiments/_offline_docs_hard.yaml`: words shared
+within groups of kinds, templates shared between pairs of kinds, OCR-like noise, so that the class shows only in
+the words and the layout together; linear probes in "Synthetic documents: how hard"), all at one budget:
+{args.steps} steps at batch 8, 128-token windows, best checkpoint tested; 320 / 80 / 160 pages (chance accuracy
+1/16). Test metrics are mean ± std over the seeds listed. Command (per experiment and seed; `*_aet` adds
+`--config experiments/_offline_aet.yaml`, `*_vlcdoc*` `--config experiments/_offline_vlcdoc.yaml`):
+`{example(args)}`.
+
+{table(rows)}
+
+{finding}
+"""
+
+
+# Per difficulty: the docs/RESULTS.md section that *report* writes (key, title, body).
+SECTIONS = {
+    "easy": ("offline_docs", "Offline documents: classification and QA (short runs)", easy_body),
+    "hard": ("offline_docs_hard", "Offline documents, hard: classification (short runs)", hard_body),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--experiments", nargs="+", default=["rvlcdip_ft", "docvqa_ft", "rvlcdip_vlcdoc"])
-    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--experiments", nargs="+", help="default: per --difficulty (see the module's docstring)")
+    r.add_argument("--seeds", nargs="+", type=int, help="default: 0 (easy), 0 1 2 (hard)")
     r.add_argument("--steps", type=int, default=80)
-    r.add_argument("--logs", default=str(LOGS))
     p = sub.add_parser("report")
-    p.add_argument("--logs", default=str(LOGS))
     p.add_argument("--steps", type=int, default=80)
+    for s in (r, p):
+        s.add_argument("--difficulty", choices=DIFFICULTIES, default="easy", help="hard: add _offline_docs_hard.yaml")
+        s.add_argument("--logs", help="default: logs/benchmarks/offline_docs (easy), .../offline_docs_hard (hard)")
     args = parser.parse_args()
-    run(args) if args.command == "run" else report(args)
+    logs, experiments, seeds = DEFAULTS[args.difficulty]
+    args.logs = args.logs or str(logs)
+    if args.command == "run":
+        args.experiments, args.seeds = args.experiments or experiments, args.seeds or seeds
+        run(args)
+    else:
+        report(args)
 
 
 if __name__ == "__main__":

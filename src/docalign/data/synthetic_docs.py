@@ -990,6 +990,14 @@ def _typo(word: str, rng: random.Random) -> str:
     return word[:i] + _TYPOS[a] + word[i + len(a) :]
 
 
+def _fitting(widths: list[float], space: float, limit: float) -> list[float]:
+    """The leading ``widths`` (pixels) whose words, ``space`` apart, span at most ``limit`` (at least one word)."""
+    n = len(widths)
+    while n > 1 and sum(widths[:n]) + space * (n - 1) > limit:
+        n -= 1
+    return widths[:n]
+
+
 def _skew(
     box: tuple[float, float, float, float], angle: float, centre: tuple[float, float], size: tuple[int, int]
 ) -> tuple[float, float, float, float]:
@@ -1050,6 +1058,9 @@ def render_document(
             font = fonts.setdefault(px, _font(family, px))
             space = draw.textlength(" ", font=font)
             widths = [draw.textlength(w, font=font) for w in run.words]
+            if not easy:  # swapped-in words can make a run wider than the page: it loses its last words
+                widths = _fitting(widths, space, width - 4.0)
+                run.words = run.words[: len(widths)]
             span = sum(widths) + space * (len(run.words) - 1)
             if run.x is None:
                 x = cursor + space

@@ -12,7 +12,7 @@ from ..encoding import DocumentEncoder
 from ..readers import classification as classification_reader
 from ..readers.base import Reader
 from ..readers.synthetic import SyntheticReader, check_counts
-from ..synthetic_docs import TOBACCO3482_KINDS
+from ..synthetic_docs import DIFFICULTIES, TOBACCO3482_KINDS
 from .base import DEFAULT_OCR_CACHE_DIR, ReleaseDataModule, log
 
 
@@ -32,7 +32,8 @@ class ClassificationDataModule(ReleaseDataModule):
     Offline documents: ``synthetic_docs: {train: N, val: N, test: N}`` reads rendered pages
     (``docalign.data.synthetic_docs``, one kind drawn per class, ``synthetic_kinds``; balanced classes; stream
     ``synthetic_seed``) instead of the release, with their rendered words and boxes (no OCR, no folder, no hub);
-    ``experiments/_offline_docs.yaml`` sets it.
+    ``experiments/_offline_docs.yaml`` sets it. ``synthetic_difficulty: hard`` (``experiments/_offline_docs_hard.yaml``)
+    draws pages whose class shows only in their words and layout together (``synthetic_docs.Difficulty``).
 
     Args:
         ocr_engine: OCR engine spec (``rapidocr``, ``tesseract``, ``easyocr``, with ``:key=value`` settings), or
@@ -40,6 +41,8 @@ class ClassificationDataModule(ReleaseDataModule):
         ocr_cache_dir: folder of the OCR cache (None: no OCR cache).
         synthetic_docs: documents per split of the synthetic stand-in (None: the release).
         synthetic_seed: its seed (splits use ``seed``, ``seed + 1``, ``seed + 2``).
+        synthetic_difficulty: ``easy`` (each kind its own words and template) or ``hard`` (words shared within
+            groups of kinds, templates shared between pairs, OCR-like noise); ``synthetic_docs.DIFFICULTIES``.
         **kwargs: see ``ReleaseDataModule`` and ``DocumentDataModule``.
     """
 
@@ -53,8 +56,14 @@ class ClassificationDataModule(ReleaseDataModule):
         ocr_cache_dir: Optional[str] = DEFAULT_OCR_CACHE_DIR,
         synthetic_docs: Optional[dict[str, int]] = None,
         synthetic_seed: int = 0,
+        synthetic_difficulty: str = "easy",
         **kwargs: Any,
     ) -> None:
+        if synthetic_difficulty not in DIFFICULTIES:
+            raise ValueError(
+                f"data.init_args.synthetic_difficulty must be one of {', '.join(DIFFICULTIES)}, "
+                f"got {synthetic_difficulty!r}"
+            )
         if synthetic_docs is not None:
             check_counts(synthetic_docs, "data.init_args.synthetic_docs")
             ocr_engine = None  # the rendered words are exact: no OCR
@@ -80,6 +89,7 @@ class ClassificationDataModule(ReleaseDataModule):
                 hp.synthetic_seed,
                 self.classes,
                 self.synthetic_kinds,
+                difficulty=hp.synthetic_difficulty,
                 repairs=self.repairs,
                 max_pixels=hp.max_pixels,
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence
 
 from ..document import Document
-from ..synthetic_docs import KINDS, render_document
+from ..synthetic_docs import KINDS, difficulty_knobs, render_document
 from .base import Reader
 
 SPLITS = ("train", "val", "test")
@@ -42,6 +42,7 @@ class SyntheticReader(Reader):
         counts: documents per split (``check_counts``).
         seed: the base seed of the streams.
         classes: the dataset's class names; ``kinds``: the kind drawn for each (default: the classes themselves).
+        difficulty: a name of ``synthetic_docs.DIFFICULTIES`` (``easy``: each kind its own words and template).
         **kwargs: see ``Reader`` (``repairs``, ``max_pixels``; no root).
     """
 
@@ -53,11 +54,14 @@ class SyntheticReader(Reader):
         seed: int = 0,
         classes: Sequence[str] = KINDS,
         kinds: Optional[Sequence[str]] = None,
+        difficulty: str = "easy",
         **kwargs: Any,
     ) -> None:
         super().__init__(".", **kwargs)
         self.counts = check_counts(counts, "synthetic_docs")
         self.seed = seed
+        difficulty_knobs(difficulty)  # an unknown name fails here, before any page is drawn
+        self.difficulty = difficulty
         self.classes = list(classes)
         self.kinds = list(kinds or classes)
         if len(self.kinds) != len(self.classes) or not self.classes:
@@ -72,7 +76,7 @@ class SyntheticReader(Reader):
         return [SyntheticKey(seed, i, self.kinds[i % n], self.classes[i % n]) for i in range(self.counts[split])]
 
     def read_file(self, key: SyntheticKey) -> Optional[Document]:
-        doc = render_document(key.seed, key.index, key.kind)
+        doc = render_document(key.seed, key.index, key.kind, self.difficulty)
         doc.doc_label = key.label
         return doc
 
