@@ -1,8 +1,9 @@
 """How hard the synthetic documents are, measured without training a network: linear probes on text and layout.
 
-    OMP_NUM_THREADS=1 python benchmarks/synthetic_difficulty.py [--train 640] [--test 320] [--no-write]
+    OMP_NUM_THREADS=1 python benchmarks/synthetic_difficulty.py [--train 640] [--test 320] [--variants ...] [--no-write]
 
-For each difficulty of ``docalign.data.synthetic_docs`` (``easy``, ``hard``) it renders ``--train`` pages of the
+For each difficulty of ``docalign.data.synthetic_docs`` (``easy``, ``hard``, and hard with only its word knobs or
+only its template swaps, to see what each does) it renders ``--train`` pages of the
 stream the classification DataModules train on (seed 0) and ``--test`` pages of their test stream (seed 2), the 16
 kinds balanced, and fits three multinomial logistic regressions (full-batch L-BFGS, L2 penalty) on the train pages:
 
@@ -27,11 +28,12 @@ import re
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from docalign.data.synthetic_docs import DIFFICULTIES, KINDS, render_document
+from docalign.data.synthetic_docs import DIFFICULTIES, KINDS, Difficulty, render_document
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import machine, write_section  # noqa: E402
@@ -40,7 +42,18 @@ GRID = 8
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1)  # L2 weights tried per probe (chosen on held-out train pages)
 
 
-def render_split(seed: int, n: int, difficulty: str) -> list:
+def variants() -> dict[str, Difficulty]:
+    """What is measured: the named difficulties, and hard with only its word knobs or only its template swaps (to
+    see what each does; the OCR-like noise stays in both)."""
+    hard = DIFFICULTIES["hard"]
+    return {
+        **DIFFICULTIES,
+        "hard, words only": replace(hard, swap_template=0.0),
+        "hard, templates only": replace(hard, group_vocab=0.0, swap_words=0.0),
+    }
+
+
+def render_split(seed: int, n: int, difficulty: Difficulty) -> list:
     """Pages ``0..n-1`` of stream ``seed``, page ``i`` of kind ``KINDS[i % 16]`` (as ``SyntheticReader`` lists)."""
     return [render_document(seed, i, KINDS[i % len(KINDS)], difficulty=difficulty) for i in range(n)]
 
@@ -127,7 +140,7 @@ def confusions(y: torch.Tensor, pred: torch.Tensor, top: int = 3) -> str:
     return ", ".join(f"{a}->{b} {n}" for (a, b), n in pairs.most_common(top)) or "none"
 
 
-def measure(difficulty: str, n_train: int, n_test: int) -> dict:
+def measure(name: str, difficulty: Difficulty, n_train: int, n_test: int) -> dict:
     """Test accuracy, chosen penalty and top confusions of the text, layout and combined probes at one difficulty."""
     torch.manual_seed(0)
     started = time.time()
@@ -140,7 +153,7 @@ def measure(difficulty: str, n_train: int, n_test: int) -> dict:
     text = text_features(train, vocab), text_features(test, vocab)
     layout = standardise(layout_features(train), layout_features(test))
     both = torch.cat([text[0], layout[0]], 1), torch.cat([text[1], layout[1]], 1)
-    result = {"difficulty": difficulty, "vocab": len(vocab), "render_s": rendered}
+    result = {"difficulty": name, "vocab": len(vocab), "render_s": rendered}
     for name, (x_train, x_test) in {"text": text, "layout": layout, "both": both}.items():
         penalty = choose_penalty(x_train, y_train)
         pred = fit_predict(x_train, y_train, x_test, penalty)
@@ -171,13 +184,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=640, help="train pages per difficulty (seed 0)")
     parser.add_argument("--test", type=int, default=320, help="test pages per difficulty (seed 2)")
-    parser.add_argument("--difficulties", nargs="+", default=list(DIFFICULTIES), choices=list(DIFFICULTIES))
+    parser.add_argument("--variants", nargs="+", default=list(variants()), choices=list(variants()))
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/RESULTS.md alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
-    for difficulty in args.difficulties:
-        results.append(measure(difficulty, args.train, args.test))
+    for name in args.variants:
+        results.append(measure(name, variants()[name], args.train, args.test))
         print(results[-1], flush=True)
     body = table(results)
     print(body)

@@ -13,6 +13,12 @@ boxes are rotated with the page and re-enclosed, so words stay inside their boxe
 Each page carries its words and pixel boxes in reading order (as drawn: the box PIL reports for the glyphs),
 its class (``doc_label``) and question/answer pairs over fields rendered on it ("What is the invoice
 date?"), each with the word span of its answer.
+
+Difficulty (``render_document(..., difficulty=)``, ``DIFFICULTIES``): at ``easy`` (the default, the pages above)
+the words alone give the class away. At ``hard`` the class shows only in the words and the layout together: kinds
+share their words within text groups (``TEXT_GROUPS``, each group of kinds that look unlike each other), a page is
+at times drawn with the template of its layout partner (``LAYOUT_PARTNERS``, a kind that looks alike, of another
+group), and OCR-like noise drops and misreads words (``Difficulty`` has the knobs). Labels stay the kind drawn.
 """
 
 from __future__ import annotations
@@ -69,9 +75,9 @@ class Difficulty:
 
     - ``group_vocab``: a kind-specific word is drawn from its text group's pooled vocabulary (``TEXT_GROUPS``)
       instead of the kind's own, so the body text tells the group, hardly the kind.
-    - ``swap_words``: share of the words outside the QA answers (and with a letter: numbers, rules and check boxes
-      stay) replaced by words of another page of the text group, template words included ("MEMORANDUM", "Dear",
-      "Bill to:"), so the words stop naming the template.
+    - ``swap_words``: share of the words outside the QA answers replaced by words of another page of the text
+      group, template words, numbers and rules included ("MEMORANDUM", "Dear", "Bill to:", "$4,407.93", "____"),
+      so the words stop naming the template.
     - ``swap_template``: chance that the page is laid out with its layout partner's template
       (``LAYOUT_PARTNERS``, a kind of another text group) while its words stay its own group's, so layout alone
       confuses the partners and the words tell them apart.
@@ -571,6 +577,7 @@ class _Page:
         return [self.rng.choice(vocab) if self.rng.random() < own else self.rng.choice(_FILLER) for _ in range(n)]
 
     def own_word(self) -> str:
+        """A word of the kind's vocabulary, or with chance ``knobs.group_vocab`` of its text group's."""
         if self.rng.random() < self.knobs.group_vocab:
             return self.rng.choice(_GROUP_VOCAB[self.kind])
         return self.rng.choice(_VOCAB[self.kind])
@@ -957,19 +964,16 @@ def _lay_out(page: _Page, margin: float) -> None:
         _ocr_noise(page)
 
 
-def _is_word(token: str) -> bool:
-    return any(c.isalpha() for c in token)  # numbers, money, rules and check boxes are not words to swap
-
-
 def _swap_words(page: _Page, margin: float) -> None:
     """Replace a share ``knobs.swap_words`` of the words outside QA answers by words of a page of a kind of the
-    same text group (laid out with the same rng and thrown away): its template words as well as its body."""
+    same text group (laid out with the same rng and thrown away): its template words, numbers and rules as well as
+    its body, so that no word outside the answers tells which template is drawn."""
     rng = page.rng
     donor = _Page(rng, rng.choice(_GROUP_OF[page.kind]), page.chars, page.knobs)
     _LAYOUTS[donor.kind](donor, margin)
-    pool = [w for line in donor.lines for run in line for w in run.words if _is_word(w)]
+    pool = [w for line in donor.lines for run in line for w in run.words]
     for run in (run for line in page.lines for run in line if run.field is None):
-        run.words = [rng.choice(pool) if _is_word(w) and rng.random() < page.knobs.swap_words else w for w in run.words]
+        run.words = [rng.choice(pool) if rng.random() < page.knobs.swap_words else w for w in run.words]
 
 
 def _ocr_noise(page: _Page) -> None:
