@@ -12,7 +12,7 @@ the best checkpoint tested. DocVQA validates once, at the end, on 40 pages and t
 questions of several windows each). One run at a time (the machine is shared). Logs:
 ``<logs>/<experiment>/version_<N>`` (TensorBoard events, metrics.json).
 
-*run* is resumable per (experiment, seed): a finished run of the same difficulty under ``--logs`` (its
+*run* is resumable per (experiment, seed): a finished run of the same difficulty and steps under ``--logs`` (its
 ``metrics.json`` with test metrics) is found and skipped, so a matrix can span several sessions; a run cut off
 before its ``metrics.json`` starts again from step 0 in a new folder (the cut-off folder is left as it is).
 
@@ -21,7 +21,8 @@ together; classification only) and, unless given, runs the five classification e
 ``rvlcdip_aet``, ``rvlcdip_vlcdoc`` and its two ablations for seeds 0, 1 and 2, logging under
 ``logs/benchmarks/offline_docs_hard``.
 
-*report* reads every finished run of ``--difficulty`` under ``--logs`` (the newest per experiment and seed) and
+*report* reads every finished run of ``--difficulty`` and ``--steps`` under ``--logs`` (the newest per experiment and
+seed) and
 writes the table (per experiment: runs, test accuracy, macro-F1 or ANLS as mean +- std over seeds, steps, fit
 minutes) into the "Offline documents" section of docs/RESULTS.md (``hard``: its own section).
 """
@@ -103,9 +104,9 @@ def run_difficulty(run_dir: Path) -> str:
     return ((data or {}).get("init_args") or {}).get("synthetic_difficulty") or "easy"
 
 
-def finished_runs(logs: Path, difficulty: str) -> dict[tuple[str, int], dict]:
-    """The finished runs (a ``metrics.json`` with test metrics) of ``difficulty`` under ``logs``, by (experiment,
-    seed); of several, the newest (highest version number) wins."""
+def finished_runs(logs: Path, difficulty: str, steps: int) -> dict[tuple[str, int], dict]:
+    """The finished runs (a ``metrics.json`` with test metrics) of ``difficulty`` and ``steps`` training steps under
+    ``logs``, by (experiment, seed); of several, the newest (highest version number) wins."""
 
     def version(path: Path) -> tuple[str, int]:
         number = re.match(r"version_(\d+)", path.parent.name)
@@ -114,7 +115,8 @@ def finished_runs(logs: Path, difficulty: str) -> dict[tuple[str, int], dict]:
     runs: dict[tuple[str, int], dict] = {}
     for path in sorted(logs.glob("*/version_*/metrics.json"), key=version):
         metrics = json.loads(path.read_text())
-        if metrics.get("test") and run_difficulty(path.parent) == difficulty:
+        finished = metrics.get("test") and metrics.get("global_steps") == steps
+        if finished and run_difficulty(path.parent) == difficulty:
             runs[(metrics["experiment"], metrics.get("seed"))] = {**metrics, "metrics_path": str(path)}
     return runs
 
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> None:
     if args.difficulty != "easy" and any(e.startswith("docvqa") for e in args.experiments):
         raise SystemExit(f"--difficulty {args.difficulty} is for classification experiments; DocVQA draws easy pages")
     matrix = [(e, s) for s in args.seeds for e in args.experiments]
-    done = finished_runs(logs, args.difficulty)
+    done = finished_runs(logs, args.difficulty, args.steps)
     for experiment, seed in (run for run in matrix if run in done):
         print(f"{experiment} seed {seed}: finished, skipped ({done[experiment, seed]['metrics_path']})")
     todo = pending(matrix, done)
@@ -157,7 +159,7 @@ def _best(run: dict) -> str:
 
 def report(args: argparse.Namespace) -> None:
     rows: dict[str, list[dict]] = {}
-    runs = finished_runs(Path(args.logs), args.difficulty)
+    runs = finished_runs(Path(args.logs), args.difficulty, args.steps)
     for experiment, seed in sorted(runs, key=lambda run: (run[0], str(run[1]))):
         rows.setdefault(experiment, []).append(runs[experiment, seed])
     key, title, body = SECTIONS[args.difficulty]

@@ -200,17 +200,32 @@ def main() -> None:
 
 def report(args: argparse.Namespace, results: list[dict]) -> str:
     seconds = sum(r["seconds"] for r in results)
+    hard = DIFFICULTIES["hard"]
     return f"""Written by `OMP_NUM_THREADS=1 python benchmarks/synthetic_difficulty.py --train {args.train} --test {args.test}`
 on {machine()}; {seconds:.0f} s in all (rendering included).
 
 Test accuracy of linear probes (multinomial logistic regression, full-batch L-BFGS; the L2 penalty of each chosen
-from {", ".join(f"{p:g}" for p in PENALTIES)} on the last quarter of the train pages, then refitted on all) fitted on {args.train}
-rendered train pages (stream 0) and scored on {args.test} test pages (stream 2), the 16 kinds balanced (chance
-1/16 = 0.0625). *text*: a bag of words; *layout*: an {GRID}x{GRID} grid of where the word boxes lie, the word count,
-box heights and inked area; *both*: the two together. The confusions are (true -> predicted, test pages).
+from {", ".join(f"{p:g}" for p in PENALTIES)} on the last quarter of the train pages, then refitted on all) fitted on
+{args.train} rendered train pages (stream 0) and scored on {args.test} test pages (stream 2), the 16 kinds balanced
+(chance 1/16 = 0.0625). *text*: a bag of words; *layout*: an {GRID}x{GRID} grid of where the word boxes lie, the word
+count, box heights and inked area; *both*: the two together. The confusions are (true -> predicted, test pages).
+`hard` is `{hard}`; *words only* is hard without template swaps, *templates only* hard with each kind's own words.
 
 {table(results)}
+
+{gain(results)}
 """
+
+
+def gain(results: list[dict]) -> str:
+    """One sentence per variant: how far *both* is above the better single modality."""
+    lines = []
+    for r in results:
+        best = max(r["text"], r["layout"])
+        lines.append(
+            f"- {r['difficulty']}: text + layout {r['both']:.3f}, {r['both'] - best:+.3f} over the better of one"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -133,13 +133,13 @@ def offline_docs():
     return module
 
 
-def _run_folder(logs: Path, experiment: str, version: int, seed: int, difficulty: str, acc=None) -> None:
+def _run_folder(logs: Path, experiment: str, version: int, seed: int, difficulty: str, acc=None, steps=80) -> None:
     """A run folder as ``docalign fit`` leaves it: config.yaml, and metrics.json when it finished (``acc``)."""
     folder = logs / experiment / f"version_{version}"
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(f"data:\n  init_args:\n    synthetic_difficulty: {difficulty}\n")
     if acc is not None:
-        metrics = {"experiment": experiment, "seed": seed, "global_steps": 80, "fit_seconds": 600.0}
+        metrics = {"experiment": experiment, "seed": seed, "global_steps": steps, "fit_seconds": 600.0}
         (folder / "metrics.json").write_text(json.dumps({**metrics, "test": {"test/acc": acc}}))
 
 
@@ -149,12 +149,14 @@ def test_offline_docs_finds_finished_runs_per_experiment_seed_and_difficulty(off
     _run_folder(tmp_path, "rvlcdip_ft", 2, 2, "easy", acc=0.99)
     _run_folder(tmp_path, "rvlcdip_ft", 10, 0, "hard", acc=0.7)  # a rerun of seed 0: the newest wins
     _run_folder(tmp_path, "rvlcdip_vlcdoc", 0, 1, "hard", acc=0.6)
-    runs = offline_docs.finished_runs(tmp_path, "hard")
+    _run_folder(tmp_path, "rvlcdip_vlcdoc", 1, 0, "hard", acc=0.6, steps=40)  # another budget
+    runs = offline_docs.finished_runs(tmp_path, "hard", 80)
     assert sorted(runs) == [("rvlcdip_ft", 0), ("rvlcdip_vlcdoc", 1)]
     assert runs["rvlcdip_ft", 0]["test"]["test/acc"] == 0.7
     todo = [(e, s) for s in (0, 1) for e in ("rvlcdip_ft", "rvlcdip_vlcdoc")]
     assert offline_docs.pending(todo, runs) == [("rvlcdip_vlcdoc", 0), ("rvlcdip_ft", 1)]
-    assert list(offline_docs.finished_runs(tmp_path, "easy")) == [("rvlcdip_ft", 2)]
+    assert list(offline_docs.finished_runs(tmp_path, "easy", 80)) == [("rvlcdip_ft", 2)]
+    assert list(offline_docs.finished_runs(tmp_path, "hard", 40)) == [("rvlcdip_vlcdoc", 0)]
 
 
 def test_offline_docs_hard_command_and_table(offline_docs, tmp_path):
@@ -170,5 +172,5 @@ def test_offline_docs_hard_command_and_table(offline_docs, tmp_path):
     assert logs.name == "offline_docs_hard" and len(experiments) == 5 and seeds == [0, 1, 2]
     _run_folder(tmp_path, "rvlcdip_ft", 0, 0, "hard", acc=0.5)
     _run_folder(tmp_path, "rvlcdip_ft", 1, 1, "hard", acc=0.7)
-    rows = {"rvlcdip_ft": list(offline_docs.finished_runs(tmp_path, "hard").values())}
+    rows = {"rvlcdip_ft": list(offline_docs.finished_runs(tmp_path, "hard", 80).values())}
     assert "| rvlcdip_ft | 2 (0, 1) | 0.6000 ± 0.1414 |" in offline_docs.table(rows)
