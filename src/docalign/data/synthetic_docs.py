@@ -104,9 +104,13 @@ DIFFICULTIES: dict[str, Difficulty] = {
     "easy": Difficulty(),
     "hard": Difficulty(group_vocab=1.0, swap_words=0.8, swap_template=0.4, drop_words=0.05, typos=0.05),
 }
-# Kinds whose pages share words at a hard difficulty. Each group takes at most one kind of each look (running
-# text: letter, memo, email, report; columns: publication, news; a few big words: handwritten, advertisement,
-# file folder, presentation; rows and tables: the rest), so what the words confuse, the layout tells apart.
+# Kinds whose pages share words at a hard difficulty. A group takes one kind of each look (running text: letter,
+# memo, email, report; columns: publication, news; a few big words: handwritten, advertisement, file folder,
+# presentation; rows and tables: the rest; 16 kinds in 5 groups leave the last group two of rows, invoice and
+# questionnaire), so what the words confuse, the layout tells apart. Measured against groups of kinds that read
+# alike (memo/email/letter, report/publication, budget/invoice/specification, form/questionnaire, the rest alone):
+# those confuse the same pairs in words and layout, so both together gained less over the better of one (linear
+# probes, 320 train / 160 test pages: +0.13 against +0.29 here).
 TEXT_GROUPS: tuple[tuple[str, ...], ...] = (
     ("scientific report", "scientific publication", "specification"),
     ("memo", "budget", "presentation"),
