@@ -110,7 +110,8 @@ DIFFICULTIES: dict[str, Difficulty] = {
 # questionnaire), so what the words confuse, the layout tells apart. Measured against groups of kinds that read
 # alike (memo/email/letter, report/publication, budget/invoice/specification, form/questionnaire, the rest alone):
 # those confuse the same pairs in words and layout, so both together gained less over the better of one (linear
-# probes, 320 train / 160 test pages: +0.13 against +0.29 here).
+# probes of benchmarks/synthetic_difficulty.py with those groups put in by hand, 320 train / 160 test pages,
+# 2026-12-07: text 0.71, layout 0.48, both 0.84, against 0.60, 0.56, 0.89 with these).
 TEXT_GROUPS: tuple[tuple[str, ...], ...] = (
     ("scientific report", "scientific publication", "specification"),
     ("memo", "budget", "presentation"),
