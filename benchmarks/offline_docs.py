@@ -19,7 +19,8 @@ before its ``metrics.json`` starts again from step 0 in a new folder (the cut-of
 ``--difficulty hard`` adds ``_offline_docs_hard.yaml`` (pages whose class shows only in their words and layout
 together; classification only) and, unless given, runs the five classification experiments ``rvlcdip_ft``,
 ``rvlcdip_aet``, ``rvlcdip_vlcdoc`` and its two ablations for seeds 0, 1 and 2, logging under
-``logs/benchmarks/offline_docs_hard``.
+``docs/runs/offline_docs_hard``: finished runs (config, metrics, TensorBoard events; no checkpoints) are committed
+there, so the matrix resumes from any clone.
 
 *report* reads every finished run of ``--difficulty`` and ``--steps`` under ``--logs`` (the newest per experiment and
 seed) and
@@ -49,8 +50,8 @@ DIFFICULTIES = ("easy", "hard")
 # Per difficulty: the default logs folder, experiments and seeds of *run*.
 DEFAULTS = {
     "easy": (LOGS, ["rvlcdip_ft", "docvqa_ft", "rvlcdip_vlcdoc"], [0]),
-    "hard": (
-        LOGS.with_name("offline_docs_hard"),
+    "hard": (  # kept in the repository (docs/runs/.gitignore drops checkpoints), so the matrix resumes in any clone
+        REPO / "docs" / "runs" / "offline_docs_hard",
         ["rvlcdip_ft", "rvlcdip_aet", "rvlcdip_vlcdoc", "rvlcdip_vlcdoc_no_inter", "rvlcdip_vlcdoc_no_intra"],
         [0, 1, 2],
     ),
@@ -267,7 +268,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=80)
     for s in (r, p):
         s.add_argument("--difficulty", choices=DIFFICULTIES, default="easy", help="hard: add _offline_docs_hard.yaml")
-        s.add_argument("--logs", help="default: logs/benchmarks/offline_docs (easy), .../offline_docs_hard (hard)")
+        s.add_argument(
+            "--logs", help="default: logs/benchmarks/offline_docs (easy), docs/runs/offline_docs_hard (hard)"
+        )
     args = parser.parse_args()
     logs, experiments, seeds = DEFAULTS[args.difficulty]
     args.logs = args.logs or str(logs)
