@@ -190,10 +190,15 @@ def table(rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def example(args: argparse.Namespace) -> str:
-    """The command of ``rvlcdip_ft``, seed 0, as a shell line."""
-    cmd = command("rvlcdip_ft", 0, args.steps, Path("LOGS"), args.difficulty)
+def example(args: argparse.Namespace, rows: dict[str, list[dict]]) -> str:
+    """The command of the table's first experiment (``rvlcdip_ft`` when there is none), seed 0, as a shell line."""
+    cmd = command(next(iter(rows), "rvlcdip_ft"), 0, args.steps, Path("LOGS"), args.difficulty)
     return " ".join(["python"] + [f"'{a}'" if " " in a else a for a in cmd[1:]])
+
+
+def steps_flag(args: argparse.Namespace) -> str:
+    """`` --steps N`` when the budget is not the default one."""
+    return f" --steps {args.steps}" if args.steps != 80 else ""
 
 
 def saturated(rows: dict[str, list[dict]]) -> list[str]:
@@ -210,13 +215,13 @@ def easy_body(args: argparse.Namespace, rows: dict[str, list[dict]]) -> str:
         if saturated(rows)
         else ""
     )
-    return f"""Written by `python benchmarks/offline_docs.py report --logs {args.logs}` on {machine()}.
+    return f"""Written by `python benchmarks/offline_docs.py report --logs {args.logs}{steps_flag(args)}` on {machine()}.
 
 Short offline runs on the (easy) synthetic documents (`docalign.data.synthetic_docs`: RVL-CDIP's 16 kinds, balanced;
 QA pairs over rendered fields), all at one budget: {args.steps} steps at batch 8, 128-token windows, best checkpoint
 tested; test metrics are mean ± std over the seeds listed. Classification: 320 / 80 / 160 pages (chance accuracy
 1/16); QA: 320 / 40 / 40 pages, validated once at the end. Command (per experiment and seed; `*_vlcdoc` adds
-`--config experiments/_offline_vlcdoc.yaml`, QA the flags in the script): `{example(args)}`.
+`--config experiments/_offline_vlcdoc.yaml`, QA the flags in the script): `{example(args, rows)}`.
 
 {table(rows)}
 
@@ -230,7 +235,7 @@ def hard_body(args: argparse.Namespace, rows: dict[str, list[dict]]) -> str:
         if saturated(rows)
         else ""
     )
-    return f"""Written by `python benchmarks/offline_docs.py report --difficulty hard --logs {args.logs}` on {machine()}.
+    return f"""Written by `python benchmarks/offline_docs.py report --difficulty hard --logs {args.logs}{steps_flag(args)}` on {machine()}.
 
 Short offline runs on the **hard** synthetic documents (`--config experiments/_offline_docs_hard.yaml`: words shared
 within groups of kinds, templates shared between pairs of kinds, OCR-like noise, so that the class shows only in
@@ -238,7 +243,7 @@ the words and the layout together; linear probes in "Synthetic documents: how ha
 {args.steps} steps at batch 8, 128-token windows, best checkpoint tested; 320 / 80 / 160 pages (chance accuracy
 1/16). Test metrics are mean ± std over the seeds listed. Command (per experiment and seed; `*_aet` adds
 `--config experiments/_offline_aet.yaml`, `*_vlcdoc*` `--config experiments/_offline_vlcdoc.yaml`):
-`{example(args)}`.
+`{example(args, rows)}`.
 
 {table(rows)}
 
