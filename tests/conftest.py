@@ -51,6 +51,33 @@ FUNSD_MISSING = (
 )
 
 
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package), loaded under its own name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_words_inked_in_their_boxes(doc, what: str) -> None:
+    """Every word box of a rendered page lies on the page and has ink under it (rules and 1-character words apart),
+    and every QA answer is the text of its span."""
+    import numpy as np
+
+    pixels = np.asarray(doc.image, dtype=np.float32)
+    background = np.median(pixels)
+    for (x0, y0, x1, y1), word in zip(doc.boxes, doc.words):
+        assert 0 <= x0 < x1 <= doc.size[0] and 0 <= y0 < y1 <= doc.size[1], (what, word)
+        if len(word) > 1 and set(word) != {"_"}:
+            ink = pixels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].min()
+            assert ink < background - 60, f"no ink under {word!r} in the {what}"
+    for qa in doc.qa_pairs:
+        first, last = qa.answer_spans[0]
+        assert qa.answers == [" ".join(doc.words[first : last + 1])], (what, qa.question)
+
+
 def experiment_names() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml") if not p.stem.startswith("_"))
 

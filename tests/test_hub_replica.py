@@ -18,7 +18,7 @@ import pytest
 
 from docalign import hub_replica
 
-from conftest import EXPERIMENTS, REPO
+from conftest import EXPERIMENTS, REPO, load_benchmark
 
 RESOLVE = """
 import json, sys
@@ -95,12 +95,7 @@ def test_interrupted_repository_is_rebuilt(tmp_path):
 
 
 def _real_size():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("real_size", REPO / "benchmarks" / "real_size.py")
-    real_size = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_size)
-    return real_size
+    return load_benchmark("real_size")
 
 
 def test_real_size_gpu_estimate():

@@ -2,11 +2,9 @@
 whose class shows only in words and layout together; the DataModule option and the benchmark that runs them."""
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from docalign.cli import cli_main
@@ -20,7 +18,7 @@ from docalign.data.synthetic_docs import (
     render_document,
 )
 
-from conftest import EXPERIMENTS, OFFLINE, REPO, TINY
+from conftest import EXPERIMENTS, OFFLINE, TINY, assert_words_inked_in_their_boxes, load_benchmark
 
 # Digests of (words, boxes to 0.1 px, label) and of the pixels of easy pages, rendered by the generator before it had
 # a difficulty (this venv's PIL and DejaVu fonts: another font set draws other pages).
@@ -67,16 +65,7 @@ def test_hard_pages_keep_words_in_their_boxes_on_the_page_and_answers_in_place()
     for i, kind in enumerate(KINDS):
         doc = render_document(1, i, kind, "hard")
         assert doc.doc_label == kind and len(doc.words) == len(doc.boxes) >= 3, kind
-        pixels = np.asarray(doc.image, dtype=np.float32)
-        background = np.median(pixels)
-        for (x0, y0, x1, y1), word in zip(doc.boxes, doc.words):
-            assert 0 <= x0 < x1 <= doc.size[0] and 0 <= y0 < y1 <= doc.size[1], (kind, word)
-            if len(word) > 1 and set(word) != {"_"}:
-                ink = pixels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].min()
-                assert ink < background - 60, f"no ink under {word!r} in the hard {kind}"
-        for qa in doc.qa_pairs:
-            first, last = qa.answer_spans[0]
-            assert qa.answers == [" ".join(doc.words[first : last + 1])]
+        assert_words_inked_in_their_boxes(doc, f"hard {kind}")
 
 
 def test_hard_pages_share_words_within_a_group_and_templates_between_partners():
@@ -127,10 +116,7 @@ def test_the_hard_overlay_sets_the_difficulty_through_the_cli(tmp_path):
 
 @pytest.fixture(scope="module")
 def offline_docs():
-    spec = importlib.util.spec_from_file_location("offline_docs", REPO / "benchmarks" / "offline_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("offline_docs")
 
 
 def _run_folder(logs: Path, experiment: str, version: int, seed: int, difficulty: str, acc=None, steps=80) -> None:

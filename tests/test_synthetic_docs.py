@@ -11,7 +11,7 @@ from docalign.data import RVLCDIP, DocVQA, Tobacco3482
 from docalign.data.readers.classification import RVL_CDIP_CLASSES, TOBACCO3482_CLASSES
 from docalign.data.synthetic_docs import KINDS, TOBACCO3482_KINDS, render_document
 
-from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET
+from conftest import EXPERIMENTS, OFFLINE, TINY, TINY_AET, assert_words_inked_in_their_boxes
 
 DOCS = EXPERIMENTS / "_offline_docs.yaml"
 
@@ -39,13 +39,7 @@ def test_every_kind_has_words_in_boxes_a_label_and_answerable_questions():
         for qa in doc.qa_pairs:
             first, last = qa.answer_spans[0]
             assert qa.question.endswith("?") and qa.answers == [" ".join(doc.words[first : last + 1])]
-        pixels = np.asarray(doc.image, dtype=np.float32)
-        background = np.median(pixels)
-        for (x0, y0, x1, y1), word in zip(doc.boxes, doc.words):
-            assert 0 <= x0 < x1 <= doc.size[0] and 0 <= y0 < y1 <= doc.size[1], (kind, word)
-            if len(word) > 1 and set(word) != {"_"}:
-                ink = pixels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].min()
-                assert ink < background - 60, f"no ink under {word!r} in the {kind}"
+        assert_words_inked_in_their_boxes(doc, kind)
     questions = {qa.question for i in range(16) for qa in render_document(2, i, "invoice").qa_pairs}
     assert "What is the invoice date?" in questions
 
