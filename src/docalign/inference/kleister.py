@@ -275,10 +275,11 @@ def _is_place(text: str) -> bool:
     return name_key(text) in _PLACES
 
 
-def _parties(text: WordText, preamble_words: int) -> list[str]:
-    limit = text.starts[min(preamble_words, len(text.starts) - 1)] if text.starts else 0
+def party_mentions(text: WordText, limit: int) -> list[tuple[int, int, str, bool]]:
+    """``(match start, name start, name, is a company)`` (character positions) of the company names (capitalised words ending in a company
+    suffix) and the persons named as parties (``John Smith ("the Executive")``) in ``text.text[:limit]``."""
     head = text.text[:limit]
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, int, str, bool]] = []
     for m in _COMPANY.finditer(head):
         words = m.group("name").split()
         cut = max((i + 1 for i, w in enumerate(words[:-1]) if _NOT_NAME.match(w) or w.endswith(":")), default=0)
@@ -286,14 +287,21 @@ def _parties(text: WordText, preamble_words: int) -> list[str]:
         while words and (name_key(words[0]) in _STOP or not words[0][0].isupper()):
             words.pop(0)
         if len(words) >= 2 and name_key(words[-2]) not in _STOP and not _is_place(" ".join(words[:-1])):
-            found.append((m.start(), " ".join(words), True))
+            name = " ".join(words)
+            found.append((m.start(), m.end("name") - len(name), name, True))  # words are single-spaced
     for m in _PERSON.finditer(head):
         name = m.group("name")
         if not any(name_key(w) in _STOP or name_key(w) in _SUFFIX_KEYS for w in name.split()):
-            found.append((m.start("name"), name, False))
+            found.append((m.start("name"), m.start("name"), name, False))
+    return found
+
+
+def _parties(text: WordText, preamble_words: int) -> list[str]:
+    limit = text.starts[min(preamble_words, len(text.starts) - 1)] if text.starts else 0
+    found = party_mentions(text, limit)
     found.sort()
     chosen: list[str] = []
-    for _, name, _company in found:
+    for _, _, name, _company in found:
         value = normalise_party(name)
         key = name_key(value)
         if not key:
