@@ -170,3 +170,15 @@ def test_fit_on_the_fixture_trains_every_key() -> None:
     ranker = fit([prepare(d.words, d.word_pages, r.keys) for d, r in docs], [r.expected for _, r in docs], 2)
     assert set(ranker.models) == {"effective_date", "jurisdiction", "party", "term"}
     assert ranker.info["documents"] == 4
+
+
+def test_bootstrap_difference_of_the_benchmark() -> None:
+    from conftest import load_benchmark
+
+    bench = load_benchmark("kleister_ranker")
+    expected = ["party=A term=2_years", "party=B", "party=C", "party=D"]
+    assert bench.bootstrap_difference(expected, expected, expected, resamples=50) == (0.0, 0.0, 0.0)
+    worse = ["party=A", "party=B", "party=X", "party=Y"]  # 2 of 5 right: P 2/4, R 2/5, F1 4/9
+    diff, low, high = bench.bootstrap_difference(expected, expected, worse, resamples=400)
+    assert diff == pytest.approx(1 - 4 / 9)
+    assert 0.0 <= low <= diff <= high <= 1.0 and low < high  # resampled documents: an interval around it
