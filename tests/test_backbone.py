@@ -208,3 +208,48 @@ def test_the_pretrained_alignment_text_encoder_keeps_its_first_layers_when_told(
         AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=7), len(tokenizer))
     with pytest.raises(ValueError, match="choose 1 to 6"):
         AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=0), len(tokenizer))
+
+
+def test_layoutlmv3_patch_stem_is_craft_pretrained_offline_and_warm_started(tmp_path, monkeypatch):
+    """``backbone.patch_stem craft_vgg16_bn``: CRAFT's VGG16-BN trunk (from the installed package, offline) is the
+    patch embedding; the page is normalised with ImageNet's statistics for it; its weights take ``lr``."""
+    from dataclasses import replace
+
+    from docalign.models.patch_stem import craft_checkpoint
+    from docalign.systems import TokenClassification
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = replace(TINY, patch_stem="craft_vgg16_bn")
+    model = build_backbone(config, vocab_size=100)
+    stem = model.hf.patch_embed.proj[0]
+    state = torch.load(craft_checkpoint(), map_location="cpu", weights_only=True)
+    assert torch.equal(stem[0].weight, state["module.basenet.slice1.0.weight"])  # conv1_1
+    assert torch.equal(stem[31].running_mean, state["module.basenet.slice4.31.running_mean"])  # conv4_3's BN
+    out = model(*inputs())
+    assert out["visual"].shape == (2, 1 + 4, 36)  # same tokens as the linear 16 px embedding
+    page = torch.rand(1, 3, 32, 32)
+    normalised = model.normalise_pixels(page)
+    assert torch.allclose(normalised[0, 0], (page[0, 0] - 0.485) / 0.229)  # ImageNet statistics, as CRAFT's
+    plain = build_backbone(TINY, vocab_size=100)
+    assert torch.allclose(plain.normalise_pixels(page), (page - 0.5) / 0.5)  # unchanged without a stem
+    system = TokenClassification(config, vocab_size=100, label_names=["O", "B-X"], lr=1e-5, new_lr=1e-3)
+    lr_of = {id(p): g["lr"] for g in system.param_groups() for p in g["params"]}
+    proj = system.backbone.hf.patch_embed.proj
+    assert lr_of[id(proj[0][0].weight)] == 1e-5 and lr_of[id(proj[1].weight)] == 1e-3  # stem warm, 1x1 new
+    from pathlib import Path
+
+    from docalign.inference.export import not_transformers
+    from docalign.inference.loading import TrainedModel
+
+    trained = TrainedModel(system.eval(), load_tokenizer("minilm"), {}, Path("stem.ckpt"))
+    assert "CNN stem (craft_vgg16_bn)" in not_transformers(trained)  # exported as docalign's own folder instead
+    with pytest.raises(ValueError, match="patch_size 16"):
+        build_backbone(replace(config, patch_size=8), vocab_size=100)
+    with pytest.raises(ValueError, match="visual true"):
+        build_backbone(replace(config, visual=False), vocab_size=100)
+    with pytest.raises(ValueError, match="must be one of"):
+        build_backbone(replace(config, patch_stem="resnet"), vocab_size=100)
+    bad = tmp_path / "bad.pth"
+    torch.save({"module.basenet.slice1.0.weight": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a CRAFT checkpoint"):
+        build_backbone(replace(config, patch_stem_file=str(bad)), vocab_size=100)

@@ -59,6 +59,8 @@ def not_transformers(model: TrainedModel) -> Optional[str]:
         return "it is a QA model (docalign's best-span decoding over windows is not part of a transformers model)"
     if arch == "layoutlmv2":
         return "its backbone is docalign's own LayoutLMv2 (a detectron2-free visual CNN that transformers' LayoutLMv2 does not have)"
+    if getattr(system.backbone_config, "patch_stem", None):
+        return f"its patch embedding is a CNN stem ({system.backbone_config.patch_stem}), not transformers' linear one"
     if arch == "layoutlmv3" and task == "document_classification":
         return (
             "transformers' LayoutLMv3ForSequenceClassification classifies with dense + tanh + linear; docalign's head "

