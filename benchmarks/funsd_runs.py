@@ -59,12 +59,28 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").exists()
 
 
+# A folder without metrics.json written to this recently is taken to be a run another process is training (events are
+# written every few minutes, even on one thread): it is left alone rather than restarted under it.
+ACTIVE_SECONDS = 900
+
+
+def active(run_dir: Path) -> bool:
+    """``run_dir`` is unfinished and one of its files changed in the last ``ACTIVE_SECONDS``."""
+    newest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=0.0)
+    return not finished(run_dir) and time.time() - newest < ACTIVE_SECONDS
+
+
 def run_one(cmd: list[str], run_dir: Path, log: Path, label: str, keep_checkpoints: bool = True) -> str:
     """Run ``cmd`` (which logs into ``run_dir``) with one thread, its output into ``log``; skipped when ``run_dir`` is
-    finished. A folder left by an interrupted run is removed first: its event files and ``config.yaml`` would mix
-    with the new run's. ``keep_checkpoints=False`` deletes ``run_dir/checkpoints`` once the run has tested."""
+    finished or ``active`` (another process trains it). A folder left by an interrupted run is removed first: its
+    event files and ``config.yaml`` would mix with the new run's. ``keep_checkpoints=False`` deletes
+    ``run_dir/checkpoints`` once the run has tested."""
     if finished(run_dir):
         return f"{label}: done before"
+    if active(run_dir):
+        return (
+            f"{label}: SKIPPED, {run_dir} changed in the last {ACTIVE_SECONDS // 60} min (another process trains it?)"
+        )
     if run_dir.exists():
         shutil.rmtree(run_dir)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO / "src"))

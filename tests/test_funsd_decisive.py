@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -118,14 +119,23 @@ def test_schedule_goes_seed_by_seed_and_each_row_stops_at_its_seeds(decisive):
     assert len(jobs) == 3 * 5 + 4 * 3 and ("funsd_aet_no_imc", 4) not in jobs and ("funsd_aet_weights0", 5) in jobs
 
 
-def test_a_run_with_metrics_json_is_skipped_and_an_interrupted_one_restarts(decisive, tmp_path, monkeypatch):
+def test_a_finished_run_is_skipped_an_interrupted_one_restarts_and_an_active_one_is_left_alone(
+    decisive, tmp_path, monkeypatch
+):
     rows = decisive.matrix_rows({})
     write_run(tmp_path, "funsd_ft", 1)
     interrupted = tmp_path / "funsd_aet" / "version_seed1"
     interrupted.mkdir(parents=True)
     (interrupted / "events.out.tfevents.old").write_text("stale")
-    jobs = decisive.schedule(rows[:2], [1])
-    assert [(row.name, seed) for row, seed in decisive.pending(jobs, tmp_path)] == [("funsd_aet", 1)]
+    os.utime(interrupted / "events.out.tfevents.old", (0, 0))  # written long ago: no process trains it now
+    busy = tmp_path / "funsd_aet_weights0" / "version_seed1"  # written just now: another process trains it
+    busy.mkdir(parents=True)
+    (busy / "events.out.tfevents.new").write_text("fresh")
+    jobs = decisive.schedule(rows[:3], [1])
+    assert [(row.name, seed) for row, seed in decisive.pending(jobs, tmp_path)] == [
+        ("funsd_aet", 1),
+        ("funsd_aet_weights0", 1),
+    ]
 
     ran = []
 
@@ -140,8 +150,9 @@ def test_a_run_with_metrics_json_is_skipped_and_an_interrupted_one_restarts(deci
     monkeypatch.setattr(decisive.run_one.__globals__["subprocess"], "call", fake_call)
     args = type("Args", (), {"epochs": 6, "jobs": 1, "keep_checkpoints": False})()
     decisive.train(jobs, args, tmp_path, tmp_path / "logs")
-    assert ran == ["funsd_aet"]
+    assert ran == ["funsd_aet"]  # not funsd_aet_weights0: left to the process that writes it
     assert (interrupted / "metrics.json").exists() and not (interrupted / "checkpoints").exists()
+    assert (busy / "events.out.tfevents.new").read_text() == "fresh"
     decisive.train(jobs, args, tmp_path, tmp_path / "logs")  # everything finished: nothing runs
     assert ran == ["funsd_aet"]
 
