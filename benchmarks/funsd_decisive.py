@@ -151,13 +151,13 @@ def train(
     def one(job: tuple[Row, int]) -> str:
         row, seed = job
         cmd = row.command(seed, args.epochs, runs) + list(extra)
-        print(f"{row.name} seed {seed}: " + " ".join(cmd), flush=True)
+        print(f"{row.name} seed {seed}: " + " ".join(cmd) + "\n", end="", flush=True)  # one write: threads share stdout
         label, log = f"{row.name} seed {seed}", logs / f"{row.name}_seed{seed}.log"
         return run_one(cmd, run_dir(row.name, seed, runs), log, label, args.keep_checkpoints)
 
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(one, todo):
-            print(line, flush=True)
+            print(line + "\n", end="", flush=True)
 
 
 def record(args: argparse.Namespace, **fields) -> None:
