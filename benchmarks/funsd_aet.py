@@ -6,7 +6,8 @@
 *run* trains and tests ``funsd_ft`` and ``funsd_aet`` with each of its five ablations on the FUNSD release
 folder (``$DOCALIGN_FUNSD``), offline (``_offline.yaml``; AET runs add ``_offline_aet.yaml``), each at the same
 budget (``--epochs`` epochs, batch 8) once per seed. Runs go seed by seed (every experiment's seed 1 first), so an
-interrupted matrix is complete for the seeds it finished; a run whose ``metrics.json`` exists is not run again.
+interrupted matrix is complete for the seeds it finished; a run whose ``metrics.json`` exists is not run again (a
+folder without one, left by an interrupted run, is started again from scratch).
 ``--jobs`` runs go at once, each with one thread. Logs: ``logs/benchmarks/funsd_aet/runs/<experiment>/version_seed<S>``
 (TensorBoard event files, metrics.json) and one text log per run beside them.
 
@@ -19,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from funsd_runs import REPO, earlier_record, fit_command, run_one  # noqa: E402
 from results import machine, write_section  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "logs" / "benchmarks" / "funsd_aet"
 RUNS = OUT / "runs"
 EXPERIMENTS = [
@@ -43,71 +41,35 @@ EXPERIMENTS = [
 ]
 
 
-def command(experiment: str, seed: int, epochs: int) -> list[str]:
-    configs = ["experiments/_base.yaml", f"experiments/{experiment}.yaml", "experiments/_offline.yaml"]
-    if "aet" in experiment:
-        configs.append("experiments/_offline_aet.yaml")
-    cmd = [str(Path(sys.executable).parent / "docalign"), "fit"]
-    for config in configs:
-        cmd += ["--config", config]
-    return cmd + [
-        "--seed_everything",
-        str(seed),
-        "--trainer.max_steps",
-        "-1",
-        "--trainer.max_epochs",
-        str(epochs),
-        "--data.batch_size",
-        "8",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.logger.init_args.save_dir",
-        str(RUNS),
-        "--trainer.logger.init_args.version",
-        f"version_seed{seed}",
-    ]
-
-
-def run_one(experiment: str, seed: int, epochs: int) -> str:
-    run_dir = RUNS / experiment / f"version_seed{seed}"
-    if (run_dir / "metrics.json").exists():
-        return f"{experiment} seed {seed}: done before"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    log = RUNS / f"{experiment}_seed{seed}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    with log.open("w") as out:
-        rc = subprocess.call(command(experiment, seed, epochs), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    status = "ok" if rc == 0 else f"FAILED (exit {rc}, see {log})"
-    return f"{experiment} seed {seed}: {status} in {time.time() - start:.0f} s"
-
-
 def run(args) -> None:
     jobs = [(e, s) for s in args.seeds for e in args.experiments]
-    (OUT / "matrix.json").parent.mkdir(parents=True, exist_ok=True)
-    experiments, where = list(args.experiments), machine(f"{args.jobs} runs at once, 1 thread each")
-    if (OUT / "matrix.json").exists():  # a run that adds experiments to an earlier matrix keeps its rows
-        earlier = json.loads((OUT / "matrix.json").read_text())
-        if earlier["epochs"] != args.epochs:
-            raise SystemExit(
-                f"the matrix in {OUT} ran {earlier['epochs']} epochs; this run asks for {args.epochs}: "
-                "one table compares one budget (move the folder away to start another)"
-            )
-        experiments = earlier["experiments"] + [e for e in experiments if e not in earlier["experiments"]]
-        where = earlier["machine"]
-    (OUT / "matrix.json").write_text(
-        json.dumps(
-            {
-                "epochs": args.epochs,
-                "seeds": args.seeds,
-                "experiments": experiments,
-                "jobs": args.jobs,
-                "machine": where,
-            }
+    earlier = earlier_record(OUT / "matrix.json", args.epochs)  # a run that adds experiments keeps the earlier rows
+    experiments = earlier.get("experiments", []) + [
+        e for e in args.experiments if e not in earlier.get("experiments", [])
+    ]
+    where = earlier.get("machine") or machine(f"{args.jobs} runs at once, 1 thread each")
+    record = {
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "experiments": experiments,
+        "jobs": args.jobs,
+        "machine": where,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "matrix.json").write_text(json.dumps(record))
+
+    def one(job: tuple[str, int]) -> str:
+        experiment, seed = job
+        cmd = fit_command(experiment, seed, args.epochs, RUNS)
+        return run_one(
+            cmd,
+            RUNS / experiment / f"version_seed{seed}",
+            RUNS / f"{experiment}_seed{seed}.log",
+            f"{experiment} seed {seed}",
         )
-    )
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        for line in pool.map(lambda job: run_one(*job, args.epochs), jobs):
+        for line in pool.map(one, jobs):
             print(line, flush=True)
 
 

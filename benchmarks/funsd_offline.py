@@ -47,6 +47,7 @@ from typing import Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from funsd_runs import fit_args  # noqa: E402
 from results import machine, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,26 +187,7 @@ def baseline(args) -> dict:
 
 
 def ours_args(extra: list[str], save_dir: Path, experiment: str = "funsd_ft") -> list[str]:
-    return [
-        "fit",
-        "--config",
-        str(REPO / "experiments/_base.yaml"),
-        "--config",
-        str(REPO / f"experiments/{experiment}.yaml"),
-        "--config",
-        str(REPO / "experiments/_offline.yaml"),
-        "--trainer.max_steps",
-        "-1",
-        "--trainer.max_epochs",
-        "15",
-        "--data.batch_size",
-        "8",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.logger.init_args.save_dir",
-        str(save_dir),
-        *extra,
-    ]
+    return fit_args(experiment, 15, save_dir, *extra)
 
 
 def ours(extra: list[str], experiment: str) -> dict:

@@ -1,0 +1,514 @@
+"""FUNSD offline: the table that decides whether AET helps (issue 14), resumable across sessions.
+
+    python benchmarks/funsd_decisive.py select [--epochs 6] [--jobs 1]
+    python benchmarks/funsd_decisive.py matrix [--epochs 6] [--jobs 1] [--seeds 1 2 3 4 5] [--rows ...]
+    python benchmarks/funsd_decisive.py report
+    python benchmarks/funsd_decisive.py smoke [--rows ...]
+
+Every run is real FUNSD (``$DOCALIGN_FUNSD``) offline (``_offline.yaml``; AET rows add ``_offline_aet.yaml``), batch 8,
+``--epochs`` epochs, the best ``val/f1`` checkpoint tested, one thread. A row is an experiment plus CLI overrides
+(``CANDIDATES`` and ``MATRIX`` below); its runs are ``docs/runs/funsd_decisive/<row>/version_seed<S>/`` (TensorBoard
+events, ``config.yaml``, ``metrics.json``), committed so that the matrix resumes in any clone: a run whose
+``metrics.json`` exists is skipped, a folder without one is started again from scratch (an interrupted run) or left
+alone when it changed in the last 15 minutes (another process trains it: ``funsd_runs.active``), and
+checkpoints are deleted once a run has tested (``--keep-checkpoints`` keeps them; ``docs/runs/.gitignore`` keeps
+them out of git). Text logs: ``logs/benchmarks/funsd_decisive/<row>_seed<S>.log``.
+
+*select* trains the AET candidates (``CANDIDATES``) with seed 1 and chooses the one with the best validation ``val/f1``
+(the checkpoint monitor; test scores are not looked at), written with every candidate's best ``val/f1`` and
+``val/f1_segments`` to ``docs/runs/funsd_decisive/selection.json``.
+
+*matrix* trains the rows of ``MATRIX`` on top of the chosen candidate, seed by seed (every row's seed 1 first), so an
+interrupted matrix is complete for the seeds it finished; ``--jobs`` runs at once.
+
+*report* writes the "FUNSD offline: does AET help?" section of docs/RESULTS.md from whatever runs have finished:
+per row mean ± std of ``test/f1`` (seqeval entity F1 over the word BIO tags), ``test/f1_segments`` (entities given
+the gold segments) and the best ``val/f1``; the paired difference by seed against ``funsd_ft`` and against
+``funsd_aet`` with a 95% t interval; the AET rows' last collapse diagnostics (``val/diag/*``); validation curves in
+``docs/funsd_decisive_*.png``.
+
+*smoke* runs every row (candidates and matrix) for 2 training, 2 validation and 2 test batches into a temporary
+folder: the command lines parse and train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from funsd_runs import REPO, earlier_record, finished, fit_command, run_one  # noqa: E402
+from results import machine, write_section  # noqa: E402
+
+from docalign.compare import _mean_std as mean_std  # noqa: E402
+
+RUNS = REPO / "docs" / "runs" / "funsd_decisive"
+LOGS = REPO / "logs" / "benchmarks" / "funsd_decisive"
+SELECTION_SEED = 1
+
+ALIGN = "model.init_args.alignment.init_args"
+TERMS = ("ditc", "imc", "glitc", "pita")  # the alignment terms (the task's weight stays 1)
+
+
+def zero(*terms: str) -> dict[str, str]:
+    """Overrides setting the weights of ``terms`` to 0."""
+    return {f"{ALIGN}.{term}_weight": "0.0" for term in terms}
+
+
+CRAFT = {f"{ALIGN}.image_encoder.patch_stem": "craft_vgg16_bn"}
+GATE = {f"{ALIGN}.fusion_gate": "true"}
+PITA_CONTRASTIVE_WORDS = {f"{ALIGN}.pita_mode": "contrastive", f"{ALIGN}.pita_boxes": "words"}
+
+# The selection: AET candidates (experiment funsd_aet), name -> overrides. Each adds to the one before it.
+CANDIDATES: dict[str, dict[str, str]] = {
+    "select_vit": {},  # funsd_aet offline as it stands: a random 6-layer ViT
+    "select_craft": CRAFT,  # + the CRAFT VGG16-BN patch stem (a text detector's trunk)
+    "select_craft_gate": {**CRAFT, **GATE},  # + the zero-initialised fusion gate
+    "select_craft_gate_pita": {**CRAFT, **GATE, **PITA_CONTRASTIVE_WORDS},  # + contrastive PITA over word boxes
+}
+
+# The matrix: row -> (experiment, overrides added to the chosen candidate's (None: not an AET row, none), seeds).
+MATRIX: dict[str, tuple[str, Optional[dict[str, str]], int]] = {
+    "funsd_ft": ("funsd_ft", None, 5),
+    "funsd_aet": ("funsd_aet", {}, 5),
+    "funsd_aet_weights0": ("funsd_aet", zero(*TERMS), 5),  # the architecture alone: no alignment term
+    **{f"funsd_aet_no_{term}": ("funsd_aet", zero(term), 3) for term in TERMS},  # leave one term out
+}
+# Paired differences: row -> the rows it is compared with, seed by seed.
+REFERENCES = {
+    "funsd_aet": ["funsd_ft"],
+    **{row: ["funsd_ft", "funsd_aet"] for row in MATRIX if row.startswith("funsd_aet_")},
+}
+
+
+class Row(NamedTuple):
+    name: str
+    experiment: str
+    overrides: dict[str, str]
+    seeds: int  # seeds 1..seeds
+
+    def tokens(self) -> list[str]:
+        return [token for key, value in self.overrides.items() for token in (f"--{key}", value)]
+
+    def command(self, seed: int, epochs: int, save_dir: Path) -> list[str]:
+        return fit_command(self.experiment, seed, epochs, save_dir, self.tokens(), name=self.name)
+
+
+def candidate_rows() -> list[Row]:
+    return [Row(name, "funsd_aet", overrides, 1) for name, overrides in CANDIDATES.items()]
+
+
+def matrix_rows(chosen: dict[str, str]) -> list[Row]:
+    """The rows of ``MATRIX`` with the chosen candidate's overrides under the AET rows' own."""
+    return [
+        Row(name, experiment, {} if extra is None else {**chosen, **extra}, seeds)
+        for name, (experiment, extra, seeds) in MATRIX.items()
+    ]
+
+
+def read_selection(runs: Path) -> dict:
+    """``selection.json`` of ``runs`` (``{}`` when there is none)."""
+    path = runs / "selection.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def chosen_candidate(runs: Path) -> tuple[str, dict[str, str]]:
+    selection = read_selection(runs)
+    if not selection.get("chosen"):
+        raise SystemExit(f"no chosen AET configuration in {runs}/selection.json: run `select` first")
+    return selection["chosen"], selection["candidates"][selection["chosen"]]["overrides"]
+
+
+def schedule(rows: list[Row], seeds: list[int]) -> list[tuple[Row, int]]:
+    """(row, seed) seed by seed (every row's first seed first), each row up to its own number of seeds."""
+    return [(row, seed) for seed in seeds for row in rows if seed <= row.seeds]
+
+
+def run_dir(row: str, seed: int, runs: Path) -> Path:
+    return runs / row / f"version_seed{seed}"
+
+
+def pending(jobs: list[tuple[Row, int]], runs: Path) -> list[tuple[Row, int]]:
+    """The jobs without a finished run (``metrics.json``) under ``runs``, in order."""
+    return [(row, seed) for row, seed in jobs if not finished(run_dir(row.name, seed, runs))]
+
+
+def train(
+    jobs: list[tuple[Row, int]], args: argparse.Namespace, runs: Path, logs: Path = LOGS, extra: tuple = ()
+) -> None:
+    """Run ``jobs`` (``args.jobs`` at once, text logs under ``logs``), skipping the finished ones."""
+    todo = pending(jobs, runs)
+    for row, seed in (job for job in jobs if job not in todo):
+        print(f"{row.name} seed {seed}: finished before, skipped", flush=True)
+
+    def one(job: tuple[Row, int]) -> str:
+        row, seed = job
+        cmd = row.command(seed, args.epochs, runs) + list(extra)
+        print(f"{row.name} seed {seed}: " + " ".join(cmd) + "\n", end="", flush=True)  # one write: threads share stdout
+        label, log = f"{row.name} seed {seed}", logs / f"{row.name}_seed{seed}.log"
+        return run_one(cmd, run_dir(row.name, seed, runs), log, label, args.keep_checkpoints)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(one, todo):
+            print(line + "\n", end="", flush=True)
+
+
+def record(args: argparse.Namespace, **fields) -> None:
+    """``matrix.json``: the budget (checked against an earlier record) and the machine of the first launch."""
+    path = args.runs / "matrix.json"
+    earlier = earlier_record(path, args.epochs)
+    where = earlier.get("machine") or machine(f"{args.jobs} run(s) at once, 1 thread each")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({**earlier, "epochs": args.epochs, "batch": 8, "machine": where, **fields}, indent=2) + "\n"
+    )
+
+
+# --- reading runs ---------------------------------------------------------------------------------------------
+def finished_runs(row: str, runs: Path) -> dict[int, dict]:
+    """seed -> metrics.json of the finished runs of ``row``."""
+    out = {}
+    for path in sorted((runs / row).glob("version_seed*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        out[int(metrics.get("seed") or path.parent.name.removeprefix("version_seed"))] = metrics
+    return out
+
+
+def curves(row: str, tags: list[str], runs: Path) -> dict[int, dict[str, list[tuple[int, float]]]]:
+    """seed -> tag -> [(step, value)] of the finished runs of ``row``, from their TensorBoard events."""
+    from docalign.compare import read_scalars
+
+    return {
+        seed: {
+            tag: [(e.step, e.value) for e in events]
+            for tag, events in read_scalars(run_dir(row, seed, runs), tags).items()
+        }
+        for seed in finished_runs(row, runs)
+    }
+
+
+def best_val(metrics: dict, curve: list[tuple[int, float]], tag: str) -> Optional[float]:
+    """The best ``tag`` of a run: from ``metrics.json`` when it is the monitor, else the maximum of its curve."""
+    logged = (metrics.get("best_val") or {}).get(tag)
+    return float(logged) if logged is not None else max((v for _, v in curve), default=None)
+
+
+# --- statistics -----------------------------------------------------------------------------------------------
+def paired_difference(values: dict[int, float], reference: dict[int, float], level: float = 0.95) -> Optional[dict]:
+    """``values - reference`` over the seeds both have: n, mean, std (n-1) and the ``level`` t interval of the mean
+    (n-1 degrees of freedom; bounds None below 2 seeds). None when no seed is shared."""
+    from scipy.stats import t
+
+    seeds = sorted(set(values) & set(reference))
+    if not seeds:
+        return None
+    diffs = [values[s] - reference[s] for s in seeds]
+    mean = statistics.mean(diffs)
+    out = {"seeds": seeds, "n": len(diffs), "mean": mean, "std": None, "low": None, "high": None}
+    if len(diffs) >= 2:
+        std = statistics.stdev(diffs)
+        half = t.ppf(0.5 + level / 2, len(diffs) - 1) * std / math.sqrt(len(diffs))
+        out.update(std=std, low=mean - half, high=mean + half)
+    return out
+
+
+def difference_cell(diff: Optional[dict]) -> str:
+    if diff is None:
+        return "-"
+    if diff["low"] is None:
+        return f"{diff['mean']:+.4f} (n={diff['n']})"
+    return f"{diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}] (n={diff['n']})"
+
+
+def verdict(diff: Optional[dict], metric: str) -> str:
+    if diff is None or diff["low"] is None:
+        return f"{metric}: fewer than 2 paired seeds, nothing to say yet"
+    if diff["low"] > 0:
+        word = "higher"
+    elif diff["high"] < 0:
+        word = "lower"
+    else:
+        return (
+            f"{metric}: no difference established ({diff['mean']:+.4f}, 95% interval "
+            f"[{diff['low']:+.4f}, {diff['high']:+.4f}] holds 0; {diff['n']} seeds)"
+        )
+    return f"{metric}: {word} by {abs(diff['mean']):.4f} (95% interval [{diff['low']:+.4f}, {diff['high']:+.4f}]; {diff['n']} seeds)"
+
+
+# --- phases -----------------------------------------------------------------------------------------------------
+def select(args: argparse.Namespace) -> None:
+    record(args, selection_candidates=list(CANDIDATES), selection_seed=SELECTION_SEED)
+    train(schedule(candidate_rows(), [SELECTION_SEED]), args, args.runs)
+    selection = summarise_selection(args.epochs, args.runs)
+    (args.runs / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    print(json.dumps(selection, indent=2))
+
+
+def summarise_selection(epochs: int, runs: Path) -> dict:
+    """Each candidate's overrides, best ``val/f1`` and ``val/f1_segments`` (seed 1) and fit time; the chosen one (the
+    best ``val/f1``, the earlier candidate on a tie) once every candidate has finished."""
+    candidates = {}
+    for name, overrides in CANDIDATES.items():
+        entry: dict = {"overrides": overrides}
+        metrics = finished_runs(name, runs).get(SELECTION_SEED)
+        if metrics:
+            curve = curves(name, ["val/f1_segments"], runs).get(SELECTION_SEED, {})
+            entry.update(
+                {
+                    "val/f1": best_val(metrics, [], "val/f1"),
+                    "val/f1_segments": best_val(metrics, curve.get("val/f1_segments", []), "val/f1_segments"),
+                    "fit_seconds": metrics.get("fit_seconds"),
+                    "global_steps": metrics.get("global_steps"),
+                }
+            )
+        candidates[name] = entry
+    done = {name: c["val/f1"] for name, c in candidates.items() if c.get("val/f1") is not None}
+    chosen = (
+        max(done, key=lambda name: (done[name], -list(CANDIDATES).index(name)))
+        if len(done) == len(CANDIDATES)
+        else None
+    )
+    return {
+        "seed": SELECTION_SEED,
+        "epochs": epochs,
+        "criterion": "best val/f1 (the checkpoint monitor); test scores not used",
+        "candidates": candidates,
+        "chosen": chosen,
+    }
+
+
+def matrix(args: argparse.Namespace) -> None:
+    chosen, overrides = chosen_candidate(args.runs)
+    selection = read_selection(args.runs)
+    if selection["epochs"] != args.epochs:
+        raise SystemExit(f"the selection ran {selection['epochs']} epochs; the matrix asks for {args.epochs}")
+    rows = [row for row in matrix_rows(overrides) if not args.rows or row.name in args.rows]
+    record(args, chosen=chosen, rows={row.name: row.seeds for row in matrix_rows(overrides)}, jobs=args.jobs)
+    train(schedule(rows, args.seeds), args, args.runs)
+
+
+def smoke(args: argparse.Namespace) -> None:
+    """Every row for 2 training, validation and test batches (one epoch) into a temporary folder."""
+    overrides = chosen_candidate(args.runs)[1] if read_selection(args.runs).get("chosen") else {}
+    rows = candidate_rows() + matrix_rows(overrides or CANDIDATES[list(CANDIDATES)[-1]])
+    rows = [row for row in rows if not args.rows or row.name in args.rows]
+    limits = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
+    limits += (
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+    )
+    with tempfile.TemporaryDirectory(prefix="funsd_decisive_smoke_") as tmp:
+        train([(row, 1) for row in rows], args, Path(tmp), Path(tmp), extra=limits)
+        failed = [row.name for row in rows if not finished(run_dir(row.name, 1, Path(tmp)))]
+        if failed:
+            raise SystemExit(
+                f"smoke: no metrics.json from {', '.join(failed)}: "
+                + (Path(tmp) / f"{failed[0]}_seed1.log").read_text()[-3000:]
+            )
+    print(f"smoke: all {len(rows)} rows trained, validated and tested")
+
+
+DIAG_TAGS = [
+    f"val/diag/{name}"
+    for name in (
+        "image_cls_cos",
+        "image_cls_cos_proj",
+        "text_cls_cos",
+        "pita_matched",
+        "pita_mismatched",
+        "pita_tokens_in_one_patch",
+        "ditc_batch",
+        "ditc_batch_chance",
+    )
+] + ["train/diag/ditc_under_chance", "train/diag/imc_under_chance"]
+
+
+def results_table(rows: list[str], runs: Path) -> tuple[str, dict[str, dict[str, dict[int, float]]]]:
+    """Markdown: per row the finished seeds and mean ± std of the test scores and the best val/f1; and
+    row -> metric -> seed -> value, for the paired differences."""
+    lines = [
+        "| row | seeds finished | test/f1 | test/f1_segments | best val/f1 | fit min |",
+        "|---|---|---|---|---|---|",
+    ]
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for row in rows:
+        runs_of = finished_runs(row, runs)
+        scores[row] = {
+            metric: {s: m["test"][metric] for s, m in runs_of.items() if metric in m.get("test", {})}
+            for metric in ("test/f1", "test/f1_segments")
+        }
+        expected = MATRIX[row][2] if row in MATRIX else 1
+        lines.append(
+            f"| {row} | {len(runs_of)} of {expected} ({', '.join(map(str, sorted(runs_of))) or '-'}) | "
+            f"{mean_std(list(scores[row]['test/f1'].values()))} | {mean_std(list(scores[row]['test/f1_segments'].values()))} | "
+            f"{mean_std([best_val(m, [], 'val/f1') for m in runs_of.values() if best_val(m, [], 'val/f1') is not None])} | "
+            f"{mean_std([m['fit_seconds'] / 60 for m in runs_of.values()], 1)} |"
+        )
+    return "\n".join(lines), scores
+
+
+def differences_table(scores: dict[str, dict[str, dict[int, float]]]) -> tuple[str, dict]:
+    lines = [
+        "| row - reference | test/f1: mean [95% interval] | test/f1_segments: mean [95% interval] |",
+        "|---|---|---|",
+    ]
+    diffs = {}
+    for row, references in REFERENCES.items():
+        for reference in references:
+            cells = []
+            for metric in ("test/f1", "test/f1_segments"):
+                diffs[row, reference, metric] = paired_difference(scores[row][metric], scores[reference][metric])
+                cells.append(difference_cell(diffs[row, reference, metric]))
+            lines.append(f"| {row} - {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), diffs
+
+
+def diagnostics_table(rows: list[str], runs: Path) -> str:
+    """The AET rows' last logged value of each diagnostic, mean over their finished seeds."""
+    lines = ["| row | " + " | ".join(f"`{t}`" for t in DIAG_TAGS) + " |", "|---|" + "---|" * len(DIAG_TAGS)]
+    for row in rows:
+        logged = curves(row, DIAG_TAGS, runs)
+        if not logged:
+            continue
+        cells = []
+        for tag in DIAG_TAGS:
+            last = [values[tag][-1][1] for values in logged.values() if values.get(tag)]
+            cells.append(f"{statistics.mean(last):.3f}" if last else "-")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[str], tag: str, path: Path, runs: Path) -> None:
+    """``tag``'s validation curve of every finished run, one colour a row (``docalign compare``'s plot)."""
+    from docalign.compare import Run, plot_curves
+
+    by_row = {
+        row: [
+            Run(run_dir(row, seed, runs), {}, curve=values.get(tag, []))
+            for seed, values in curves(row, [tag], runs).items()
+        ]
+        for row in rows
+    }
+    by_row = {row: found for row, found in by_row.items() if found}
+    if by_row:
+        plot_curves(by_row, tag, path)
+
+
+def selection_text(selection: dict) -> str:
+    lines = [
+        "| candidate | overrides on funsd_aet | best val/f1 | best val/f1_segments | fit min |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in selection["candidates"].items():
+        overrides = ", ".join(f"`{k.removeprefix(ALIGN + '.')}={v}`" for k, v in c["overrides"].items()) or "(none)"
+
+        def num(key: str, scale: float = 1.0, digits: int = 4) -> str:
+            return f"{c[key] / scale:.{digits}f}" if c.get(key) is not None else "not finished"
+
+        mark = " (chosen)" if name == selection.get("chosen") else ""
+        lines.append(
+            f"| {name}{mark} | {overrides} | {num('val/f1')} | {num('val/f1_segments')} | {num('fit_seconds', 60, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def answer(diffs: dict) -> str:
+    """The plain answer: AET and the architecture alone against ``funsd_ft``, in both metrics."""
+    parts = []
+    for row, what in (
+        ("funsd_aet", "AET (`funsd_aet` - `funsd_ft`)"),
+        ("funsd_aet_weights0", "The architecture alone (`funsd_aet_weights0` - `funsd_ft`)"),
+    ):
+        found = [verdict(diffs.get((row, "funsd_ft", m)), f"`{m}`") for m in ("test/f1", "test/f1_segments")]
+        parts.append(f"{what}: " + "; ".join(found) + ".")
+    return " ".join(parts)
+
+
+def report(args: argparse.Namespace) -> None:
+    runs = args.runs
+    selection = read_selection(runs) or summarise_selection(args.epochs, runs)
+    budget = json.loads((runs / "matrix.json").read_text()) if (runs / "matrix.json").exists() else {}
+    rows = list(MATRIX)
+    table, scores = results_table(rows, runs)
+    differences, diffs = differences_table(scores)
+    for tag in ("val/f1", "val/f1_segments"):
+        plot(rows, tag, REPO / "docs" / f"funsd_decisive_{tag.replace('/', '_')}.png", runs)
+    plot(list(CANDIDATES), "val/f1", REPO / "docs" / "funsd_decisive_select_val_f1.png", runs)
+    chosen = selection.get("chosen")
+    reproduced = ""
+    rerun, selected = (finished_runs(row, runs).get(SELECTION_SEED) for row in ("funsd_aet", chosen or ""))
+    if chosen and rerun and selected:
+        a, b = rerun["test"], selected["test"]
+        same = all(a.get(m) == b.get(m) for m in ("test/f1", "test/f1_segments"))
+        reproduced = (
+            f" `funsd_aet` seed {SELECTION_SEED} is a rerun of the selection's `{chosen}` run: its test scores "
+            + ("are identical (deterministic runs)." if same else f"differ ({a.get('test/f1')} vs {b.get('test/f1')}).")
+        )
+    text = f"""Written by `python benchmarks/funsd_decisive.py report` on {machine()}.
+
+Runs (committed, resumable): `docs/runs/funsd_decisive/<row>/version_seed<S>/`. Commands:
+`python benchmarks/funsd_decisive.py select` (seed 1, the AET candidates, chosen by the best `val/f1` only), then
+`python benchmarks/funsd_decisive.py matrix --jobs 1` (seeds 1-5, seed by seed), then `... report`. Each run is
+`docalign fit --config experiments/_base.yaml --config experiments/<experiment>.yaml --config experiments/_offline.yaml`
+(AET: `--config experiments/_offline_aet.yaml`) with the row's overrides, on real FUNSD (134 training forms, 15 for
+validation, 50 test), batch 8, {selection.get("epochs", args.epochs)} epochs, the best `val/f1` checkpoint tested,
+one thread a run; launched on {budget.get("machine", "n/a")}.
+
+**Selection** (seed {SELECTION_SEED}, best validation scores; chosen: `{chosen or "not yet"}`):
+
+{selection_text(selection)}
+
+**The matrix.** `funsd_aet` is the chosen candidate; `funsd_aet_weights0` is it with the DITC, IMC, GLITC and PITA
+weights 0 (the architecture alone); `funsd_aet_no_<term>` leaves one term out.{reproduced} `test/f1` is seqeval's entity
+F1 over the word BIO tags (the published score); `test/f1_segments` is entities given the gold segments (not
+comparable with published F1). Mean ± std over the seeds finished:
+
+{table}
+
+Paired difference by seed (row minus reference over the seeds both finished), mean and 95% t interval (n-1 degrees
+of freedom):
+
+{differences}
+
+**Does AET help?** {answer(diffs)}
+
+Collapse diagnostics of the AET rows (last logged value, mean over seeds; `*_cls_cos`: mean cosine between different
+pages' CLS states, near 1 = every page looks alike; `pita_matched` / `pita_mismatched`: a patch's cosine with its own
+words and with other words; `ditc_batch` against `ditc_batch_chance`: validation DITC with the batch's pages as
+negatives; `*_under_chance`: nats under the contrastive chance level in training, 0 = no discrimination):
+
+{diagnostics_table([r for r in rows if r != "funsd_ft"] + list(CANDIDATES), runs)}
+
+Validation curves: `docs/funsd_decisive_val_f1.png`, `docs/funsd_decisive_val_f1_segments.png`, the selection's
+`docs/funsd_decisive_select_val_f1.png`.
+"""
+    write_section("funsd_decisive", "FUNSD offline: does AET help? (the decisive table)", text)
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=["select", "matrix", "report", "smoke"])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="matrix: the seeds to run")
+    parser.add_argument("--rows", nargs="+", help="matrix, smoke: only these rows")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="the runs' folder (default: docs/runs/funsd_decisive)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints after its test")
+    args = parser.parse_args()
+    {"select": select, "matrix": matrix, "report": report, "smoke": smoke}[args.phase](args)
+
+
+if __name__ == "__main__":
+    main()
