@@ -18,7 +18,8 @@ them out of git). Text logs: ``logs/benchmarks/funsd_decisive/<row>_seed<S>.log`
 (the checkpoint monitor; test scores are not looked at), written with every candidate's best ``val/f1`` and
 ``val/f1_segments`` to ``docs/runs/funsd_decisive/selection.json``.
 
-*matrix* trains the rows of ``MATRIX`` on top of the chosen candidate, seed by seed (every row's seed 1 first), so an
+*matrix* trains the rows of ``MATRIX`` (the AET ones on top of the chosen candidate; ``funsd_ft_craft`` is plain
+fine-tuning with the CRAFT stem as LayoutLMv3's own patch embedding, ``backbone.patch_stem``), seed by seed (every row's seed 1 first), so an
 interrupted matrix is complete for the seeds it finished; ``--jobs`` runs at once.
 
 *report* writes the "FUNSD offline: does AET help?" section of docs/RESULTS.md from whatever runs have finished:
@@ -63,6 +64,7 @@ def zero(*terms: str) -> dict[str, str]:
 
 
 CRAFT = {f"{ALIGN}.image_encoder.patch_stem": "craft_vgg16_bn"}
+BACKBONE_CRAFT = {"model.init_args.backbone.patch_stem": "craft_vgg16_bn"}
 GATE = {f"{ALIGN}.fusion_gate": "true"}
 PITA_CONTRASTIVE_WORDS = {f"{ALIGN}.pita_mode": "contrastive", f"{ALIGN}.pita_boxes": "words"}
 
@@ -77,6 +79,7 @@ CANDIDATES: dict[str, dict[str, str]] = {
 # The matrix: row -> (experiment, overrides added to the chosen candidate's (None: not an AET row, none), seeds).
 MATRIX: dict[str, tuple[str, Optional[dict[str, str]], int]] = {
     "funsd_ft": ("funsd_ft", None, 5),
+    "funsd_ft_craft": ("funsd_ft", BACKBONE_CRAFT, 5),  # plain fine-tuning, LayoutLMv3's patch embedding = CRAFT stem
     "funsd_aet": ("funsd_aet", {}, 5),
     "funsd_aet_weights0": ("funsd_aet", zero(*TERMS), 5),  # the architecture alone: no alignment term
     **{f"funsd_aet_no_{term}": ("funsd_aet", zero(term), 3) for term in TERMS},  # leave one term out
@@ -84,6 +87,7 @@ MATRIX: dict[str, tuple[str, Optional[dict[str, str]], int]] = {
 # Paired differences: row -> the rows it is compared with, seed by seed.
 REFERENCES = {
     "funsd_aet": ["funsd_ft"],
+    "funsd_ft_craft": ["funsd_ft"],
     **{row: ["funsd_ft", "funsd_aet"] for row in MATRIX if row.startswith("funsd_aet_")},
 }
 
@@ -106,9 +110,9 @@ def candidate_rows() -> list[Row]:
 
 
 def matrix_rows(chosen: dict[str, str]) -> list[Row]:
-    """The rows of ``MATRIX`` with the chosen candidate's overrides under the AET rows' own."""
+    """The rows of ``MATRIX`` with the chosen candidate's overrides under the AET rows' own (plain rows: their own)."""
     return [
-        Row(name, experiment, {} if extra is None else {**chosen, **extra}, seeds)
+        Row(name, experiment, {**chosen, **extra} if "aet" in experiment else dict(extra or {}), seeds)
         for name, (experiment, extra, seeds) in MATRIX.items()
     ]
 
@@ -429,6 +433,7 @@ def answer(diffs: dict) -> str:
     for row, what in (
         ("funsd_aet", "AET (`funsd_aet` - `funsd_ft`)"),
         ("funsd_aet_weights0", "The architecture alone (`funsd_aet_weights0` - `funsd_ft`)"),
+        ("funsd_ft_craft", "The CRAFT patch stem in plain fine-tuning (`funsd_ft_craft` - `funsd_ft`)"),
     ):
         found = [verdict(diffs.get((row, "funsd_ft", m)), f"`{m}`") for m in ("test/f1", "test/f1_segments")]
         parts.append(f"{what}: " + "; ".join(found) + ".")
