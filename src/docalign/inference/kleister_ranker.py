@@ -127,7 +127,7 @@ def _name_runs(text: WordText) -> list[tuple[str, int, int, dict[str, float]]]:
         while words and (name_key(words[0]) in ("THE", "AND", "BY", "BETWEEN") or not words[0][0].isalnum()):
             start += len(words[0]) + 1
             words.pop(0)
-        while words and words[-1].endswith(",") is False and name_key(words[-1]) in ("AND", "OF", "DE"):
+        while words and not words[-1].endswith(",") and name_key(words[-1]) in ("AND", "OF", "DE"):
             words.pop()
         if not words or len(words) > _RUN_WORDS:
             continue
@@ -192,6 +192,9 @@ def features(
     rule_keys = {name_key(v) if cands and cands[0].key in ("party", "jurisdiction") else v for v in rules}
     by_count = sorted(range(len(cands)), key=lambda i: -len(cands[i].spans))
     count_rank = {i: r for r, i in enumerate(by_count)}
+    # the key's extremes, once per document (ISO dates compare as strings)
+    longest = max((term_days(c.value) for c in cands), default=0.0)
+    latest, earliest = max((c.value for c in cands), default=""), min((c.value for c in cands), default="")
     out = []
     for rank, cand in enumerate(cands):
         first, _ = cand.spans[0]
@@ -216,10 +219,9 @@ def features(
             days = term_days(cand.value)
             f["log_days"] = math.log1p(days) / 8
             f["unit=" + cand.value.partition("_")[2].rstrip("s")] = 1.0
-            f["longest"] = float(days == max(term_days(c.value) for c in cands))
+            f["longest"] = float(days == longest)
         if cand.key == "effective_date":
-            f["latest"] = float(cand.value == max(c.value for c in cands))
-            f["earliest"] = float(cand.value == min(c.value for c in cands))
+            f["latest"], f["earliest"] = float(cand.value == latest), float(cand.value == earliest)
         if cand.key == "party":
             names = cand.value.split("_")
             f["log_words"] = math.log1p(len(names))
