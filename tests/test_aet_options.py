@@ -215,7 +215,8 @@ def test_every_option_is_set_from_the_command_line(tmp_path):
 
 def test_craft_patch_stem_loads_offline_from_the_installed_package(data, tmp_path, monkeypatch):  # noqa: F811
     from docalign.hub import CheckpointError
-    from docalign.models.alignment import AlignmentImageEncoder, craft_checkpoint
+    from docalign.models.alignment import AlignmentImageEncoder
+    from docalign.models.patch_stem import craft_checkpoint
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = ImageEncoderConfig(hidden_size=24, num_layers=1, num_heads=2, patch_stem="craft_vgg16_bn")

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..conventions import PIXEL_MEAN, PIXEL_STD
 from ..hub import CheckpointError, hub_offline, resolve_checkpoint, timm_cached
-from .patch_stem import IMAGENET_MEAN, IMAGENET_STD, PATCH_STEMS, craft_checkpoint, craft_patch_embedding  # noqa: F401
+from .patch_stem import IMAGENET_MEAN, IMAGENET_STD, PATCH_STEMS, craft_patch_embedding
 from .pretrained import load_pretrained_model
 
 
