@@ -67,13 +67,20 @@ CRAFT = {f"{ALIGN}.image_encoder.patch_stem": "craft_vgg16_bn"}
 BACKBONE_CRAFT = {"model.init_args.backbone.patch_stem": "craft_vgg16_bn"}
 GATE = {f"{ALIGN}.fusion_gate": "true"}
 PITA_CONTRASTIVE_WORDS = {f"{ALIGN}.pita_mode": "contrastive", f"{ALIGN}.pita_boxes": "words"}
+# The alignment encoders at lr 1e-5 instead of the new-parameter lr 1e-3 their random layers get otherwise: at 1e-3
+# the image stream collapses within 4 steps even with every alignment weight at 0 (RESULTS "why the image stream
+# collapsed"); added after the first four candidates had run.
+SLOW_ENCODERS = {f"{ALIGN}.encoder_lr": "1.0e-05"}
 
-# The selection: AET candidates (experiment funsd_aet), name -> overrides. Each adds to the one before it.
+# The selection: AET candidates (experiment funsd_aet), name -> overrides. Each of the first four adds to the one
+# before it; the *_slow ones are two of them with the encoders' own lr.
 CANDIDATES: dict[str, dict[str, str]] = {
     "select_vit": {},  # funsd_aet offline as it stands: a random 6-layer ViT
     "select_craft": CRAFT,  # + the CRAFT VGG16-BN patch stem (a text detector's trunk)
     "select_craft_gate": {**CRAFT, **GATE},  # + the zero-initialised fusion gate
     "select_craft_gate_pita": {**CRAFT, **GATE, **PITA_CONTRASTIVE_WORDS},  # + contrastive PITA over word boxes
+    "select_craft_slow": {**CRAFT, **SLOW_ENCODERS},  # the CRAFT stem, the encoders at lr 1e-5
+    "select_craft_gate_pita_slow": {**CRAFT, **GATE, **PITA_CONTRASTIVE_WORDS, **SLOW_ENCODERS},
 }
 
 # The matrix: row -> (experiment, overrides added to the chosen candidate's (None: not an AET row, none), seeds).

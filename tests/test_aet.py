@@ -326,6 +326,8 @@ def test_param_groups_warm_start_the_text_encoder_and_leave_out_the_momentum_cop
     assert not any(id(p) in lr_of for p in model.alignment.encoders_m.parameters())
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable <= set(lr_of)
+    # from_pretrained's eval mode is undone: Lightning keeps submodules' modes, dropout must be on in training
+    assert [name for name, module in model.named_modules() if not module.training] == []
 
 
 def test_a_text_encoder_with_another_vocabulary_is_refused_with_advice(data):

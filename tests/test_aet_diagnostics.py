@@ -62,6 +62,12 @@ def test_chance_is_log_of_the_candidate_keys_and_a_collapsed_encoder_scores_exac
     by_hand = torch.tensor([10 - 2, 10 - 1, 10, 10], dtype=torch.float).log().mean()
     chance = contrast_chance(4, 6, docs, queue_ids)
     assert float(chance) == pytest.approx(float(by_hand)) and float(masked) == pytest.approx(float(chance), rel=1e-5)
+    # a collapsed encoder whose queued keys are stale (another direction) falls log((B + K) / B) under chance, but
+    # not under the batch's own chance log(B): that needs telling documents apart
+    stale = F.normalize(torch.tensor([[1.0] * 4 + [-1.0] * 4]), dim=-1).expand(6, -1).clone()
+    fresh_only = ditc_loss(same, same, same, same, stale, stale, 0.07)["loss_ditc"]
+    assert float(contrast_chance(4, 6) - fresh_only) == pytest.approx(math.log(10 / 4), abs=1e-3)
+    assert float(contrast_chance(4, 0) - fresh_only) == pytest.approx(0.0, abs=1e-3)
     # an encoder that tells documents apart scores under chance
     distinct = torch.eye(4, 8)
     assert float(ditc_loss(distinct, distinct, distinct, distinct, None, None, 0.07)["loss_ditc"]) < math.log(4) - 1
@@ -103,10 +109,16 @@ def test_every_aet_run_logs_the_diagnostics_to_tensorboard_in_training_and_valid
     tags = set(events.Tags()["scalars"])
     common = {"image_cls_cos", "text_cls_cos", "image_cls_cos_proj", "text_cls_cos_proj", "pita_matched"}
     train = common | {"contrast_chance", "ditc_under_chance", "imc_under_chance"}
+    train |= {"contrast_batch_chance", "ditc_under_batch_chance", "imc_under_batch_chance"}
     assert {f"train/diag/{n}" for n in train} <= tags
     assert {f"val/diag/{n}" for n in common | {"ditc_batch", "ditc_batch_chance"}} <= tags
     # the chance level grows with the queue: 2 batch keys, then 2 + 2 queued
     chance = [e.value for e in events.Scalars("train/diag/contrast_chance")]
     assert chance == pytest.approx([math.log(2), math.log(4)])
     loss, under = events.Scalars("train/loss_ditc")[0].value, events.Scalars("train/diag/ditc_under_chance")[0].value
+    assert under == pytest.approx(math.log(2) - loss, abs=1e-5)
+    # without the queue the chance stays the batch's: log(2) both steps, the second loss measured against it
+    batch_chance = [e.value for e in events.Scalars("train/diag/contrast_batch_chance")]
+    assert batch_chance == pytest.approx([math.log(2), math.log(2)])
+    loss, under = events.Scalars("train/loss_ditc")[1].value, events.Scalars("train/diag/ditc_under_batch_chance")[1].value
     assert under == pytest.approx(math.log(2) - loss, abs=1e-5)

@@ -273,7 +273,11 @@ class AETAlignment(nn.Module):
           ``pita_tokens_in_one_patch``, the fraction of word tokens whose box lies inside one patch.
         - training (``terms`` given): ``contrast_chance`` = log(K + 1) for K negatives, and ``ditc_under_chance``,
           ``imc_under_chance`` = chance - loss (nats; 0 = the term cannot tell documents apart). The keys are the
-          ones the loss used (the queue is written after this call).
+          ones the loss used (the queue is written after this call). A loss can fall under chance by as much as
+          log((B + K) / B) without telling documents apart: when the momentum encoder has drifted, this step's B
+          fresh keys stand out from the K older queued ones. ``contrast_batch_chance`` = log(B) (the batch's
+          candidates) and ``ditc_under_batch_chance``, ``imc_under_batch_chance`` = log(B) - loss: above 0 only
+          when the term tells this batch's documents apart.
         - evaluation (no ``terms``; with a contrastive term): ``ditc_batch`` and ``ditc_batch_chance``, online image
           vs text CLS with the batch's other documents as negatives (``losses.batch_contrast``).
         """
@@ -301,10 +305,15 @@ class AETAlignment(nn.Module):
             if self.mask_same_document:
                 ids = {"doc_ids": batch["doc_index"], "queue_ids": self.image_queue.item_ids()}
             chance = contrast_chance(image_cls.shape[0], self.image_queue.items().shape[0], **ids).to(image_cls.device)
-            diag["contrast_chance"] = chance
+            # without the queue: what a loss reaches by telling this step's fresh keys from the queued ones only
+            batch_ids = {"doc_ids": batch["doc_index"]} if self.mask_same_document else {}
+            batch_chance = contrast_chance(image_cls.shape[0], 0, **batch_ids).to(image_cls.device)
+            diag["contrast_chance"], diag["contrast_batch_chance"] = chance, batch_chance
             for term in ("ditc", "imc"):
                 if f"loss_{term}" in terms:
-                    diag[f"{term}_under_chance"] = chance - terms[f"loss_{term}"].detach().float()
+                    loss = terms[f"loss_{term}"].detach().float()
+                    diag[f"{term}_under_chance"] = chance - loss
+                    diag[f"{term}_under_batch_chance"] = batch_chance - loss
         elif terms is None and self.temperature is not None:
             diag.update(batch_contrast(image_cls, text_cls, self.temperature(), doc))
         return diag

@@ -248,6 +248,9 @@ class AlignmentTextEncoder(nn.Module):
             if config.pretrained_layers is not None:
                 overrides["num_hidden_layers"] = _pretrained_depth(config.pretrained, config.pretrained_layers)
             self.model = load_pretrained_model(config.pretrained, **overrides)
+            # from_pretrained returns the model in eval mode and Lightning keeps a submodule's mode: without this
+            # the warm-started text encoder (and its momentum copy) would train with dropout off
+            self.model.train()
             rows = self.model.get_input_embeddings().num_embeddings
             if rows != vocab_size:
                 raise CheckpointError(
