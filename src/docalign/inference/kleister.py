@@ -48,8 +48,8 @@ JURISDICTIONS = sorted(US_STATES + COUNTRIES, key=len, reverse=True)
 # text's form, title-cased unless all capitals ("LLC", "N.V.", "L.L.C." stay).
 _SUFFIXES = {"INCORPORATED": "Inc.", "LIMITED": "Ltd.", "LP": "LP", "INC": "Inc.", "LTD": "Ltd."}
 _KEEP_UPPER = {"LLC", "LP", "LLP", "PLC", "NV", "NA", "LLLP"}
-_SUFFIX_KEYS = {"INC", "INCORPORATED", "CORP", "CORPORATION", "LLC", "LTD", "LIMITED", "LP", "LLP", "CO", "COMPANY"}
-_SUFFIX_KEYS |= {"NA", "NV", "PLC", "AG", "SA", "BANCORP"}
+SUFFIX_KEYS = {"INC", "INCORPORATED", "CORP", "CORPORATION", "LLC", "LTD", "LIMITED", "LP", "LLP", "CO", "COMPANY"}
+SUFFIX_KEYS |= {"NA", "NV", "PLC", "AG", "SA", "BANCORP"}
 _TITLE_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
@@ -291,7 +291,7 @@ def party_mentions(text: WordText, limit: int) -> list[tuple[int, int, str, bool
             found.append((m.start(), m.end("name") - len(name), name, True))  # words are single-spaced
     for m in _PERSON.finditer(head):
         name = m.group("name")
-        if not any(name_key(w) in _STOP or name_key(w) in _SUFFIX_KEYS for w in name.split()):
+        if not any(name_key(w) in _STOP or name_key(w) in SUFFIX_KEYS for w in name.split()):
             found.append((m.start("name"), m.start("name"), name, False))
     return found
 

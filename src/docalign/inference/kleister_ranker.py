@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from ..data.kleister_values import KEYS, WordText, date_spans, name_key, name_variants, term_spans
-from .kleister import _SUFFIX_KEYS as SUFFIX_KEYS
-from .kleister import JURISDICTIONS, normalise, party_mentions, rules_extract, term_days
+from .kleister import JURISDICTIONS, SUFFIX_KEYS, normalise, party_mentions, rules_extract, term_days
 
 CONTEXT_WORDS = 6  # words each side of an occurrence, as indicator features
 OCCURRENCES = 4  # the first occurrences whose contexts are features
