@@ -342,7 +342,7 @@ DIAG_TAGS = [
         "ditc_batch",
         "ditc_batch_chance",
     )
-] + ["train/diag/ditc_under_chance", "train/diag/imc_under_chance"]
+] + [f"train/diag/{term}_under{level}chance" for level in ("_", "_batch_") for term in ("ditc", "imc")]
 
 
 def results_table(rows: list[str], runs: Path) -> tuple[str, dict[str, dict[str, dict[int, float]]]]:
@@ -498,7 +498,10 @@ of freedom):
 Collapse diagnostics of the AET rows (last logged value, mean over seeds; `*_cls_cos`: mean cosine between different
 pages' CLS states, near 1 = every page looks alike; `pita_matched` / `pita_mismatched`: a patch's cosine with its own
 words and with other words; `ditc_batch` against `ditc_batch_chance`: validation DITC with the batch's pages as
-negatives; `*_under_chance`: nats under the contrastive chance level in training, 0 = no discrimination):
+negatives; `*_under_chance`: nats under the contrastive chance level in training, 0 = no discrimination, but a
+collapsed encoder reaches log((B + K) / B) by telling fresh keys from the queue's stale ones; `*_under_batch_chance`:
+under the batch's own chance log(B), above 0 only when the batch's documents are told apart, logged by runs started
+after it was added (not the selection's); "-": not logged by that run):
 
 {diagnostics_table([r for r in rows if r != "funsd_ft"] + list(CANDIDATES), runs)}
 

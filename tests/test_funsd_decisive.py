@@ -47,7 +47,17 @@ def test_paired_difference_with_one_or_no_shared_seed(decisive):
     assert "higher by 0.2000" in decisive.verdict(decisive.paired_difference({1: 0.3, 2: 0.5}, {1: 0.1, 2: 0.3}), "f1")
 
 
-@pytest.mark.parametrize("candidate", ["select_vit", "select_craft", "select_craft_gate", "select_craft_gate_pita"])
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "select_vit",
+        "select_craft",
+        "select_craft_gate",
+        "select_craft_gate_pita",
+        "select_craft_slow",
+        "select_craft_gate_pita_slow",
+    ],
+)
 def test_matrix_rows_on_each_candidate(decisive, candidate):
     chosen = decisive.CANDIDATES[candidate]
     rows = {row.name: row for row in decisive.matrix_rows(chosen)}
@@ -89,10 +99,20 @@ def test_each_candidate_adds_to_the_one_before_and_names_real_options(decisive):
     from docalign.alignment import AETAlignment
     from docalign.models.alignment import ImageEncoderConfig
 
-    candidates = list(decisive.CANDIDATES.values())
-    assert candidates[0] == {}
-    for before, after in zip(candidates, candidates[1:]):
+    by_name = decisive.CANDIDATES
+    chain = [by_name[n] for n in ("select_vit", "select_craft", "select_craft_gate", "select_craft_gate_pita")]
+    assert chain[0] == {}
+    for before, after in zip(chain, chain[1:]):
         assert before.items() < after.items()
+    # the *_slow candidates: their namesake with only the alignment encoders' own learning rate added
+    slow = {f"{decisive.ALIGN}.encoder_lr": "1.0e-05"}
+    assert by_name["select_craft_slow"] == {**by_name["select_craft"], **slow}
+    assert by_name["select_craft_gate_pita_slow"] == {**by_name["select_craft_gate_pita"], **slow}
+    assert set(by_name) == {"select_vit", "select_craft", "select_craft_gate", "select_craft_gate_pita"} | {
+        "select_craft_slow",
+        "select_craft_gate_pita_slow",
+    }
+    candidates = list(by_name.values())
     options = set(inspect.signature(AETAlignment).parameters)
     stem_fields = set(inspect.signature(ImageEncoderConfig).parameters)
     for key in {k for c in candidates for k in c} | set(decisive.zero("ditc", "imc", "glitc", "pita")):
@@ -163,7 +183,8 @@ def test_a_finished_run_is_skipped_an_interrupted_one_restarts_and_an_active_one
 def test_selection_chooses_on_validation_only_once_every_candidate_finished(decisive, tmp_path):
     names = list(decisive.CANDIDATES)
     # the best test score belongs to another candidate than the best val/f1: test is not looked at
-    for name, val, test in zip(names[:-1], (0.30, 0.42, 0.35), (0.9, 0.1, 0.1)):
+    vals = [0.30, 0.42] + [0.35] * (len(names) - 3)
+    for name, val, test in zip(names[:-1], vals, [0.9] + [0.1] * (len(names) - 2)):
         write_run(tmp_path, name, 1, {"test/f1": test}, val_f1=val)
     partial = decisive.summarise_selection(6, tmp_path)
     assert partial["chosen"] is None and "val/f1" not in partial["candidates"][names[-1]]

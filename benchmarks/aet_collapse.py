@@ -1,0 +1,143 @@
+"""Why AET's image stream collapses on FUNSD offline: the first 12 steps, step by step, under four settings.
+
+    DOCALIGN_FUNSD=../shared/data/funsd python benchmarks/aet_collapse.py [--jobs 2] [--steps 12]
+
+Each variant is ``funsd_aet`` offline with the CRAFT patch stem (the configuration the decisive matrix's first
+selection chose: ``select_craft``), seed 1, batch 8, trained ``--steps`` steps with every step's collapse diagnostics
+logged (``--trainer.log_every_n_steps 1``), then one validation pass over 4 batches. Variants:
+
+- ``as_selected``: the random ViT layers, the 1x1 stem projection and the projection heads at the new-parameter lr
+  1e-3, the CRAFT trunk and the MiniLM text encoder at 1e-4 (``_offline.yaml``);
+- ``task_only``: the same with every alignment weight 0 (only the task's gradient reaches the encoders);
+- ``encoder_lr_1e-4``, ``encoder_lr_1e-5``: every alignment encoder at that lr (``alignment.encoder_lr``).
+
+Runs go to ``logs/benchmarks/aet_collapse/<variant>/version_seed1`` (resumable: a finished one is skipped); the
+table (``train/diag/image_cls_cos`` at steps 1, 4, 8 and the last, then the last step's other diagnostics and the
+validation pass's) replaces the "AET on FUNSD: why the image stream collapsed" section of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from funsd_runs import REPO, fit_command, run_one  # noqa: E402
+from results import machine, write_section  # noqa: E402
+
+RUNS = REPO / "logs" / "benchmarks" / "aet_collapse"
+ALIGN = "model.init_args.alignment.init_args"
+CRAFT = {f"{ALIGN}.image_encoder.patch_stem": "craft_vgg16_bn"}
+VARIANTS: dict[str, dict[str, str]] = {
+    "as_selected": CRAFT,
+    "task_only": {**CRAFT, **{f"{ALIGN}.{term}_weight": "0.0" for term in ("ditc", "imc", "glitc", "pita")}},
+    "encoder_lr_1e-4": {**CRAFT, f"{ALIGN}.encoder_lr": "1.0e-04"},
+    "encoder_lr_1e-5": {**CRAFT, f"{ALIGN}.encoder_lr": "1.0e-05"},
+}
+SEED = 1
+
+
+def command(variant: str, steps: int) -> list[str]:
+    probe = {
+        "trainer.max_steps": str(steps),
+        "trainer.log_every_n_steps": "1",
+        "trainer.val_check_interval": str(steps),
+        "trainer.limit_val_batches": "4",
+        "trainer.limit_test_batches": "1",
+    }
+    tokens = [t for key, value in {**VARIANTS[variant], **probe}.items() for t in (f"--{key}", value)]
+    return fit_command("funsd_aet", SEED, 1, RUNS, tokens, name=variant)
+
+
+def scalars(run: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[float]] = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return out
+
+
+def report(steps: int, seconds: float, command_line: str) -> str:
+    head = (
+        "| variant | image_cls_cos step 1 | step 4 | step 8 | step {n} | image_cls_cos_proj step {n} | val image_cls_cos "
+        "| pita matched - mismatched step {n} | imc_under_chance step {n} | imc_under_batch_chance step {n} "
+        "| ditc_under_batch_chance step {n} | val ditc_batch (chance) | loss_task step {n} |"
+    ).format(n=steps)
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for variant in VARIANTS:
+        s = scalars(RUNS / variant / f"version_seed{SEED}")
+        if "train/diag/image_cls_cos" not in s:
+            rows.append(f"| {variant} | not run |" + " |" * (head.count("|") - 3))
+            continue
+
+        def at(tag: str, step: int, s=s) -> str:
+            values = s.get(tag, [])
+            return f"{values[step - 1]:.3f}" if len(values) >= step else "-"
+
+        def last(tag: str, s=s) -> str:
+            return f"{s[tag][-1]:.3f}" if tag in s else "-"
+
+        gap = "-"
+        if "train/diag/pita_matched" in s:
+            gap = f"{s['train/diag/pita_matched'][-1] - s['train/diag/pita_mismatched'][-1]:+.3f}"
+        rows.append(
+            f"| {variant} | {at('train/diag/image_cls_cos', 1)} | {at('train/diag/image_cls_cos', 4)} "
+            f"| {at('train/diag/image_cls_cos', 8)} | {at('train/diag/image_cls_cos', steps)} "
+            f"| {last('train/diag/image_cls_cos_proj')} | {last('val/diag/image_cls_cos')} | {gap} "
+            f"| {last('train/diag/imc_under_chance')} | {last('train/diag/imc_under_batch_chance')} "
+            f"| {last('train/diag/ditc_under_batch_chance')} "
+            f"| {last('val/diag/ditc_batch')} ({last('val/diag/ditc_batch_chance')}) | {last('train/loss_task')} |"
+        )
+    body = (
+        f"Command: `{command_line}`. Machine: {machine()}. {seconds:.0f} s.\n\n"
+        f"`funsd_aet` offline with the CRAFT patch stem, seed 1, batch 8, {steps} steps (the schedule's warm-up and "
+        f"decay compressed into them), every step's diagnostics (README, AET); the mean cosine between different pages' "
+        f"image CLS states (1.000: every page gives the same feature); `*_under_chance` = chance - loss with the "
+        f"queue, `*_under_batch_chance` = log(B) - loss without it (above 0 only when the batch's documents are told "
+        f"apart); validation over 4 batches after the last step.\n\n" + "\n".join(rows) + "\n\n" + READING + "\n"
+    )
+    return body
+
+
+READING = (
+    "Reading: the image stream collapses with every alignment weight at 0 just as fast as with them (0.91 -> 1.000 "
+    "within 4-5 steps), so the alignment terms are not what collapses it: the random ViT layers' learning rate is. "
+    "Adam moves every weight by about the learning rate per step whatever its gradient, and at 1e-3 the biases of a "
+    "freshly initialised 6-layer ViT (residual stream of order 0.02-0.5) outgrow what the patches put into it within "
+    "a few steps; at 1e-4 the CLS cosine drifts to 0.99, at 1e-5 it stays where the untrained encoder starts. The "
+    "queue hides the collapse in training: `imc_under_chance` of the collapsed encoder is about log((B + K) / B) (its "
+    "B fresh keys stand out from the K queued ones the momentum encoder wrote earlier) while the batch-only level "
+    "stays at or below 0. The decisive matrix's selection therefore got two more candidates with `encoder_lr 1e-5`."
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    start = time.time()
+
+    def one(variant: str) -> str:
+        run = RUNS / variant / f"version_seed{SEED}"
+        return run_one(command(variant, args.steps), run, RUNS / f"{variant}.log", variant, keep_checkpoints=False)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(one, args.variants):
+            print(line, flush=True)
+    line = "python benchmarks/aet_collapse.py " + " ".join(sys.argv[1:])
+    body = report(args.steps, time.time() - start, line.strip())
+    write_section("aet_collapse", "AET on FUNSD: why the image stream collapsed", body)
+    print("written: docs/RESULTS.md (aet_collapse)")
+
+
+if __name__ == "__main__":
+    main()
