@@ -10,7 +10,8 @@ Every run is real FUNSD (``$DOCALIGN_FUNSD``) offline (``_offline.yaml``; AET ro
 (``CANDIDATES`` and ``MATRIX`` below); its runs are ``docs/runs/funsd_decisive/<row>/version_seed<S>/`` (TensorBoard
 events, ``config.yaml``, ``metrics.json``), committed so that the matrix resumes in any clone: a run whose
 ``metrics.json`` exists is skipped, a folder without one is started again from scratch (an interrupted run) or left
-alone when it changed in the last 15 minutes (another process trains it: ``funsd_runs.active``), and
+alone while the process named by its ``<folder>.running`` marker lives (another process trains it:
+``funsd_runs.active``), and
 checkpoints are deleted once a run has tested (``--keep-checkpoints`` keeps them; ``docs/runs/.gitignore`` keeps
 them out of git). Text logs: ``logs/benchmarks/funsd_decisive/<row>_seed<S>.log``.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -59,35 +60,61 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").exists()
 
 
-# A folder without metrics.json written to this recently is taken to be a run another process is training (events are
-# written every few minutes, even on one thread): it is left alone rather than restarted under it.
+# While a run trains, ``<run_dir>.running`` beside its folder names the host and process training it (git ignores it):
+# another matrix process leaves that run alone while the process lives, and starts it again once it has died. A
+# marker from another host cannot be checked: the run counts as active while its folder changed in the last
+# ``ACTIVE_SECONDS`` (events are written every few minutes, even on one thread).
 ACTIVE_SECONDS = 900
 
 
+def marker(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".running")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
 def active(run_dir: Path) -> bool:
-    """``run_dir`` is unfinished and one of its files changed in the last ``ACTIVE_SECONDS``."""
-    newest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=0.0)
-    return not finished(run_dir) and time.time() - newest < ACTIVE_SECONDS
+    """``run_dir`` is unfinished and a live process trains it (its ``.running`` marker names one). A folder without a
+    marker (an interrupted run, or one checked out from git) is not active, whatever its files' times."""
+    path = marker(run_dir)
+    if finished(run_dir) or not path.exists():
+        return False
+    host, _, pid = path.read_text().strip().partition(" ")
+    if host == socket.gethostname():
+        return pid.isdigit() and _alive(int(pid))
+    newest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=path.stat().st_mtime)
+    return time.time() - newest < ACTIVE_SECONDS
 
 
 def run_one(cmd: list[str], run_dir: Path, log: Path, label: str, keep_checkpoints: bool = True) -> str:
     """Run ``cmd`` (which logs into ``run_dir``) with one thread, its output into ``log``; skipped when ``run_dir`` is
-    finished or ``active`` (another process trains it). A folder left by an interrupted run is removed first: its
-    event files and ``config.yaml`` would mix with the new run's. ``keep_checkpoints=False`` deletes
+    finished or ``active`` (another process trains it; this one marks the run while it trains). A folder left by an
+    interrupted run is removed first: its event files and ``config.yaml`` would mix with the new run's. ``keep_checkpoints=False`` deletes
     ``run_dir/checkpoints`` once the run has tested."""
     if finished(run_dir):
         return f"{label}: done before"
     if active(run_dir):
-        return (
-            f"{label}: SKIPPED, {run_dir} changed in the last {ACTIVE_SECONDS // 60} min (another process trains it?)"
-        )
+        return f"{label}: SKIPPED, another process trains it ({marker(run_dir)}: {marker(run_dir).read_text().strip()})"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO / "src"))
     log.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    marker(run_dir).write_text(f"{socket.gethostname()} {os.getpid()}\n")
     start = time.time()
-    with log.open("w") as out:
-        rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with log.open("w") as out:
+            rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        marker(run_dir).unlink(missing_ok=True)
     if rc == 0 and not keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     status = "ok" if rc == 0 and finished(run_dir) else f"FAILED (exit {rc}, see {log})"

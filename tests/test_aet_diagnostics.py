@@ -120,5 +120,8 @@ def test_every_aet_run_logs_the_diagnostics_to_tensorboard_in_training_and_valid
     # without the queue the chance stays the batch's: log(2) both steps, the second loss measured against it
     batch_chance = [e.value for e in events.Scalars("train/diag/contrast_batch_chance")]
     assert batch_chance == pytest.approx([math.log(2), math.log(2)])
-    loss, under = events.Scalars("train/loss_ditc")[1].value, events.Scalars("train/diag/ditc_under_batch_chance")[1].value
+    loss, under = (
+        events.Scalars("train/loss_ditc")[1].value,
+        events.Scalars("train/diag/ditc_under_batch_chance")[1].value,
+    )
     assert under == pytest.approx(math.log(2) - loss, abs=1e-5)

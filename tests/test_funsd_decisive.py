@@ -6,6 +6,9 @@ import inspect
 import json
 import math
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,13 +150,19 @@ def test_a_finished_run_is_skipped_an_interrupted_one_restarts_and_an_active_one
 ):
     rows = decisive.matrix_rows({})
     write_run(tmp_path, "funsd_ft", 1)
+    host = socket.gethostname()
+    # interrupted: its marker names a process that has ended (and its files are fresh, as after a git checkout)
     interrupted = tmp_path / "funsd_aet" / "version_seed1"
     interrupted.mkdir(parents=True)
     (interrupted / "events.out.tfevents.old").write_text("stale")
-    os.utime(interrupted / "events.out.tfevents.old", (0, 0))  # written long ago: no process trains it now
-    busy = tmp_path / "funsd_aet_weights0" / "version_seed1"  # written just now: another process trains it
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (tmp_path / "funsd_aet" / "version_seed1.running").write_text(f"{host} {ended.pid}\n")
+    busy = tmp_path / "funsd_aet_weights0" / "version_seed1"  # a live process (this one) trains it
     busy.mkdir(parents=True)
     (busy / "events.out.tfevents.new").write_text("fresh")
+    (tmp_path / "funsd_aet_weights0" / "version_seed1.running").write_text(f"{host} {os.getpid()}\n")
+    assert not decisive.run_one.__globals__["active"](interrupted) and decisive.run_one.__globals__["active"](busy)
     jobs = decisive.schedule([r for r in rows if r.name in ("funsd_ft", "funsd_aet", "funsd_aet_weights0")], [1])
     assert [(row.name, seed) for row, seed in decisive.pending(jobs, tmp_path)] == [
         ("funsd_aet", 1),
@@ -176,6 +185,7 @@ def test_a_finished_run_is_skipped_an_interrupted_one_restarts_and_an_active_one
     assert ran == ["funsd_aet"]  # not funsd_aet_weights0: left to the process that writes it
     assert (interrupted / "metrics.json").exists() and not (interrupted / "checkpoints").exists()
     assert (busy / "events.out.tfevents.new").read_text() == "fresh"
+    assert not (tmp_path / "funsd_aet" / "version_seed1.running").exists()  # the run's own marker went with it
     decisive.train(jobs, args, tmp_path, tmp_path / "logs")  # everything finished: nothing runs
     assert ran == ["funsd_aet"]
 
