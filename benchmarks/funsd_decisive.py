@@ -482,6 +482,12 @@ one thread a run; launched on {budget.get("machine", "n/a")}.
 
 {selection_text(selection)}
 
+The `*_slow` candidates were added after the first four had run, when the diagnostics showed every one of them with a
+collapsed image stream (validation CLS cosine 1.000; RESULTS "AET on FUNSD: why the image stream collapsed"). The
+selection runs predate one fix: their alignment text encoder trained with dropout off (`from_pretrained` leaves a model
+in eval mode and Lightning keeps a submodule's mode); the matrix's AET runs train it with dropout on, so `funsd_aet`
+seed 1 is not a re-run of its candidate.
+
 **The matrix.** `funsd_aet` is the chosen candidate; `funsd_aet_weights0` is it with the DITC, IMC, GLITC and PITA
 weights 0 (the architecture alone); `funsd_aet_no_<term>` leaves one term out.{reproduced} `test/f1` is seqeval's entity
 F1 over the word BIO tags (the published score); `test/f1_segments` is entities given the gold segments (not
