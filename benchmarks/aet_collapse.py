@@ -52,16 +52,16 @@ def command(variant: str, steps: int) -> list[str]:
     return fit_command("funsd_aet", SEED, 1, RUNS, tokens, name=variant)
 
 
-def scalars(run: Path) -> dict[str, list[float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+TAGS = [f"train/diag/{n}" for n in ("image_cls_cos", "image_cls_cos_proj", "pita_matched", "pita_mismatched")]
+TAGS += [f"train/diag/{t}_under{level}chance" for t in ("imc", "ditc") for level in ("_", "_batch_")]
+TAGS += ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance", "train/loss_task"]
 
-    out: dict[str, list[float]] = {}
-    for events in sorted(run.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return out
+
+def scalars(run: Path) -> dict[str, list[float]]:
+    """tag -> the values logged, in step order, of the tags the table shows."""
+    from docalign.compare import read_scalars
+
+    return {tag: [e.value for e in events] for tag, events in read_scalars(run, TAGS).items()} if run.exists() else {}
 
 
 def report(steps: int, seconds: float, command_line: str) -> str:

@@ -20,8 +20,8 @@ them out of git). Text logs: ``logs/benchmarks/funsd_decisive/<row>_seed<S>.log`
 ``val/f1_segments`` to ``docs/runs/funsd_decisive/selection.json``.
 
 *matrix* trains the rows of ``MATRIX`` (the AET ones on top of the chosen candidate; ``funsd_ft_craft`` is plain
-fine-tuning with the CRAFT stem as LayoutLMv3's own patch embedding, ``backbone.patch_stem``), seed by seed (every row's seed 1 first), so an
-interrupted matrix is complete for the seeds it finished; ``--jobs`` runs at once.
+fine-tuning with the CRAFT stem as LayoutLMv3's own patch embedding, ``backbone.patch_stem``), seed by seed (every
+row's seed 1 first), so an interrupted matrix is complete for the seeds it finished; ``--jobs`` runs at once.
 
 *report* writes the "FUNSD offline: does AET help?" section of docs/RESULTS.md from whatever runs have finished:
 per row mean ± std of ``test/f1`` (seqeval entity F1 over the word BIO tags), ``test/f1_segments`` (entities given

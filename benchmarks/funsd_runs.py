@@ -97,8 +97,8 @@ def active(run_dir: Path) -> bool:
 def run_one(cmd: list[str], run_dir: Path, log: Path, label: str, keep_checkpoints: bool = True) -> str:
     """Run ``cmd`` (which logs into ``run_dir``) with one thread, its output into ``log``; skipped when ``run_dir`` is
     finished or ``active`` (another process trains it; this one marks the run while it trains). A folder left by an
-    interrupted run is removed first: its event files and ``config.yaml`` would mix with the new run's. ``keep_checkpoints=False`` deletes
-    ``run_dir/checkpoints`` once the run has tested."""
+    interrupted run is removed first: its event files and ``config.yaml`` would mix with the new run's.
+    ``keep_checkpoints=False`` deletes ``run_dir/checkpoints`` once the run has tested."""
     if finished(run_dir):
         return f"{label}: done before"
     if active(run_dir):

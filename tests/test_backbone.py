@@ -196,6 +196,8 @@ def test_the_pretrained_alignment_text_encoder_keeps_its_first_layers_when_told(
     full = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm"), len(tokenizer))
     cut = AlignmentTextEncoder(TextEncoderConfig(pretrained="minilm", pretrained_layers=3), len(tokenizer))
     assert len(full.model.encoder.layer) == 6 and len(cut.model.encoder.layer) == 3
+    # loaded in training mode (from_pretrained's eval mode would survive Lightning's fit: dropout off)
+    assert all(module.training for module in full.modules())
     kept = cut.model.state_dict()
     # every kept tensor is the checkpoint's own (embeddings and layers 0-2), none newly initialised
     assert kept.keys() <= full.model.state_dict().keys()

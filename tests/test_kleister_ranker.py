@@ -122,6 +122,14 @@ def test_saved_ranker_loads_safely_and_predicts_the_same(tmp_path: Path) -> None
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"field 'models' has an unknown key 'salary'"):
         KleisterRanker.load(bad)
+    del data["models"]["salary"], data["models"]["effective_date"]["threshold"]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"other.json: field 'models.effective_date' is not a key model"):
+        KleisterRanker.load(bad)
+    for text, found in (("[1, 2]", "field 'format' is 'list'"), ("{not json", "not JSON")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"other.json is not a Kleister ranker.*{found}"):
+            KleisterRanker.load(bad)
 
 
 def test_suffix_forms_follow_the_training_values() -> None:

@@ -137,9 +137,8 @@ def _name_runs(text: WordText) -> list[tuple[str, int, int, dict[str, float]]]:
             continue
         first, last = text.words_of(start, start + len(name))
         the = first > 0 and text.text[max(0, start - 4) : start].strip().lower() == "the"
-        parts = {
-            (first, last)
-        }  # the run, and its starts (after a trigger) or ends (before one): a name in a longer run
+        # the run, and its starts (after a trigger) or ends (before one): a name in a longer run
+        parts = {(first, last)}
         parts |= {(first, first + n) for n in range(min(_PART_WORDS, last - first)) if before}
         parts |= {(last - n, last) for n in range(min(_PART_WORDS, last - first)) if after}
         for a, b in parts:
@@ -335,14 +334,21 @@ class KleisterRanker:
     @classmethod
     def load(cls, path: str | Path) -> "KleisterRanker":
         path = Path(path)
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a Kleister ranker ({FORMAT}): field 'format' is {data.get('format')!r}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not a Kleister ranker ({FORMAT}): not JSON ({err})") from err
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        if found != FORMAT:
+            raise ValueError(f"{path} is not a Kleister ranker ({FORMAT}): field 'format' is {found!r}")
         models = {}
-        for key, m in data["models"].items():
+        for key, m in (data.get("models") or {}).items():
             if key not in KEYS:
                 raise ValueError(f"{path}: field 'models' has an unknown key {key!r} (known: {', '.join(KEYS)})")
-            models[key] = KeyModel(**m)
+            try:
+                models[key] = KeyModel(**m)
+            except TypeError as err:  # a missing or unknown field of the key's model
+                raise ValueError(f"{path}: field 'models.{key}' is not a key model ({err})") from err
         return cls(models, data.get("info"), data.get("forms"))
 
 

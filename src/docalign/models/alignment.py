@@ -181,9 +181,7 @@ class AlignmentImageEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: (B, 3, S, S) -> (B, 1+P, Hv), P = (S / patch_size)**2, row-major patches."""
-        if self.stem is not None:  # CRAFT was trained on ImageNet-normalised pages
-            pixel_values = (pixel_values - self.mean.to(pixel_values.dtype)) / self.std.to(pixel_values.dtype)
-        elif self.pretrained:
+        if self.stem is not None or self.pretrained:  # the statistics the weights were trained with (CRAFT: ImageNet)
             pixel_values = (pixel_values - self.mean.to(pixel_values.dtype)) / self.std.to(pixel_values.dtype)
         else:  # the same scalar arithmetic as the fusion backbone's (bit-identical inputs for equal pixels)
             pixel_values = (pixel_values - PIXEL_MEAN) / PIXEL_STD
@@ -247,10 +245,7 @@ class AlignmentTextEncoder(nn.Module):
             )
             if config.pretrained_layers is not None:
                 overrides["num_hidden_layers"] = _pretrained_depth(config.pretrained, config.pretrained_layers)
-            self.model = load_pretrained_model(config.pretrained, **overrides)
-            # from_pretrained returns the model in eval mode and Lightning keeps a submodule's mode: without this
-            # the warm-started text encoder (and its momentum copy) would train with dropout off
-            self.model.train()
+            self.model = load_pretrained_model(config.pretrained, **overrides)  # in training mode (dropout on)
             rows = self.model.get_input_embeddings().num_embeddings
             if rows != vocab_size:
                 raise CheckpointError(

@@ -12,15 +12,18 @@ from ..hub import CheckpointError, hub_failure, resolve_checkpoint
 
 
 def load_pretrained_model(name: str, **config_overrides: Any) -> Any:
-    """``AutoModel.from_pretrained`` with a clear error; returns the transformers model. ``config_overrides``
-    replace attributes of the checkpoint's config (e.g. ``attention_probs_dropout_prob``)."""
+    """``AutoModel.from_pretrained`` with a clear error; returns the transformers model in training mode, as any
+    freshly built module (``from_pretrained`` returns it in eval mode, and Lightning keeps a submodule's mode: a model
+    kept as a submodule would train with dropout off). ``config_overrides`` replace attributes of the checkpoint's
+    config (e.g. ``attention_probs_dropout_prob``)."""
     from transformers import AutoModel
 
     path = resolve_checkpoint(name)
     try:
-        return AutoModel.from_pretrained(path, **config_overrides)
+        model = AutoModel.from_pretrained(path, **config_overrides)
     except (OSError, ValueError) as err:
         raise hub_failure(name, "checkpoint", err) from err
+    return model.train()
 
 
 def check_vocab(tokenizer_size: int, checkpoint_rows: int, checkpoint: str) -> int:

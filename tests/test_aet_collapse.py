@@ -1,0 +1,57 @@
+"""benchmarks/aet_collapse.py without training: its commands name real options, its table reads the runs' events."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from conftest import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def collapse():
+    return load_benchmark("aet_collapse")
+
+
+def test_each_variant_is_the_selected_configuration_with_one_change_and_real_options(collapse):
+    from docalign.alignment import AETAlignment
+
+    base = collapse.VARIANTS["as_selected"]
+    options = set(inspect.signature(AETAlignment).parameters)
+    for name, overrides in collapse.VARIANTS.items():
+        assert base.items() <= overrides.items(), name  # the CRAFT stem in every variant
+        for key in overrides.keys() - base.keys():
+            assert key.removeprefix(collapse.ALIGN + ".") in options, key
+        cmd = collapse.command(name, 12)
+        # the probe's settings come last, so they win over fit_args' defaults (max_steps -1)
+        assert cmd[len(cmd) - cmd[::-1].index("--trainer.max_steps")] == "12"
+        assert cmd[cmd.index("--experiment") + 1] == name and "--trainer.log_every_n_steps" in cmd
+    weights = {k: v for k, v in collapse.VARIANTS["task_only"].items() if k.endswith("_weight")}
+    assert len(weights) == 4 and set(weights.values()) == {"0.0"}
+
+
+def test_the_table_reads_each_steps_diagnostics_from_tensorboard(collapse, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    monkeypatch.setattr(collapse, "RUNS", tmp_path)
+    run = tmp_path / "as_selected" / "version_seed1"
+    writer = SummaryWriter(str(run))
+    for step, value in enumerate([0.9, 0.95, 0.99, 1.0], start=1):
+        writer.add_scalar("train/diag/image_cls_cos", value, step)
+    writer.add_scalar("train/diag/imc_under_chance", 2.0, 4)
+    writer.add_scalar("train/diag/imc_under_batch_chance", -0.5, 4)
+    writer.add_scalar("train/diag/pita_matched", 0.30, 4)
+    writer.add_scalar("train/diag/pita_mismatched", 0.25, 4)
+    writer.add_scalar("val/diag/ditc_batch", 2.5, 4)
+    writer.add_scalar("val/diag/ditc_batch_chance", 2.0, 4)
+    writer.close()
+    body = collapse.report(4, 10.0, "python benchmarks/aet_collapse.py")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in body.splitlines() if line.startswith("| ")}
+    assert rows["as_selected"].startswith(
+        "| as_selected | 0.900 | 1.000 | - | 1.000 | - | - | +0.050 | 2.000 | -0.500 "
+    )
+    assert "2.500 (2.000)" in rows["as_selected"]
+    assert "| task_only | not run |" in rows["task_only"]
+    columns = rows["variant"].count("|")
+    assert all(line.count("|") == columns for line in rows.values())
