@@ -15,10 +15,14 @@ def collapse():
 
 
 def test_each_variant_is_the_selected_configuration_with_one_change_and_real_options(collapse):
+    import dataclasses
+
     from docalign.alignment import AETAlignment
+    from docalign.models.alignment import ImageEncoderConfig
 
     base = collapse.VARIANTS["as_selected"]
     options = set(inspect.signature(AETAlignment).parameters)
+    options |= {f"image_encoder.{field.name}" for field in dataclasses.fields(ImageEncoderConfig)}
     for name, overrides in collapse.VARIANTS.items():
         assert base.items() <= overrides.items(), name  # the CRAFT stem in every variant
         for key in overrides.keys() - base.keys():
@@ -46,7 +50,10 @@ def test_the_table_reads_each_steps_diagnostics_from_tensorboard(collapse, tmp_p
     writer.add_scalar("val/diag/ditc_batch", 2.5, 4)
     writer.add_scalar("val/diag/ditc_batch_chance", 2.0, 4)
     writer.close()
-    body = collapse.report(4, 10.0, "python benchmarks/aet_collapse.py")
+    body = collapse.report(4, 10.0, "python benchmarks/aet_collapse.py", list(collapse.VARIANTS))
+    assert "(10 s). Machine" in body
+    partial = collapse.report(4, 10.0, "python benchmarks/aet_collapse.py --variants task_only", ["task_only"])
+    assert "(10 s; the variants it does not name ran in an earlier invocation)" in partial
     rows = {line.split(" | ")[0].lstrip("| "): line for line in body.splitlines() if line.startswith("| ")}
     assert rows["as_selected"].startswith(
         "| as_selected | 0.900 | 1.000 | - | 1.000 | - | - | +0.050 | 2.000 | -0.500 "

@@ -238,3 +238,35 @@ def test_craft_patch_stem_loads_offline_from_the_installed_package(data, tmp_pat
         AlignmentImageEncoder(dataclasses.replace(config, patch_stem_file=str(bad)), 32, 16)
     with pytest.raises(ValueError, match="patch_stem"):
         AlignmentImageEncoder(dataclasses.replace(config, patch_stem="resnet"), 32, 16)
+
+
+def test_frozen_craft_stem_keeps_its_weights_and_statistics_and_the_projection_trains(data, tmp_path, monkeypatch):  # noqa: F811
+    """``image_encoder.patch_stem_frozen``: after a real training step the CRAFT trunk's weights and BatchNorm running
+    statistics are bit-identical (eval-mode BatchNorm, no gradient, so no backward through it; also in the momentum
+    twin), while its 1x1 projection trains; the state-dict names are the trainable stem's (checkpoints interchange)."""
+    from docalign.models.alignment import AlignmentImageEncoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = ImageEncoderConfig(
+        hidden_size=24, num_layers=1, num_heads=2, patch_stem="craft_vgg16_bn", patch_stem_frozen=True
+    )
+    model = system(data, image_encoder=config)
+    vit = model.alignment.encoders.image.vit
+    trunk, proj = vit.patch_embed.proj[0], vit.patch_embed.proj[1]
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    proj_before = proj.weight.detach().clone()
+    model.train()
+    assert not trunk.training and not trunk[1].training  # BatchNorm in eval mode under model.train()
+    assert all(not p.requires_grad for p in trunk.parameters())
+    trainer(tmp_path, max_steps=2, limit_train_batches=2).fit(model, datamodule=data)
+    after = trunk.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and running_mean/var untouched
+    assert not torch.equal(proj.weight.detach(), proj_before)  # the 1x1 projection trained
+    momentum = model.alignment.encoders_m.image.vit.patch_embed.proj[0]  # the EMA copy's trunk: unchanged too
+    assert not momentum.training and all(torch.equal(before[k], v) for k, v in momentum.state_dict().items())
+    trainable = AlignmentImageEncoder(dataclasses.replace(config, patch_stem_frozen=False), 32, 16)
+    assert set(trainable.state_dict()) == set(AlignmentImageEncoder(config, 32, 16).state_dict())
+    trainable.train()
+    assert trainable.vit.patch_embed.proj[0][1].training  # the default trunk trains, BatchNorm included
+    with pytest.raises(ValueError, match="patch_stem_frozen true needs a patch_stem"):
+        AlignmentImageEncoder(dataclasses.replace(config, patch_stem=None), 32, 16)

@@ -255,3 +255,22 @@ def test_layoutlmv3_patch_stem_is_craft_pretrained_offline_and_warm_started(tmp_
     torch.save({"module.basenet.slice1.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(CheckpointError, match="not a CRAFT checkpoint"):
         build_backbone(replace(config, patch_stem_file=str(bad)), vocab_size=100)
+
+
+def test_layoutlmv3_frozen_patch_stem_gets_no_gradient_and_keeps_its_statistics(monkeypatch):
+    """``backbone.patch_stem_frozen``: the CRAFT trunk stays in eval mode under ``train()`` (its pre-trained BatchNorm
+    statistics survive a training forward) and gets no gradient, while the 1x1 projection does."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = build_backbone(replace(TINY, patch_stem="craft_vgg16_bn", patch_stem_frozen=True), vocab_size=100)
+    trunk, proj = model.hf.patch_embed.proj[0], model.hf.patch_embed.proj[1]
+    stats = trunk[1].running_mean.clone()
+    model.train()
+    assert not trunk.training and model.hf.encoder.training
+    out = model(*inputs())
+    out["visual"].sum().backward()
+    assert torch.equal(trunk[1].running_mean, stats)  # a train-mode BatchNorm would have moved them
+    assert all(p.grad is None for p in trunk.parameters()) and proj.weight.grad is not None
+    with pytest.raises(ValueError, match="patch_stem_frozen true needs a patch_stem"):
+        build_backbone(replace(TINY, patch_stem_frozen=True), vocab_size=100)

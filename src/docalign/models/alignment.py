@@ -48,6 +48,9 @@ class ImageEncoderConfig:
             (``craft_mlt_25k.pth``), offline. Needs ``patch_size`` 16 and a random-init ViT (no ``timm_checkpoint``).
             None (default): the ViT's own linear patch embedding.
         patch_stem_file: a CRAFT checkpoint (``craft_mlt_25k.pth``) for ``patch_stem``.
+        patch_stem_frozen: the stem's CNN trunk as a fixed feature extractor: no gradient and its BatchNorm layers in
+            eval mode (the pre-trained running statistics; in train mode every batch of pages overwrites them), so no
+            backward pass through it. Its 1x1 projection and the ViT still train. False (default): the trunk trains.
     """
 
     timm_checkpoint: Optional[str] = None
@@ -61,6 +64,7 @@ class ImageEncoderConfig:
     drop_path: float = 0.0
     patch_stem: Optional[str] = None
     patch_stem_file: Optional[str] = None
+    patch_stem_frozen: bool = False
 
 
 @dataclass
@@ -147,7 +151,11 @@ class AlignmentImageEncoder(nn.Module):
                     f"{patch_size})"
                 )
             # The patch embedding's projection becomes CNN + 1x1 conv: same (B, D, S/16, S/16) output as before.
-            self.vit.patch_embed.proj = craft_patch_embedding(self.vit.embed_dim, config.patch_stem_file)
+            self.vit.patch_embed.proj = craft_patch_embedding(
+                self.vit.embed_dim, config.patch_stem_file, frozen=config.patch_stem_frozen
+            )
+        elif config.patch_stem_frozen:
+            raise ValueError("model.image_encoder.patch_stem_frozen true needs a patch_stem (got null)")
         vit_patch = tuple(self.vit.patch_embed.patch_size)
         if vit_patch != (patch_size, patch_size):
             raise ValueError(

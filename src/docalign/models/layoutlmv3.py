@@ -126,6 +126,8 @@ class LayoutLMv3Backbone(nn.Module):
         self.patch_grid = config.image_size // config.patch_size if config.visual else 0
         if config.patch_stem is not None:
             self._use_patch_stem(config)
+        elif config.patch_stem_frozen:
+            raise ValueError("model.backbone.patch_stem_frozen true needs a patch_stem (got null)")
 
     def _use_patch_stem(self, config: BackboneConfig) -> None:
         """Replace the linear patch embedding by a pre-trained CNN stem (``BackboneConfig.patch_stem``)."""
@@ -138,7 +140,9 @@ class LayoutLMv3Backbone(nn.Module):
                 "model.backbone.patch_stem 'craft_vgg16_bn' is a stride-16 patch embedding: it needs visual true and "
                 f"patch_size 16 (got visual {config.visual}, patch_size {config.patch_size})"
             )
-        self.hf.patch_embed.proj = craft_patch_embedding(self.hf.config.hidden_size, config.patch_stem_file)
+        self.hf.patch_embed.proj = craft_patch_embedding(
+            self.hf.config.hidden_size, config.patch_stem_file, frozen=config.patch_stem_frozen
+        )
         stem = [f"patch_embed.proj.0.{n}" for n, _ in self.hf.patch_embed.proj[0].named_parameters()]
         if self.load_report is None:
             self.load_report = LoadReport(source=config.patch_stem)

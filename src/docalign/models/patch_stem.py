@@ -36,6 +36,20 @@ def craft_checkpoint() -> str:
     return os.path.join(model_dir(), "craft_mlt_25k.pth")
 
 
+class FrozenTrunk(nn.Sequential):
+    """A pre-trained CNN trunk used as a fixed feature extractor: its parameters get no gradient and its BatchNorm
+    layers stay in eval mode (the pre-trained running statistics, never overwritten by a training batch), whatever
+    ``train()`` is called with. With no parameter needing a gradient and pixel inputs, autograd records nothing
+    through it: no backward pass through the trunk. Same children and state-dict names as the trunk it wraps."""
+
+    def __init__(self, trunk: nn.Sequential) -> None:
+        super().__init__(*trunk)
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FrozenTrunk":
+        return super().train(False)
+
+
 def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
     """CRAFT's VGG16-BN trunk up to pool4, ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, 512, S/16, S/16)``, with the
     weights of a CRAFT checkpoint (its ``basenet.slice1``-``slice4`` layers; torchvision's ``vgg16_bn`` indexing)."""
@@ -64,7 +78,9 @@ def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
     return trunk
 
 
-def craft_patch_embedding(width: int, path: Optional[str] = None) -> nn.Sequential:
+def craft_patch_embedding(width: int, path: Optional[str] = None, frozen: bool = False) -> nn.Sequential:
     """CRAFT's trunk then a 1x1 projection to ``width``: ``(B, 3, S, S)`` ImageNet-normalised -> ``(B, width, S/16,
-    S/16)``, a drop-in for a 16 px patch embedding's convolution."""
-    return nn.Sequential(craft_vgg16_bn_stem(path), nn.Conv2d(512, width, kernel_size=1))
+    S/16)``, a drop-in for a 16 px patch embedding's convolution. ``frozen``: the trunk is a ``FrozenTrunk`` (no
+    gradient, BatchNorm in eval mode); the 1x1 projection trains either way."""
+    trunk = craft_vgg16_bn_stem(path)
+    return nn.Sequential(FrozenTrunk(trunk) if frozen else trunk, nn.Conv2d(512, width, kernel_size=1))
