@@ -401,6 +401,79 @@ def diagnostics_table(rows: list[str], runs: Path) -> str:
     return "\n".join(lines)
 
 
+COLLAPSED_COS = 0.99  # validation image CLS cosine above this: every page gives (nearly) the same feature
+
+
+def last_diagnostics(name: str, runs: Path) -> dict[str, float]:
+    """tag -> the last logged value of each ``val/diag`` tag, mean over ``name``'s finished seeds."""
+    tags = ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance"]
+    tags += ["val/diag/pita_matched", "val/diag/pita_mismatched"]
+    out = {}
+    for tag in tags:
+        last = [values[tag][-1][1] for values in curves(name, tags, runs).values() if values.get(tag)]
+        if last:
+            out[tag] = statistics.mean(last)
+    return out
+
+
+def alignment_reading(names: list[str], runs: Path) -> str:
+    """What the validation diagnostics of the AET rows and candidates say about why AET does (not) help: how many
+    have a collapsed image stream, whether any tells validation pages apart through DITC better than chance, and the
+    largest PITA matched - mismatched gap. Derived from the runs, so it changes with them."""
+    found = {name: last_diagnostics(name, runs) for name in names}
+    found = {name: d for name, d in found.items() if "val/diag/image_cls_cos" in d}
+    if not found:
+        return "No AET run with validation diagnostics has finished yet."
+    cos = {name: d["val/diag/image_cls_cos"] for name, d in found.items()}
+    collapsed = [name for name in found if cos[name] > COLLAPSED_COS]
+    apart = [name for name in found if cos[name] <= COLLAPSED_COS]
+    parts = [
+        f"On validation, {len(collapsed)} of the {len(found)} AET configurations with diagnostics (rows and selection "
+        f"candidates) have a collapsed image stream (CLS cosine above {COLLAPSED_COS}"
+        + (f": {', '.join(f'`{n}`' for n in collapsed)}" if collapsed else "")
+        + ")"
+        + (
+            f"; {', '.join(f'`{n}`' for n in apart)} keep pages apart (cosine "
+            f"{min(cos[n] for n in apart):.3f}-{max(cos[n] for n in apart):.3f})."
+            if apart
+            else "."
+        )
+    ]
+    gaps = {
+        name: d["val/diag/ditc_batch"] - d["val/diag/ditc_batch_chance"]
+        for name, d in found.items()
+        if "val/diag/ditc_batch" in d and "val/diag/ditc_batch_chance" in d
+    }
+    if gaps:
+        better = [name for name, gap in gaps.items() if gap < 0]
+        parts.append(
+            (
+                f"{', '.join(f'`{n}`' for n in better)} tell the validation pages apart through DITC better than "
+                "chance (`ditc_batch` under `ditc_batch_chance`);"
+                if better
+                else "None tells the validation pages apart through DITC better than chance:"
+            )
+            + f" validation DITC minus its chance level ranges from {min(gaps.values()):+.2f} to "
+            f"{max(gaps.values()):+.2f} nats (above 0: worse than guessing; the terms fit the training forms' pairs "
+            "without learning what transfers to new pages)."
+        )
+    pita = {
+        name: d["val/diag/pita_matched"] - d["val/diag/pita_mismatched"]
+        for name, d in found.items()
+        if "val/diag/pita_matched" in d and "val/diag/pita_mismatched" in d
+    }
+    if pita:
+        top = max(pita, key=pita.get)
+        parts.append(
+            f"PITA's matched minus mismatched cosine is at most {pita[top]:+.3f} (`{top}`): a patch is no closer to "
+            "its own words than to other words."
+            if pita[top] < 0.05
+            else f"PITA's matched minus mismatched cosine reaches {pita[top]:+.3f} (`{top}`): patches do move towards "
+            "their own words."
+        )
+    return " ".join(parts)
+
+
 def plot(rows: list[str], tag: str, path: Path, runs: Path) -> None:
     """``tag``'s validation curve of every finished run, one colour a row (``docalign compare``'s plot)."""
     from docalign.compare import Run, plot_curves
@@ -501,6 +574,8 @@ of freedom):
 {differences}
 
 **Does AET help?** {answer(diffs)}
+
+**Why not more:** {alignment_reading([r for r in rows if "aet" in r] + list(CANDIDATES), runs)}
 
 Collapse diagnostics of the AET rows (last logged value, mean over seeds; `*_cls_cos`: mean cosine between different
 pages' CLS states, near 1 = every page looks alike; `pita_matched` / `pita_mismatched`: a patch's cosine with its own

@@ -218,3 +218,39 @@ def test_report_tables_show_a_partial_matrix(decisive, tmp_path):
     assert diffs["funsd_aet_no_pita", "funsd_aet", "test/f1"]["n"] == 1
     assert diffs["funsd_aet_weights0", "funsd_ft", "test/f1"] is None
     assert "| funsd_aet_no_pita - funsd_aet | -0.2200 (n=1) |" in differences
+
+
+def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
+    """``alignment_reading`` is derived from the runs' logged diagnostics: collapsed vs apart image streams, DITC
+    against its chance level, PITA's matched - mismatched gap; a run without diagnostics is left out."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    def logged(row, **values):
+        run = write_run(tmp_path, row, 1)
+        writer = SummaryWriter(str(run))
+        for name, value in values.items():
+            writer.add_scalar(f"val/diag/{name}", value, 10)
+        writer.close()
+
+    logged(
+        "funsd_aet", image_cls_cos=0.999, ditc_batch=3.5, ditc_batch_chance=2.0, pita_matched=0.9, pita_mismatched=0.9
+    )
+    logged("select_craft_slow", image_cls_cos=0.85, ditc_batch=2.5, ditc_batch_chance=2.0)
+    write_run(tmp_path, "select_vit", 1)  # finished, no diagnostics
+    text = decisive.alignment_reading(["funsd_aet", "select_craft_slow", "select_vit"], tmp_path)
+    assert "1 of the 2 AET configurations" in text and "above 0.99: `funsd_aet`)" in text
+    assert "`select_craft_slow` keep pages apart (cosine 0.850-0.850)" in text
+    assert "None tells the validation pages apart" in text and "from +0.50 to +1.50 nats" in text
+    assert "at most +0.000 (`funsd_aet`)" in text
+    logged(
+        "select_craft_gate",
+        image_cls_cos=0.8,
+        ditc_batch=1.5,
+        ditc_batch_chance=2.0,
+        pita_matched=0.5,
+        pita_mismatched=0.3,
+    )
+    text = decisive.alignment_reading(["funsd_aet", "select_craft_gate"], tmp_path)
+    assert "`select_craft_gate` tell the validation pages apart through DITC better than chance" in text
+    assert "reaches +0.200 (`select_craft_gate`): patches do move" in text
+    assert decisive.alignment_reading(["select_vit"], tmp_path).startswith("No AET run with validation diagnostics")
