@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from test_aet import data, system  # noqa: F401  (data: test_aet's fixture)
 
 from conftest import load_benchmark
 
@@ -23,6 +24,7 @@ def test_each_variant_is_the_selected_configuration_with_one_change_and_real_opt
     base = collapse.VARIANTS["as_selected"]
     options = set(inspect.signature(AETAlignment).parameters)
     options |= {f"image_encoder.{field.name}" for field in dataclasses.fields(ImageEncoderConfig)}
+    options.add("model.init_args.freeze")  # the system's own option, not the alignment's
     for name, overrides in collapse.VARIANTS.items():
         assert base.items() <= overrides.items(), name  # the CRAFT stem in every variant
         for key in overrides.keys() - base.keys():
@@ -33,6 +35,25 @@ def test_each_variant_is_the_selected_configuration_with_one_change_and_real_opt
         assert cmd[cmd.index("--experiment") + 1] == name and "--trainer.log_every_n_steps" in cmd
     weights = {k: v for k, v in collapse.VARIANTS["task_only"].items() if k.endswith("_weight")}
     assert len(weights) == 4 and set(weights.values()) == {"0.0"}
+
+
+def test_the_frozen_vit_vectors_are_real_parameters_and_only_vectors(collapse, data):  # noqa: F811
+    """``vit_vectors_frozen``'s patterns freeze (``model.freeze``) the online ViT's CLS token, position embedding,
+    biases and LayerNorm parameters of a real AET system: every pattern matches, no matrix and nothing else."""
+    import json
+
+    from docalign.models.alignment import ImageEncoderConfig
+    from docalign.models.freezing import match_parameters
+
+    patterns = json.loads(collapse.VARIANTS["vit_vectors_frozen"]["model.init_args.freeze"])
+    model = system(data, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=2, num_heads=2), freeze=patterns)
+    hits = match_parameters(model, patterns)
+    assert all(p.dim() == 1 or name.endswith(("cls_token", "pos_embed")) for name, p in hits.items())
+    assert all(name.startswith("alignment.encoders.image.vit.") and not p.requires_grad for name, p in hits.items())
+    assert {"alignment.encoders.image.vit.blocks.1.attn.qkv.bias", "alignment.encoders.image.vit.norm.weight"} <= set(
+        hits
+    )
+    assert model.alignment.encoders.image.vit.blocks[1].attn.qkv.weight.requires_grad  # matrices still train
 
 
 def test_the_table_reads_each_steps_diagnostics_from_tensorboard(collapse, tmp_path, monkeypatch):
