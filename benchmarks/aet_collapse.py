@@ -147,8 +147,8 @@ READING = (
     "(`*_under_batch_chance`) every variant stays under 0: in 12 steps no setting tells documents apart "
     "yet. The decisive matrix's selection therefore got two candidates with `encoder_lr 1e-5` (`*_slow`): "
     "over 6 epochs their image stream stayed apart (validation CLS cosine 0.85 and 0.84 instead of "
-    "1.000), but validation DITC stayed above chance (3.53 and 2.83 nats against 2.02: the contrastive "
-    "terms fit the 134 training forms' pairs without generalising) and their best `val/f1` was lower "
+    "1.000), but validation DITC stayed above chance (3.53 and 2.83 nats against 2.02: the alignment "
+    "does not tell new pages apart) and their best `val/f1` was lower "
     "(0.332, 0.338 against 0.349 for `select_craft`, one seed; `funsd_ft`'s `val/f1` varies by 0.007 "
     "between seeds), so the selection kept `select_craft`."
 )

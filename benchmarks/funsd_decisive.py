@@ -454,8 +454,8 @@ def alignment_reading(names: list[str], runs: Path) -> str:
                 else "None tells the validation pages apart through DITC better than chance:"
             )
             + f" validation DITC minus its chance level ranges from {min(gaps.values()):+.2f} to "
-            f"{max(gaps.values()):+.2f} nats (above 0: worse than guessing; the terms fit the training forms' pairs "
-            "without learning what transfers to new pages)."
+            f"{max(gaps.values()):+.2f} nats (above 0: worse than guessing; the training-side `*_under_batch_chance` in "
+            "the diagnostics table says whether the training pages are told apart)."
         )
     pita = {
         name: d["val/diag/pita_matched"] - d["val/diag/pita_mismatched"]
