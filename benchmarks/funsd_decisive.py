@@ -408,9 +408,10 @@ def last_diagnostics(name: str, runs: Path) -> dict[str, float]:
     """tag -> the last logged value of each ``val/diag`` tag, mean over ``name``'s finished seeds."""
     tags = ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance"]
     tags += ["val/diag/pita_matched", "val/diag/pita_mismatched"]
+    logged = curves(name, tags, runs).values()  # read each run's events once
     out = {}
     for tag in tags:
-        last = [values[tag][-1][1] for values in curves(name, tags, runs).values() if values.get(tag)]
+        last = [values[tag][-1][1] for values in logged if values.get(tag)]
         if last:
             out[tag] = statistics.mean(last)
     return out

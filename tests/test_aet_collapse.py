@@ -37,23 +37,37 @@ def test_each_variant_is_the_selected_configuration_with_one_change_and_real_opt
     assert len(weights) == 4 and set(weights.values()) == {"0.0"}
 
 
-def test_the_frozen_vit_vectors_are_real_parameters_and_only_vectors(collapse, data):  # noqa: F811
-    """``vit_vectors_frozen``'s patterns freeze (``model.freeze``) the online ViT's CLS token, position embedding,
-    biases and LayerNorm parameters of a real AET system: every pattern matches, no matrix and nothing else."""
+def test_each_freeze_variant_freezes_what_it_says_in_a_real_craft_aet_system(collapse, data, monkeypatch):  # noqa: F811
+    """The ``model.freeze`` patterns of ``vit_vectors_frozen``, ``stem_projection_frozen`` and ``vit_blocks_frozen``,
+    applied to a real AET system with the CRAFT stem: every pattern matches (a typo would raise), and each freezes its
+    part of the online ViT only: the vectors (no matrix), the 1x1 projection, the transformer blocks."""
     import json
 
     from docalign.models.alignment import ImageEncoderConfig
     from docalign.models.freezing import match_parameters
 
-    patterns = json.loads(collapse.VARIANTS["vit_vectors_frozen"]["model.init_args.freeze"])
-    model = system(data, image_encoder=ImageEncoderConfig(hidden_size=24, num_layers=2, num_heads=2), freeze=patterns)
-    hits = match_parameters(model, patterns)
-    assert all(p.dim() == 1 or name.endswith(("cls_token", "pos_embed")) for name, p in hits.items())
-    assert all(name.startswith("alignment.encoders.image.vit.") and not p.requires_grad for name, p in hits.items())
-    assert {"alignment.encoders.image.vit.blocks.1.attn.qkv.bias", "alignment.encoders.image.vit.norm.weight"} <= set(
-        hits
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    vit = "alignment.encoders.image.vit."
+    config = ImageEncoderConfig(hidden_size=24, num_layers=2, num_heads=2, patch_stem="craft_vgg16_bn")
+    model = system(data, image_encoder=config)
+    hits = {
+        name: match_parameters(model, json.loads(collapse.VARIANTS[name]["model.init_args.freeze"]))
+        for name in ("vit_vectors_frozen", "stem_projection_frozen", "vit_blocks_frozen")
+    }
+    assert all(n.startswith(vit) for found in hits.values() for n in found)  # never the momentum twin or the text
+    vectors = hits["vit_vectors_frozen"]
+    assert all(p.dim() == 1 or n.endswith(("cls_token", "pos_embed")) for n, p in vectors.items())
+    assert {vit + "blocks.1.attn.qkv.bias", vit + "norm.weight", vit + "cls_token"} <= set(vectors)
+    assert not any("patch_embed" in n for n in vectors)  # the stem's BatchNorm vectors are not the ViT's
+    assert set(hits["stem_projection_frozen"]) == {vit + "patch_embed.proj.1.weight", vit + "patch_embed.proj.1.bias"}
+    blocks = set(hits["vit_blocks_frozen"])
+    assert blocks == {n for n, _ in model.named_parameters() if n.startswith(vit + "blocks.")}
+    assert vit + "blocks.1.mlp.fc2.weight" in blocks and vit + "cls_token" not in blocks
+    frozen = system(
+        data, image_encoder=config, freeze=json.loads(collapse.VARIANTS["vit_blocks_frozen"]["model.init_args.freeze"])
     )
-    assert model.alignment.encoders.image.vit.blocks[1].attn.qkv.weight.requires_grad  # matrices still train
+    assert not frozen.alignment.encoders.image.vit.blocks[0].attn.qkv.weight.requires_grad
+    assert frozen.alignment.encoders.image.vit.patch_embed.proj[1].weight.requires_grad
 
 
 def test_the_table_reads_each_steps_diagnostics_from_tensorboard(collapse, tmp_path, monkeypatch):

@@ -126,6 +126,10 @@ def test_saved_ranker_loads_safely_and_predicts_the_same(tmp_path: Path) -> None
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"other.json: field 'models.effective_date' is not a key model"):
         KleisterRanker.load(bad)
+    for models in ({}, None, [1]):  # a ranker without key models would predict nothing, silently
+        bad.write_text(json.dumps({**data, "models": models}))
+        with pytest.raises(ValueError, match=r"other.json: field 'models' must map at least one key"):
+            KleisterRanker.load(bad)
     for text, found in (("[1, 2]", "field 'format' is 'list'"), ("{not json", "not JSON")):
         bad.write_text(text)
         with pytest.raises(ValueError, match=f"other.json is not a Kleister ranker.*{found}"):

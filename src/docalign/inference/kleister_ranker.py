@@ -341,8 +341,12 @@ class KleisterRanker:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         if found != FORMAT:
             raise ValueError(f"{path} is not a Kleister ranker ({FORMAT}): field 'format' is {found!r}")
+        if not isinstance(data.get("models"), dict) or not data["models"]:
+            raise ValueError(
+                f"{path}: field 'models' must map at least one key to its model, got {data.get('models')!r}"
+            )
         models = {}
-        for key, m in (data.get("models") or {}).items():
+        for key, m in data["models"].items():
             if key not in KEYS:
                 raise ValueError(f"{path}: field 'models' has an unknown key {key!r} (known: {', '.join(KEYS)})")
             try:
