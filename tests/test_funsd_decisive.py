@@ -220,6 +220,43 @@ def test_report_tables_show_a_partial_matrix(decisive, tmp_path):
     assert "| funsd_aet_no_pita - funsd_aet | -0.2200 (n=1) |" in differences
 
 
+def test_the_ablation_answer_names_each_term_and_waits_for_two_paired_seeds(decisive, tmp_path):
+    aet = [0.50, 0.40, 0.60]
+    for seed, value in enumerate(aet, 1):
+        write_run(tmp_path, "funsd_aet", seed, {"test/f1": value, "test/f1_segments": value + 0.2})
+    # no_pita is clearly lower on both metrics (-0.10, -0.11, -0.09); the others wobble around 0
+    shifts = {
+        "ditc": [0.01, -0.02, 0.01],
+        "imc": [-0.01, 0.02, -0.01],
+        "glitc": [0.0, 0.01, -0.01],
+        "pita": [-0.10, -0.11, -0.09],
+    }
+    for term, deltas in shifts.items():
+        for seed, (value, delta) in enumerate(zip(aet, deltas), 1):
+            if term == "ditc" and seed > 1:
+                continue  # one seed only at first
+            write_run(
+                tmp_path,
+                f"funsd_aet_no_{term}",
+                seed,
+                {"test/f1": value + delta, "test/f1_segments": value + 0.2 + delta},
+            )
+    _, scores = decisive.results_table(list(decisive.MATRIX), tmp_path)
+    text = decisive.ablation_answer(decisive.differences_table(scores)[1])
+    assert text.startswith("Not every ablation has 2 paired seeds yet.")
+    assert "Without DITC (`funsd_aet_no_ditc` - `funsd_aet`): `test/f1`: fewer than 2 paired seeds" in text
+    for seed in (2, 3):
+        value, delta = aet[seed - 1], shifts["ditc"][seed - 1]
+        write_run(
+            tmp_path, "funsd_aet_no_ditc", seed, {"test/f1": value + delta, "test/f1_segments": value + 0.2 + delta}
+        )
+    _, scores = decisive.results_table(list(decisive.MATRIX), tmp_path)
+    text = decisive.ablation_answer(decisive.differences_table(scores)[1])
+    assert text.startswith("2 of the 8 ablation differences exclude 0.")
+    assert "Without PITA (`funsd_aet_no_pita` - `funsd_aet`): `test/f1`: lower by 0.1000" in text
+    assert "Without IMC (`funsd_aet_no_imc` - `funsd_aet`): `test/f1`: no difference established" in text
+
+
 def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
     """``alignment_reading`` is derived from the runs' logged diagnostics: collapsed vs apart image streams, DITC
     against its chance level, PITA's matched - mismatched gap; a run without diagnostics is left out."""
