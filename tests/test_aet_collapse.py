@@ -102,13 +102,13 @@ def test_the_table_reads_each_steps_diagnostics_from_tensorboard(collapse, tmp_p
 def bearing_runs(collapse) -> dict:
     """Per-variant scalars shaped like the committed probes (12 steps), every fact of ``READING`` true."""
     collapsed = [0.908, 0.95, 0.98, 0.999] + [1.0] * 8
-    data = {variant: {"train/diag/image_cls_cos": list(collapsed)} for variant in collapse.VARIANTS}
-    data["encoder_lr_1e-4"]["train/diag/image_cls_cos"] = [0.908] * 11 + [0.991]
-    data["encoder_lr_1e-5"]["train/diag/image_cls_cos"] = [0.908] * 11 + [0.895]
-    data["vit_blocks_frozen"] = {"train/diag/image_cls_cos": [0.908] * 11 + [0.970], "val/diag/image_cls_cos": [0.975]}
-    data["as_selected"]["train/diag/imc_under_chance"] = [2.022]
-    data["as_selected"]["train/diag/imc_under_batch_chance"] = [-0.463]
-    return data
+    runs = {variant: {"train/diag/image_cls_cos": list(collapsed)} for variant in collapse.VARIANTS}
+    runs["encoder_lr_1e-4"]["train/diag/image_cls_cos"] = [0.908] * 11 + [0.991]
+    runs["encoder_lr_1e-5"]["train/diag/image_cls_cos"] = [0.908] * 11 + [0.895]
+    runs["vit_blocks_frozen"] = {"train/diag/image_cls_cos": [0.908] * 11 + [0.970], "val/diag/image_cls_cos": [0.975]}
+    runs["as_selected"]["train/diag/imc_under_chance"] = [2.022]
+    runs["as_selected"]["train/diag/imc_under_batch_chance"] = [-0.463]
+    return runs
 
 
 def test_the_written_reading_is_kept_only_where_the_runs_bear_it_out(collapse):
@@ -117,14 +117,14 @@ def test_the_written_reading_is_kept_only_where_the_runs_bear_it_out(collapse):
         "candidates": {"select_craft": {"val/f1": 0.349}, "select_craft_slow": {"val/f1": 0.332},
                        "select_craft_gate_pita_slow": {"val/f1": 0.338}},
     }  # fmt: skip
-    data = bearing_runs(collapse)
-    assert collapse.reading_fails(data, 12, selection) == []
+    runs = bearing_runs(collapse)
+    assert collapse.reading_fails(runs, 12, selection) == []
     # a freeze that changes the curve, a batch that is told apart, a slow candidate that wins, a variant not run
-    data["vit_vectors_frozen"]["train/diag/image_cls_cos"][7] = 0.95
-    data["task_only"]["train/diag/ditc_under_batch_chance"] = [0.2]
+    runs["vit_vectors_frozen"]["train/diag/image_cls_cos"][7] = 0.95
+    runs["task_only"]["train/diag/ditc_under_batch_chance"] = [0.2]
     selection["candidates"]["select_craft_slow"]["val/f1"] = 0.36
-    del data["encoder_lr_1e-5"]
-    fails = collapse.reading_fails(data, 12, selection)
+    del runs["encoder_lr_1e-5"]
+    fails = collapse.reading_fails(runs, 12, selection)
     assert fails == [
         "`encoder_lr_1e-5` stays within 0.02 of its start",
         "`vit_vectors_frozen` equals `as_selected` to the third decimal",
