@@ -405,9 +405,11 @@ COLLAPSED_COS = 0.99  # validation image CLS cosine above this: every page gives
 
 
 def last_diagnostics(name: str, runs: Path) -> dict[str, float]:
-    """tag -> the last logged value of each ``val/diag`` tag, mean over ``name``'s finished seeds."""
+    """tag -> the last logged value of each ``val/diag`` tag and of training's DITC and IMC under the batch's chance
+    level, mean over ``name``'s finished seeds."""
     tags = ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance"]
     tags += ["val/diag/pita_matched", "val/diag/pita_mismatched"]
+    tags += [f"train/diag/{term}_under_batch_chance" for term in ("ditc", "imc")]
     logged = curves(name, tags, runs).values()  # read each run's events once
     out = {}
     for tag in tags:
@@ -458,6 +460,8 @@ def alignment_reading(names: list[str], runs: Path) -> str:
             f"{max(gaps.values()):+.2f} nats (above 0: worse than guessing; the training-side `*_under_batch_chance` in "
             "the diagnostics table says whether the training pages are told apart)."
         )
+    if apart:
+        parts.append(training_pages_reading(apart, found))
     pita = {
         name: d["val/diag/pita_matched"] - d["val/diag/pita_mismatched"]
         for name, d in found.items()
@@ -473,6 +477,33 @@ def alignment_reading(names: list[str], runs: Path) -> str:
             "their own words."
         )
     return " ".join(parts)
+
+
+def training_pages_reading(apart: list[str], found: dict[str, dict[str, float]]) -> str:
+    """Whether the configurations whose image stream stays apart on validation tell their *training* pages apart:
+    training DITC and IMC against the batch's own chance level (``*_under_batch_chance``, above 0: told apart)."""
+    logged = [name for name in apart if "train/diag/ditc_under_batch_chance" in found[name]]
+    if not logged:
+        return f"Whether {', '.join(f'`{n}`' for n in apart)} tell their training pages apart is not known: no run of theirs logged `*_under_batch_chance`."
+    cells = []
+    for name in logged:
+        values = [f"{term.upper()} {found[name][tag]:+.2f}" for term in ("ditc", "imc")
+                  if (tag := f"train/diag/{term}_under_batch_chance") in found[name]]  # fmt: skip
+        cells.append(f"`{name}` {', '.join(values)}")
+    told = [name for name in logged if found[name]["train/diag/ditc_under_batch_chance"] > 0]
+    text = (
+        f"Training pages, of those kept apart (last training step, nats under the batch's chance log(B); above 0: "
+        f"told apart): {'; '.join(cells)}: "
+        + (
+            f"{', '.join(f'`{n}`' for n in told)} tell their training pages apart through DITC but not new ones."
+            if told
+            else "none of them tells even its training pages apart through DITC."
+        )
+    )
+    missing = [name for name in apart if name not in logged]
+    if missing:
+        text += f" {', '.join(f'`{n}`' for n in missing)} did not log it (runs from before it was added)."
+    return text
 
 
 def plot(rows: list[str], tag: str, path: Path, runs: Path) -> None:

@@ -266,7 +266,8 @@ def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
         run = write_run(tmp_path, row, 1)
         writer = SummaryWriter(str(run))
         for name, value in values.items():
-            writer.add_scalar(f"val/diag/{name}", value, 10)
+            where = "train" if name.endswith("_under_batch_chance") else "val"
+            writer.add_scalar(f"{where}/diag/{name}", value, 10)
         writer.close()
 
     logged(
@@ -279,6 +280,7 @@ def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
     assert "`select_craft_slow` keep pages apart (cosine 0.850-0.850)" in text
     assert "None tells the validation pages apart" in text and "from +0.50 to +1.50 nats" in text
     assert "at most +0.000 (`funsd_aet`)" in text
+    assert "Whether `select_craft_slow` tell their training pages apart is not known" in text
     logged(
         "select_craft_gate",
         image_cls_cos=0.8,
@@ -287,6 +289,13 @@ def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
         pita_matched=0.5,
         pita_mismatched=0.3,
     )
+    logged("funsd_aet_no_pita", image_cls_cos=0.95, ditc_under_batch_chance=-2.36, imc_under_batch_chance=0.27)
+    text = decisive.alignment_reading(["funsd_aet", "funsd_aet_no_pita", "select_craft_slow"], tmp_path)
+    assert (
+        "(last training step, nats under the batch's chance log(B); above 0: told apart): `funsd_aet_no_pita` "
+        "DITC -2.36, IMC +0.27: none of them tells even its training pages apart through DITC. "
+        "`select_craft_slow` did not log it"
+    ) in text
     text = decisive.alignment_reading(["funsd_aet", "select_craft_gate"], tmp_path)
     assert "`select_craft_gate` tell the validation pages apart through DITC better than chance" in text
     assert "reaches +0.200 (`select_craft_gate`): patches do move" in text
