@@ -252,9 +252,29 @@ def test_the_ablation_answer_names_each_term_and_waits_for_two_paired_seeds(deci
         )
     _, scores = decisive.results_table(list(decisive.MATRIX), tmp_path)
     text = decisive.ablation_answer(decisive.differences_table(scores)[1])
-    assert text.startswith("2 of the 8 ablation differences exclude 0.")
+    assert text.startswith(
+        "2 of the 8 differences exclude 0 at 95% (`funsd_aet_no_pita` `test/f1`, `funsd_aet_no_pita` "
+        "`test/f1_segments`), where about 0.4 would by chance alone; at the Bonferroni level (99.38% each) 2 do: "
+        "`funsd_aet_no_pita` `test/f1`, `funsd_aet_no_pita` `test/f1_segments`. Without DITC"
+    )
     assert "Without PITA (`funsd_aet_no_pita` - `funsd_aet`): `test/f1`: lower by 0.1000" in text
     assert "Without IMC (`funsd_aet_no_imc` - `funsd_aet`): `test/f1`: no difference established" in text
+    # two seeds whose differences happen to agree exclude 0 at 95%, not at the Bonferroni level; the answer waits
+    diff = decisive.paired_difference({1: 0.510, 2: 0.511}, {1: 0.50, 2: 0.50})
+    assert decisive.excludes_zero(diff) and not decisive.excludes_zero(diff, 1 - 0.05 / 8)
+    two = {
+        key: decisive.paired_difference({1: 0.5, 2: 0.6}, {1: 0.5, 2: 0.5})
+        for key in [
+            (f"funsd_aet_no_{t}", "funsd_aet", m) for t in decisive.TERMS for m in ("test/f1", "test/f1_segments")
+        ]
+    }
+    two["funsd_aet_no_glitc", "funsd_aet", "test/f1"] = diff
+    text = decisive.ablation_answer(two)
+    assert text.startswith("1 of the 8 differences exclude 0 at 95% (`funsd_aet_no_glitc` `test/f1`)")
+    assert (
+        "at the Bonferroni level (99.38% each) 0 do: no term is shown to matter. Provisional: some ablations have 2"
+        in text
+    )
 
 
 def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
