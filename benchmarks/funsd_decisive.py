@@ -583,7 +583,7 @@ def ablation_answer(diffs: dict, planned: int = 3) -> str:
     else:
         named = ", ".join(f"`{row}` `{metric}`" for row, _, metric in at95)
         summary = (
-            f"{len(at95)} of the {len(keys)} differences exclude 0 at 95%"
+            f"{len(at95)} of the {len(keys)} differences {'excludes' if len(at95) == 1 else 'exclude'} 0 at 95%"
             + (f" ({named})" if at95 else "")
             + f", where about {0.05 * len(keys):.1f} would by chance alone; at the Bonferroni level ({adjusted:.2%} "
             f"each) {len(strict)} do"

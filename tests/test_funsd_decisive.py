@@ -270,7 +270,7 @@ def test_the_ablation_answer_names_each_term_and_waits_for_two_paired_seeds(deci
     }
     two["funsd_aet_no_glitc", "funsd_aet", "test/f1"] = diff
     text = decisive.ablation_answer(two)
-    assert text.startswith("1 of the 8 differences exclude 0 at 95% (`funsd_aet_no_glitc` `test/f1`)")
+    assert text.startswith("1 of the 8 differences excludes 0 at 95% (`funsd_aet_no_glitc` `test/f1`)")
     assert (
         "at the Bonferroni level (99.38% each) 0 do: no term is shown to matter. Provisional: some ablations have 2"
         in text
