@@ -616,7 +616,11 @@ def report(args: argparse.Namespace) -> None:
         same = all(a.get(m) == b.get(m) for m in ("test/f1", "test/f1_segments"))
         reproduced = (
             f" `funsd_aet` seed {SELECTION_SEED} is a rerun of the selection's `{chosen}` run: its test scores "
-            + ("are identical (deterministic runs)." if same else f"differ (test/f1 {a['test/f1']:.4f} vs {b['test/f1']:.4f}).")
+            + (
+                "are identical (deterministic runs)."
+                if same
+                else f"differ (test/f1 {a['test/f1']:.4f} vs {b['test/f1']:.4f})."
+            )
         )
     text = f"""Written by `python benchmarks/funsd_decisive.py report` on {machine()}.
 
