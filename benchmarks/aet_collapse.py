@@ -212,9 +212,10 @@ def reading_fails(data: dict[str, dict[str, list[float]]], steps: int, selection
 
 def reading(data: dict[str, dict[str, list[float]]], steps: int) -> str:
     """``READING`` where every fact it states holds for these runs; otherwise what no longer holds (read the table)."""
-    path = REPO / "docs" / "runs" / "funsd_decisive" / "selection.json"
-    selection = json.loads(path.read_text()) if path.exists() else None
-    fails = reading_fails(data, steps, selection)
+    from funsd_decisive import RUNS as DECISIVE_RUNS
+    from funsd_decisive import read_selection
+
+    fails = reading_fails(data, steps, read_selection(DECISIVE_RUNS) or None)
     if not fails:
         return READING
     return (

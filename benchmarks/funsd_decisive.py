@@ -216,8 +216,6 @@ def best_val(metrics: dict, curve: list[tuple[int, float]], tag: str) -> Optiona
 def paired_difference(values: dict[int, float], reference: dict[int, float], level: float = 0.95) -> Optional[dict]:
     """``values - reference`` over the seeds both have: n, mean, std (n-1) and the ``level`` t interval of the mean
     (n-1 degrees of freedom; bounds None below 2 seeds). None when no seed is shared."""
-    from scipy.stats import t
-
     seeds = sorted(set(values) & set(reference))
     if not seeds:
         return None
@@ -226,9 +224,16 @@ def paired_difference(values: dict[int, float], reference: dict[int, float], lev
     out = {"seeds": seeds, "n": len(diffs), "mean": mean, "std": None, "low": None, "high": None}
     if len(diffs) >= 2:
         std = statistics.stdev(diffs)
-        half = t.ppf(0.5 + level / 2, len(diffs) - 1) * std / math.sqrt(len(diffs))
+        half = t_half_width(std, len(diffs), level)
         out.update(std=std, low=mean - half, high=mean + half)
     return out
+
+
+def t_half_width(std: float, n: int, level: float) -> float:
+    """Half the width of the ``level`` t interval of a mean of ``n`` values with sample std ``std`` (n-1 dof)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
 
 
 def difference_cell(diff: Optional[dict]) -> str:
@@ -404,44 +409,68 @@ def diagnostics_table(rows: list[str], runs: Path) -> str:
 COLLAPSED_COS = 0.99  # validation image CLS cosine above this: every page gives (nearly) the same feature
 
 
+DIAG_LAST_TAGS = ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance"]
+DIAG_LAST_TAGS += ["val/diag/pita_matched", "val/diag/pita_mismatched"]
+DIAG_LAST_TAGS += [f"train/diag/{term}_under_batch_chance" for term in ("ditc", "imc")]
+
+
+def seed_diagnostics(name: str, runs: Path) -> dict[int, dict[str, float]]:
+    """seed -> tag -> the last logged value of each ``val/diag`` tag and of training's DITC and IMC under the batch's
+    chance level, for each of ``name``'s finished seeds (each run's events read once)."""
+    return {
+        seed: {tag: values[tag][-1][1] for tag in DIAG_LAST_TAGS if values.get(tag)}
+        for seed, values in curves(name, DIAG_LAST_TAGS, runs).items()
+    }
+
+
 def last_diagnostics(name: str, runs: Path) -> dict[str, float]:
-    """tag -> the last logged value of each ``val/diag`` tag and of training's DITC and IMC under the batch's chance
-    level, mean over ``name``'s finished seeds."""
-    tags = ["val/diag/image_cls_cos", "val/diag/ditc_batch", "val/diag/ditc_batch_chance"]
-    tags += ["val/diag/pita_matched", "val/diag/pita_mismatched"]
-    tags += [f"train/diag/{term}_under_batch_chance" for term in ("ditc", "imc")]
-    logged = curves(name, tags, runs).values()  # read each run's events once
+    """tag -> ``seed_diagnostics``' value, mean over ``name``'s finished seeds."""
+    seeds = seed_diagnostics(name, runs).values()
     out = {}
-    for tag in tags:
-        last = [values[tag][-1][1] for values in logged if values.get(tag)]
+    for tag in DIAG_LAST_TAGS:
+        last = [values[tag] for values in seeds if tag in values]
         if last:
             out[tag] = statistics.mean(last)
     return out
 
 
 def alignment_reading(names: list[str], runs: Path) -> str:
-    """What the validation diagnostics of the AET rows and candidates say about why AET does (not) help: how many
-    have a collapsed image stream, whether any tells validation pages apart through DITC better than chance, and the
-    largest PITA matched - mismatched gap. Derived from the runs, so it changes with them."""
-    found = {name: last_diagnostics(name, runs) for name in names}
-    found = {name: d for name, d in found.items() if "val/diag/image_cls_cos" in d}
-    if not found:
+    """What the validation diagnostics of the AET rows and candidates say about why AET does (not) help: which have a
+    collapsed image stream (judged seed by seed: a mean over seeds would call a row apart that collapsed in most of
+    them), whether any tells validation pages apart through DITC better than chance, whether those kept apart tell
+    their training pages apart, and the largest PITA matched - mismatched gap. Derived from the runs."""
+    cos_tag = "val/diag/image_cls_cos"
+    by_seed = {name: seed_diagnostics(name, runs) for name in names}
+    by_seed = {n: {s: d for s, d in seeds.items() if cos_tag in d} for n, seeds in by_seed.items()}
+    by_seed = {n: seeds for n, seeds in by_seed.items() if seeds}
+    if not by_seed:
         return "No AET run with validation diagnostics has finished yet."
-    cos = {name: d["val/diag/image_cls_cos"] for name, d in found.items()}
-    collapsed = [name for name in found if cos[name] > COLLAPSED_COS]
-    apart = [name for name in found if cos[name] <= COLLAPSED_COS]
-    parts = [
-        f"On validation, {len(collapsed)} of the {len(found)} AET configurations with diagnostics (rows and selection "
-        f"candidates) have a collapsed image stream (CLS cosine above {COLLAPSED_COS}"
+    found = {name: last_diagnostics(name, runs) for name in by_seed}
+    apart_seeds = {n: [s for s, d in seeds.items() if d[cos_tag] <= COLLAPSED_COS] for n, seeds in by_seed.items()}
+    collapsed = [n for n in by_seed if not apart_seeds[n]]
+    apart = [n for n in by_seed if len(apart_seeds[n]) == len(by_seed[n])]
+    mixed = [n for n in by_seed if n not in collapsed and n not in apart]
+
+    def cosines(name: str, seeds: list[int]) -> str:
+        values = [by_seed[name][s][cos_tag] for s in seeds]
+        return f"{min(values):.3f}" + (f"-{max(values):.3f}" if len(values) > 1 else "")
+
+    text = (
+        f"On validation, {len(collapsed)} of the {len(by_seed)} AET configurations with diagnostics (rows and "
+        f"selection candidates) have a collapsed image stream in every seed (CLS cosine above {COLLAPSED_COS}"
         + (f": {', '.join(f'`{n}`' for n in collapsed)}" if collapsed else "")
         + ")"
-        + (
-            f"; {', '.join(f'`{n}`' for n in apart)} keep pages apart (cosine "
-            f"{min(cos[n] for n in apart):.3f}-{max(cos[n] for n in apart):.3f})."
-            if apart
-            else "."
+    )
+    if apart:
+        text += f"; {', '.join(f'`{n}` ({cosines(n, apart_seeds[n])})' for n in apart)} keep pages apart in every seed"
+    for name in mixed:
+        others = [s for s in by_seed[name] if s not in apart_seeds[name]]
+        text += (
+            f"; `{name}` keeps them apart in {len(apart_seeds[name])} of its {len(by_seed[name])} seeds only "
+            f"(seed {', '.join(map(str, apart_seeds[name]))}: {cosines(name, apart_seeds[name])}; the others "
+            f"{cosines(name, others)})"
         )
-    ]
+    parts = [text + "."]
     gaps = {
         name: d["val/diag/ditc_batch"] - d["val/diag/ditc_batch_chance"]
         for name, d in found.items()
@@ -460,8 +489,9 @@ def alignment_reading(names: list[str], runs: Path) -> str:
             f"{max(gaps.values()):+.2f} nats (above 0: worse than guessing; the training-side `*_under_batch_chance` in "
             "the diagnostics table says whether the training pages are told apart)."
         )
-    if apart:
-        parts.append(training_pages_reading(apart, found))
+    runs_apart = [(n, s) for n in by_seed for s in apart_seeds[n]]
+    if runs_apart:
+        parts.append(training_pages_reading(runs_apart, by_seed))
     pita = {
         name: d["val/diag/pita_matched"] - d["val/diag/pita_mismatched"]
         for name, d in found.items()
@@ -479,31 +509,31 @@ def alignment_reading(names: list[str], runs: Path) -> str:
     return " ".join(parts)
 
 
-def training_pages_reading(apart: list[str], found: dict[str, dict[str, float]]) -> str:
-    """Whether the configurations whose image stream stays apart on validation tell their *training* pages apart:
-    training DITC and IMC against the batch's own chance level (``*_under_batch_chance``, above 0: told apart)."""
-    logged = [name for name in apart if "train/diag/ditc_under_batch_chance" in found[name]]
+def training_pages_reading(runs_apart: list[tuple[str, int]], by_seed: dict[str, dict[int, dict[str, float]]]) -> str:
+    """Whether the runs (configuration, seed) whose image stream stays apart on validation tell their *training* pages
+    apart: training DITC and IMC against the batch's own chance level (``*_under_batch_chance``, above 0: told
+    apart)."""
+    ditc, imc = (f"train/diag/{term}_under_batch_chance" for term in ("ditc", "imc"))
+    logged = [(n, s) for n, s in runs_apart if ditc in by_seed[n][s]]
+    missing = sorted({n for n, s in runs_apart if (n, s) not in logged})
+    unlogged = f"{', '.join(f'`{n}`' for n in missing)} did not log it (runs from before it was added)."
     if not logged:
-        return f"Whether {', '.join(f'`{n}`' for n in apart)} tell their training pages apart is not known: no run of theirs logged `*_under_batch_chance`."
-    cells = []
-    for name in logged:
-        values = [f"{term.upper()} {found[name][tag]:+.2f}" for term in ("ditc", "imc")
-                  if (tag := f"train/diag/{term}_under_batch_chance") in found[name]]  # fmt: skip
-        cells.append(f"`{name}` {', '.join(values)}")
-    told = [name for name in logged if found[name]["train/diag/ditc_under_batch_chance"] > 0]
+        return f"Whether the runs kept apart tell their training pages apart is not known: {unlogged}"
+    cells = [
+        f"`{n}` seed {s} DITC {by_seed[n][s][ditc]:+.2f}" + (f", IMC {by_seed[n][s][imc]:+.2f}" if imc in by_seed[n][s] else "")
+        for n, s in logged
+    ]  # fmt: skip
+    told = [f"`{n}` seed {s}" for n, s in logged if by_seed[n][s][ditc] > 0]
     text = (
-        f"Training pages, of those kept apart (last training step, nats under the batch's chance log(B); above 0: "
+        "Training pages, in the runs kept apart (last training step, nats under the batch's chance log(B); above 0: "
         f"told apart): {'; '.join(cells)}: "
         + (
-            f"{', '.join(f'`{n}`' for n in told)} tell their training pages apart through DITC but not new ones."
+            f"{', '.join(told)} tell their training pages apart through DITC but not new ones."
             if told
             else "none of them tells even its training pages apart through DITC."
         )
     )
-    missing = [name for name in apart if name not in logged]
-    if missing:
-        text += f" {', '.join(f'`{n}`' for n in missing)} did not log it (runs from before it was added)."
-    return text
+    return text + (f" {unlogged}" if missing else "")
 
 
 def plot(rows: list[str], tag: str, path: Path, runs: Path) -> None:
@@ -555,12 +585,9 @@ def answer(diffs: dict) -> str:
 
 def excludes_zero(diff: Optional[dict], level: float = 0.95) -> bool:
     """Whether the paired difference's ``level`` t interval (n-1 degrees of freedom) lies on one side of 0."""
-    from scipy.stats import t
-
     if diff is None or diff["std"] is None:
         return False
-    half = t.ppf(0.5 + level / 2, diff["n"] - 1) * diff["std"] / math.sqrt(diff["n"])
-    return bool(abs(diff["mean"]) > half)
+    return abs(diff["mean"]) > t_half_width(diff["std"], diff["n"], level)
 
 
 def ablation_answer(diffs: dict, planned: int = 3) -> str:

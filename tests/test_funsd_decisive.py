@@ -296,11 +296,13 @@ def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
     logged("select_craft_slow", image_cls_cos=0.85, ditc_batch=2.5, ditc_batch_chance=2.0)
     write_run(tmp_path, "select_vit", 1)  # finished, no diagnostics
     text = decisive.alignment_reading(["funsd_aet", "select_craft_slow", "select_vit"], tmp_path)
-    assert "1 of the 2 AET configurations" in text and "above 0.99: `funsd_aet`)" in text
-    assert "`select_craft_slow` keep pages apart (cosine 0.850-0.850)" in text
+    assert "1 of the 2 AET configurations" in text and "in every seed (CLS cosine above 0.99: `funsd_aet`)" in text
+    assert "`select_craft_slow` (0.850) keep pages apart in every seed" in text
     assert "None tells the validation pages apart" in text and "from +0.50 to +1.50 nats" in text
     assert "at most +0.000 (`funsd_aet`)" in text
-    assert "Whether `select_craft_slow` tell their training pages apart is not known" in text
+    assert (
+        "Whether the runs kept apart tell their training pages apart is not known: `select_craft_slow` did not" in text
+    )
     logged(
         "select_craft_gate",
         image_cls_cos=0.8,
@@ -310,10 +312,17 @@ def test_the_why_reading_follows_the_validation_diagnostics(decisive, tmp_path):
         pita_mismatched=0.3,
     )
     logged("funsd_aet_no_pita", image_cls_cos=0.95, ditc_under_batch_chance=-2.36, imc_under_batch_chance=0.27)
+    # a second seed collapsed: the row is apart in 1 of 2 seeds (its mean, 0.975, would have called it apart)
+    run = write_run(tmp_path, "funsd_aet_no_pita", 2)
+    writer = SummaryWriter(str(run))
+    writer.add_scalar("val/diag/image_cls_cos", 1.0, 10)
+    writer.add_scalar("train/diag/ditc_under_batch_chance", 0.5, 10)  # not a run kept apart: not reported
+    writer.close()
     text = decisive.alignment_reading(["funsd_aet", "funsd_aet_no_pita", "select_craft_slow"], tmp_path)
+    assert "`funsd_aet_no_pita` keeps them apart in 1 of its 2 seeds only (seed 1: 0.950; the others 1.000)" in text
     assert (
         "(last training step, nats under the batch's chance log(B); above 0: told apart): `funsd_aet_no_pita` "
-        "DITC -2.36, IMC +0.27: none of them tells even its training pages apart through DITC. "
+        "seed 1 DITC -2.36, IMC +0.27: none of them tells even its training pages apart through DITC. "
         "`select_craft_slow` did not log it"
     ) in text
     text = decisive.alignment_reading(["funsd_aet", "select_craft_gate"], tmp_path)
